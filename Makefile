@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# dm-bgraph: QEMU's block-layer graph as device-mapper targets.
+#
+#   make            build dm-bgraph.ko for KVER (default: newest 6.1 kernel)
+#   make run        boot a VM, build a small named graph, use it, show it
+#   make check      every test: host unit tests, then selftests in VMs
+#   make bench      fio in a VM: bgraph vs. dm-linear, as ratios
+#   make unit       host unit tests only
+#   make C=1        sparse;  make W=1  extra warnings
+#
+# Each kernel gets its own build directory build/<release>/, a tree of
+# symlinks to the sources, so the two kernel generations never share
+# objects.  KDIR= overrides the kernel build tree.
+
+SHELL := /bin/bash
+SRC := $(CURDIR)
+
+# Newest installed release of each Debian generation we test.
+kver_of = $(shell ls /lib/modules 2>/dev/null | grep -E '^$(1)' | \
+	    grep -v -e rt -e cloud | sort -V | tail -n1)
+KVER_6_1 = $(call kver_of,6\.1\.[0-9]+-[0-9]+-amd64$$)
+KVER_6_12 = $(call kver_of,6\.12\.[0-9]+\+deb12-amd64$$)
+
+KVER ?= $(KVER_6_1)
+KDIR ?= /lib/modules/$(KVER)/build
+BUILD = $(SRC)/build/$(KVER)
+KO = $(BUILD)/dm-bgraph.ko
+
+MODULE_SRCS := Kbuild $(wildcard dm-bgraph/*.[ch] targets/*.[ch] jobs/*.[ch])
+
+KBUILD_ARGS := $(if $(C),C=$(C)) $(if $(W),W=$(W))
+
+.PHONY: all module modules-all unit check run bench setup clean sparse
+
+all: module
+
+module:
+	@test -n "$(KVER)" || { echo "no kernel headers found: run tools/setup" >&2; exit 1; }
+	@test -d "$(KDIR)" || { echo "no kernel build tree at $(KDIR)" >&2; exit 1; }
+	@mkdir -p $(BUILD)
+	@cd $(BUILD) && cp -rsf $(addprefix $(SRC)/,Kbuild dm-bgraph targets) .
+	$(MAKE) -C $(KDIR) M=$(BUILD) $(KBUILD_ARGS) modules
+
+# The module for every kernel the selftests boot.
+modules-all:
+	$(MAKE) module KVER=$(KVER_6_1)
+	$(MAKE) module KVER=$(KVER_6_12)
+
+sparse:
+	$(MAKE) modules-all C=2
+
+setup:
+	@tools/setup
+
+unit:
+	@$(MAKE) -s -C selftests/unit run
+
+check: setup
+	@selftests/run
+
+run: setup
+	@$(MAKE) -s module
+	@tools/vm-run -k 6.1 tools/demo.sh
+
+bench: setup
+	@$(MAKE) -s module
+	@tools/vm-run -k 6.1 -m 3072 tools/bench.sh
+
+clean:
+	rm -rf build
+	@$(MAKE) -s -C selftests/unit clean

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The configfs tree at /sys/kernel/config/bgraph/:
+ *
+ *   graph		every live edge, one per line: "<parent> <role> <child>"
+ *   op_blockers	the op-blocker table
+ *   nodes/<name>/	one directory per node, made and removed by the kernel
+ *	kind size read_only dev children parents permissions blockers
+ *
+ * The node directories follow the dm devices; users cannot mkdir or rmdir
+ * them.  Multi-line files are configfs binary attributes so that a large
+ * graph is never cut at a page.
+ */
+#include <linux/module.h>
+#include <linux/slab.h>
+
+#include "bgraph.h"
+
+#define BG_TEXT_MAX	(1024 * 1024)
+
+static inline struct bg_node *to_bg_node(struct config_item *item)
+{
+	return container_of(to_config_group(item), struct bg_node, group);
+}
+
+/* ---------------------------------------------------------------- */
+/* Text formatting (bg_graph_lock held)                             */
+/* ---------------------------------------------------------------- */
+
+/*
+ * Each formatter has snprintf() semantics through BG_EMIT(): called with
+ * buf == NULL it returns the size needed, which is how configfs binary
+ * attributes size their buffer before the read that fills it.
+ */
+static ssize_t bg_text_done(char *buf, size_t size, int len)
+{
+	if (!buf)
+		return len;
+	return min_t(size_t, len, size);
+}
+
+/* "file", "children.2", ...: the role of @e, in @role. */
+static const char *bg_edge_role(struct bg_edge *e, char *role, size_t size)
+{
+	bg_role_format(role, size, e->role, e->index);
+	return role;
+}
+
+static ssize_t bg_children_text(struct bg_node *node, char *buf, size_t size)
+{
+	struct bg_instance *inst;
+	struct bg_edge *e;
+	char role[32];
+	int len = 0;
+
+	list_for_each_entry(inst, &node->instances, entry) {
+		if (!bg_instance_live(inst))
+			continue;
+		list_for_each_entry(e, &inst->children, parent_entry)
+			BG_EMIT(buf, size, len, "%s %s\n",
+				bg_edge_role(e, role, sizeof(role)),
+				e->child->name);
+	}
+	return bg_text_done(buf, size, len);
+}
+
+static ssize_t bg_parents_text(struct bg_node *node, char *buf, size_t size)
+{
+	struct bg_edge *e;
+	char role[32];
+	int len = 0;
+
+	list_for_each_entry(e, &node->parents, child_entry) {
+		if (!bg_instance_live(e->parent))
+			continue;
+		BG_EMIT(buf, size, len, "%s %s\n", e->parent->node->name,
+			bg_edge_role(e, role, sizeof(role)));
+	}
+	return bg_text_done(buf, size, len);
+}
+
+static ssize_t bg_perms_text(struct bg_node *node, char *buf, size_t size)
+{
+	struct bg_instance *inst;
+	char perm[80], shared[80], role[32];
+	struct bg_edge *e;
+	int len = 0;
+
+	list_for_each_entry(inst, &node->instances, entry) {
+		if (!bg_instance_live(inst))
+			continue;
+		list_for_each_entry(e, &inst->children, parent_entry) {
+			bg_perm_format(perm, sizeof(perm), e->perm.perm);
+			bg_perm_format(shared, sizeof(shared), e->perm.shared);
+			BG_EMIT(buf, size, len, "%s %s perm=%s shared=%s\n",
+				bg_edge_role(e, role, sizeof(role)),
+				e->child->name, perm, shared);
+		}
+	}
+	return bg_text_done(buf, size, len);
+}
+
+static ssize_t bg_blockers_text(struct bg_node *node, char *buf, size_t size)
+{
+	struct bg_blocker *b;
+	int len = 0;
+
+	list_for_each_entry(b, &node->blockers, entry)
+		BG_EMIT(buf, size, len, "%s %s\n", bg_op_name(b->op), b->owner);
+	return bg_text_done(buf, size, len);
+}
+
+static ssize_t bg_graph_text(char *buf, size_t size)
+{
+	struct bg_instance *inst;
+	struct bg_node *node;
+	struct bg_edge *e;
+	char role[32];
+	int len = 0;
+
+	list_for_each_entry(node, &bg_nodes, entry) {
+		list_for_each_entry(inst, &node->instances, entry) {
+			if (!bg_instance_live(inst))
+				continue;
+			list_for_each_entry(e, &inst->children, parent_entry)
+				BG_EMIT(buf, size, len, "%s %s %s\n",
+					node->name,
+					bg_edge_role(e, role, sizeof(role)),
+					e->child->name);
+		}
+	}
+	return bg_text_done(buf, size, len);
+}
+
+/* ---------------------------------------------------------------- */
+/* nodes/<name>/                                                    */
+/* ---------------------------------------------------------------- */
+
+static ssize_t bg_node_kind_show(struct config_item *item, char *page)
+{
+	struct bg_node *node = to_bg_node(item);
+	ssize_t r;
+
+	mutex_lock(&bg_graph_lock);
+	r = sysfs_emit(page, "%s\n", node->kind);
+	mutex_unlock(&bg_graph_lock);
+	return r;
+}
+
+static ssize_t bg_node_size_show(struct config_item *item, char *page)
+{
+	struct bg_node *node = to_bg_node(item);
+	ssize_t r;
+
+	mutex_lock(&bg_graph_lock);
+	r = sysfs_emit(page, "%llu\n", bg_node_size(node));
+	mutex_unlock(&bg_graph_lock);
+	return r;
+}
+
+static ssize_t bg_node_read_only_show(struct config_item *item, char *page)
+{
+	struct bg_node *node = to_bg_node(item);
+	ssize_t r;
+
+	mutex_lock(&bg_graph_lock);
+	r = sysfs_emit(page, "%d\n", bg_node_read_only(node));
+	mutex_unlock(&bg_graph_lock);
+	return r;
+}
+
+static ssize_t bg_node_dev_show(struct config_item *item, char *page)
+{
+	struct bg_node *node = to_bg_node(item);
+
+	return sysfs_emit(page, "%u:%u\n", MAJOR(node->devt),
+			  MINOR(node->devt));
+}
+
+CONFIGFS_ATTR_RO(bg_node_, kind);
+CONFIGFS_ATTR_RO(bg_node_, size);
+CONFIGFS_ATTR_RO(bg_node_, read_only);
+CONFIGFS_ATTR_RO(bg_node_, dev);
+
+static struct configfs_attribute *bg_node_attrs[] = {
+	&bg_node_attr_kind,
+	&bg_node_attr_size,
+	&bg_node_attr_read_only,
+	&bg_node_attr_dev,
+	NULL,
+};
+
+#define BG_NODE_TEXT_ATTR(_name, _fn)					\
+static ssize_t bg_node_##_name##_read(struct config_item *item,	\
+				      void *buf, size_t size)		\
+{									\
+	ssize_t r;							\
+									\
+	mutex_lock(&bg_graph_lock);					\
+	r = _fn(to_bg_node(item), buf, size);				\
+	mutex_unlock(&bg_graph_lock);					\
+	return r;							\
+}									\
+CONFIGFS_BIN_ATTR_RO(bg_node_, _name, NULL, BG_TEXT_MAX)
+
+BG_NODE_TEXT_ATTR(children, bg_children_text);
+BG_NODE_TEXT_ATTR(parents, bg_parents_text);
+BG_NODE_TEXT_ATTR(permissions, bg_perms_text);
+BG_NODE_TEXT_ATTR(blockers, bg_blockers_text);
+
+static struct configfs_bin_attribute *bg_node_bin_attrs[] = {
+	&bg_node_attr_children,
+	&bg_node_attr_parents,
+	&bg_node_attr_permissions,
+	&bg_node_attr_blockers,
+	NULL,
+};
+
+static void bg_node_release(struct config_item *item)
+{
+	kfree(to_bg_node(item));
+}
+
+static struct configfs_item_operations bg_node_item_ops = {
+	.release	= bg_node_release,
+};
+
+static const struct config_item_type bg_node_type = {
+	.ct_item_ops	= &bg_node_item_ops,
+	.ct_attrs	= bg_node_attrs,
+	.ct_bin_attrs	= bg_node_bin_attrs,
+	.ct_owner	= THIS_MODULE,
+};
+
+/* ---------------------------------------------------------------- */
+/* The root: graph, op_blockers, nodes/                             */
+/* ---------------------------------------------------------------- */
+
+static ssize_t bg_root_graph_read(struct config_item *item, void *buf,
+				  size_t size)
+{
+	ssize_t r;
+
+	mutex_lock(&bg_graph_lock);
+	r = bg_graph_text(buf, size);
+	mutex_unlock(&bg_graph_lock);
+	return r;
+}
+
+static ssize_t bg_root_op_blockers_read(struct config_item *item, void *buf,
+					size_t size)
+{
+	return bg_text_done(buf, size, bg_op_table_format(buf, size));
+}
+
+CONFIGFS_BIN_ATTR_RO(bg_root_, graph, NULL, BG_TEXT_MAX);
+CONFIGFS_BIN_ATTR_RO(bg_root_, op_blockers, NULL, BG_TEXT_MAX);
+
+static struct configfs_bin_attribute *bg_root_bin_attrs[] = {
+	&bg_root_attr_graph,
+	&bg_root_attr_op_blockers,
+	NULL,
+};
+
+static const struct config_item_type bg_root_type = {
+	.ct_bin_attrs	= bg_root_bin_attrs,
+	.ct_owner	= THIS_MODULE,
+};
+
+static const struct config_item_type bg_nodes_type = {
+	.ct_owner	= THIS_MODULE,
+};
+
+static struct config_group bg_nodes_group;
+
+static struct configfs_subsystem bg_subsys = {
+	.su_group = {
+		.cg_item = {
+			.ci_namebuf	= "bgraph",
+			.ci_type	= &bg_root_type,
+		},
+	},
+};
+
+int bg_configfs_add_node(struct bg_node *node)
+{
+	config_group_init_type_name(&node->group, node->name, &bg_node_type);
+	return configfs_register_group(&bg_nodes_group, &node->group);
+}
+
+void bg_configfs_remove_node(struct bg_node *node)
+{
+	configfs_unregister_group(&node->group);
+	config_group_put(&node->group);
+}
+
+int bg_configfs_init(void)
+{
+	config_group_init(&bg_subsys.su_group);
+	mutex_init(&bg_subsys.su_mutex);
+	config_group_init_type_name(&bg_nodes_group, "nodes", &bg_nodes_type);
+	configfs_add_default_group(&bg_nodes_group, &bg_subsys.su_group);
+	return configfs_register_subsystem(&bg_subsys);
+}
+
+void bg_configfs_exit(void)
+{
+	configfs_unregister_subsystem(&bg_subsys);
+}

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-bgraph: QEMU's block-layer graph as device-mapper targets.
+ * Module entry: the configfs tree, then one dm target type per node kind.
+ */
+#include <linux/module.h>
+
+#include "bgraph.h"
+
+#define DM_MSG_PREFIX "bgraph"
+
+static int __init dm_bgraph_init(void)
+{
+	int r;
+
+	r = bg_configfs_init();
+	if (r) {
+		DMERR("cannot register the configfs subsystem: %d", r);
+		return r;
+	}
+	r = bg_raw_init();
+	if (r) {
+		DMERR("cannot register target bgraph-raw: %d", r);
+		goto out_configfs;
+	}
+	return 0;
+
+out_configfs:
+	bg_configfs_exit();
+	return r;
+}
+
+static void __exit dm_bgraph_exit(void)
+{
+	bg_raw_exit();
+	bg_configfs_exit();
+}
+
+module_init(dm_bgraph_init);
+module_exit(dm_bgraph_exit);
+
+MODULE_DESCRIPTION("dm-bgraph: QEMU's block graph as device-mapper targets");
+MODULE_AUTHOR("dm-bgraph developers");
+MODULE_LICENSE("GPL");
+MODULE_ALIAS("dm-bgraph-raw");

@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-bgraph graph core: the node registry, instances, edges, permissions
+ * and op blockers.  See bgraph.h for the model and the locking rules.
+ */
+#include <linux/module.h>
+#include <linux/slab.h>
+
+#include "bgraph.h"
+
+#define DM_MSG_PREFIX "bgraph"
+
+/* Deepest chain of nodes the cycle check walks before refusing. */
+#define BG_MAX_DEPTH	64
+
+DEFINE_MUTEX(bg_graph_lock);
+LIST_HEAD(bg_nodes);
+
+/* Serialises node creation and removal with their configfs directories. */
+static DEFINE_MUTEX(bg_cfs_lock);
+
+static const char bg_kind_leaf[] = "host_device";
+
+/* ---------------------------------------------------------------- */
+/* Registry (bg_graph_lock held)                                    */
+/* ---------------------------------------------------------------- */
+
+static struct bg_node *bg_find_devt(dev_t devt)
+{
+	struct bg_node *node;
+
+	list_for_each_entry(node, &bg_nodes, entry)
+		if (node->devt == devt)
+			return node;
+	return NULL;
+}
+
+static struct bg_node *bg_find_name(const char *name)
+{
+	struct bg_node *node;
+
+	list_for_each_entry(node, &bg_nodes, entry)
+		if (!strcmp(node->name, name))
+			return node;
+	return NULL;
+}
+
+/*
+ * bg_node_get() - take a reference on the node of @devt, creating it (and
+ * its configfs directory) under @name when there is none.  bg_cfs_lock held.
+ */
+static struct bg_node *bg_node_get(dev_t devt, const char *name,
+				   const char *kind, char **error)
+{
+	struct bg_node *node, *fresh;
+	int r;
+
+	fresh = kzalloc(sizeof(*fresh), GFP_KERNEL);
+	if (!fresh) {
+		*error = "Cannot allocate a graph node";
+		return ERR_PTR(-ENOMEM);
+	}
+
+	mutex_lock(&bg_graph_lock);
+	node = bg_find_devt(devt);
+	if (node) {
+		node->refs++;
+		mutex_unlock(&bg_graph_lock);
+		kfree(fresh);
+		return node;
+	}
+	if (bg_find_name(name)) {
+		mutex_unlock(&bg_graph_lock);
+		kfree(fresh);
+		DMERR("node name %s is already used by another device", name);
+		*error = "Node name is already used by another device";
+		return ERR_PTR(-EEXIST);
+	}
+	node = fresh;
+	node->devt = devt;
+	strscpy(node->name, name, sizeof(node->name));
+	node->kind = kind;
+	node->refs = 1;
+	INIT_LIST_HEAD(&node->instances);
+	INIT_LIST_HEAD(&node->parents);
+	INIT_LIST_HEAD(&node->blockers);
+	list_add_tail(&node->entry, &bg_nodes);
+	mutex_unlock(&bg_graph_lock);
+
+	r = bg_configfs_add_node(node);
+	if (r) {
+		mutex_lock(&bg_graph_lock);
+		list_del(&node->entry);
+		mutex_unlock(&bg_graph_lock);
+		/* Not yet in configfs: the group's release frees it. */
+		config_group_put(&node->group);
+		*error = "Cannot create the node's configfs directory";
+		return ERR_PTR(r);
+	}
+	return node;
+}
+
+/* Drop a reference; the last one removes the node.  bg_cfs_lock held. */
+static void bg_node_put(struct bg_node *node)
+{
+	bool last;
+
+	mutex_lock(&bg_graph_lock);
+	last = !--node->refs;
+	if (last)
+		list_del(&node->entry);
+	mutex_unlock(&bg_graph_lock);
+
+	if (last)
+		bg_configfs_remove_node(node);	/* frees node */
+}
+
+u64 bg_node_size(struct bg_node *node)
+{
+	struct bg_edge *edge;
+
+	if (node->md)
+		return (u64)get_capacity(dm_disk(node->md)) << SECTOR_SHIFT;
+	edge = list_first_entry_or_null(&node->parents, struct bg_edge,
+					child_entry);
+	return edge ? bdev_nr_bytes(edge->dev->bdev) : 0;
+}
+
+bool bg_node_read_only(struct bg_node *node)
+{
+	struct bg_edge *edge;
+
+	if (node->md)
+		return get_disk_ro(dm_disk(node->md));
+	edge = list_first_entry_or_null(&node->parents, struct bg_edge,
+					child_entry);
+	return edge ? bdev_read_only(edge->dev->bdev) : false;
+}
+
+/* ---------------------------------------------------------------- */
+/* Permissions (bg_graph_lock held)                                 */
+/* ---------------------------------------------------------------- */
+
+/* The edges on @child, except those from instances of @skip, folded. */
+static struct bg_perm_acc bg_parents_acc(struct bg_node *child,
+					 struct bg_node *skip)
+{
+	struct bg_perm_acc acc = { 0, 0 };
+	struct bg_edge *edge;
+
+	list_for_each_entry(edge, &child->parents, child_entry)
+		if (edge->parent->node != skip)
+			bg_perm_acc_add(&acc, edge->perm);
+	return acc;
+}
+
+/*
+ * Make @child read-only for every opener while its edges say so, and give
+ * it back its own state when they stop saying so.  Writes that still reach
+ * one of our nodes are failed in its map (bg_node_write_blocked()), since
+ * the block layer only warns about writes to a read-only disk.
+ */
+static void bg_node_update_ro(struct bg_node *child, struct gendisk *disk)
+{
+	struct bg_perm_acc acc = bg_parents_acc(child, NULL);
+	bool ro = bg_perm_read_only(&acc);
+
+	WRITE_ONCE(child->write_blocked, ro);
+	if (ro && !child->ro_disk) {
+		child->ro_disk = disk;
+		child->ro_saved = get_disk_ro(disk);
+		set_disk_ro(disk, true);
+	} else if (!ro && child->ro_disk) {
+		set_disk_ro(child->ro_disk, child->ro_saved);
+		child->ro_disk = NULL;
+	}
+}
+
+/* Is @target reachable from @from through child edges? */
+static int bg_reaches(struct bg_node *from, struct bg_node *target,
+		      unsigned int depth)
+{
+	struct bg_instance *inst;
+	struct bg_edge *edge;
+	int r;
+
+	if (from == target)
+		return 1;
+	if (depth >= BG_MAX_DEPTH)
+		return -ELOOP;
+	list_for_each_entry(inst, &from->instances, entry) {
+		list_for_each_entry(edge, &inst->children, parent_entry) {
+			r = bg_reaches(edge->child, target, depth + 1);
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* Instances                                                        */
+/* ---------------------------------------------------------------- */
+
+struct bg_instance *bg_instance_create(struct dm_target *ti, const char *kind)
+{
+	struct mapped_device *md = dm_table_get_md(ti->table);
+	struct bg_instance *inst;
+	struct bg_blocker *b;
+	struct bg_node *node;
+
+	inst = kzalloc(sizeof(*inst), GFP_KERNEL);
+	if (!inst) {
+		ti->error = "Cannot allocate a node instance";
+		return ERR_PTR(-ENOMEM);
+	}
+	inst->ti = ti;
+	inst->kind = kind;
+	inst->writable = dm_table_get_mode(ti->table) & BG_OPEN_WRITE;
+	INIT_LIST_HEAD(&inst->children);
+
+	mutex_lock(&bg_cfs_lock);
+	node = bg_node_get(disk_devt(dm_disk(md)), dm_device_name(md), kind,
+			   &ti->error);
+	if (IS_ERR(node)) {
+		mutex_unlock(&bg_cfs_lock);
+		kfree(inst);
+		return ERR_CAST(node);
+	}
+
+	mutex_lock(&bg_graph_lock);
+	list_for_each_entry(b, &node->blockers, entry) {
+		if (bg_op_blocks(b->op, BG_OP_GRAPH_CHANGE)) {
+			DMERR("%s: table refused: %s by %s blocks graph changes",
+			      node->name, bg_op_name(b->op), b->owner);
+			ti->error = "Node is busy: a running operation blocks graph changes";
+			mutex_unlock(&bg_graph_lock);
+			bg_node_put(node);
+			mutex_unlock(&bg_cfs_lock);
+			kfree(inst);
+			return ERR_PTR(-EBUSY);
+		}
+	}
+	inst->node = node;
+	node->md = md;
+	node->kind = kind;
+	node->ninstances++;
+	list_add_tail(&inst->entry, &node->instances);
+	mutex_unlock(&bg_graph_lock);
+	mutex_unlock(&bg_cfs_lock);
+	return inst;
+}
+
+/* The name a child gets as a node: its dm name, else its kernel name. */
+static void bg_child_name(struct block_device *bdev, char *name, size_t len)
+{
+	struct mapped_device *md = dm_get_md(bdev->bd_dev);
+
+	if (md) {
+		strscpy(name, dm_device_name(md), len);
+		dm_put(md);
+	} else {
+		snprintf(name, len, "%pg", bdev);
+	}
+}
+
+int bg_instance_add_child(struct bg_instance *inst, const char *path,
+			  enum bg_role role, unsigned int index,
+			  struct dm_dev **devp)
+{
+	struct dm_target *ti = inst->ti;
+	struct bg_node *node = inst->node, *child;
+	bg_mode_t mode = dm_table_get_mode(ti->table);
+	struct bg_perm_acc acc;
+	struct bg_edge *edge;
+	char name[BG_NAME_LEN];
+	char role_name[32], pbuf[80], sbuf[80];
+	unsigned int bad;
+	int r;
+
+	if (role == BG_ROLE_BACKING)
+		mode = BG_OPEN_READ;
+
+	edge = kzalloc(sizeof(*edge), GFP_KERNEL);
+	if (!edge) {
+		ti->error = "Cannot allocate a graph edge";
+		return -ENOMEM;
+	}
+	edge->parent = inst;
+	edge->role = role;
+	edge->index = index;
+	edge->perm = bg_role_perms(role, mode & BG_OPEN_WRITE);
+	bg_role_format(role_name, sizeof(role_name), role, index);
+
+	r = dm_get_device(ti, path, mode, &edge->dev);
+	if (r) {
+		DMERR("%s: cannot open %s child %s: %d", node->name, role_name,
+		      path, r);
+		ti->error = "Cannot open the child device";
+		goto out_free;
+	}
+	if (edge->dev->bdev->bd_dev == node->devt) {
+		ti->error = "A node cannot be its own child";
+		r = -EINVAL;
+		goto out_put_dev;
+	}
+	bg_child_name(edge->dev->bdev, name, sizeof(name));
+
+	mutex_lock(&bg_cfs_lock);
+	child = bg_node_get(edge->dev->bdev->bd_dev, name, bg_kind_leaf,
+			    &ti->error);
+	if (IS_ERR(child)) {
+		r = PTR_ERR(child);
+		goto out_unlock_cfs;
+	}
+
+	mutex_lock(&bg_graph_lock);
+	r = bg_reaches(child, node, 0);
+	if (r) {
+		DMERR("%s: %s child %s would close a cycle in the graph",
+		      node->name, role_name, child->name);
+		ti->error = r < 0 ? "Graph is too deep" :
+				    "Child would close a cycle in the graph";
+		r = r < 0 ? r : -ELOOP;
+		goto out_unlock_graph;
+	}
+	acc = bg_parents_acc(child, node);
+	bad = bg_perm_conflict(&acc, edge->perm);
+	if (bad) {
+		bg_perm_format(pbuf, sizeof(pbuf), bad);
+		bg_perm_format(sbuf, sizeof(sbuf), edge->perm.perm);
+		DMERR("%s: %s child %s: permission conflict on %s (wants %s)",
+		      node->name, role_name, child->name, pbuf, sbuf);
+		ti->error = "Child permissions conflict with another parent";
+		r = -EPERM;
+		goto out_unlock_graph;
+	}
+	edge->child = child;
+	list_add_tail(&edge->parent_entry, &inst->children);
+	list_add_tail(&edge->child_entry, &child->parents);
+	bg_node_update_ro(child, edge->dev->bdev->bd_disk);
+	mutex_unlock(&bg_graph_lock);
+	mutex_unlock(&bg_cfs_lock);
+
+	*devp = edge->dev;
+	return 0;
+
+out_unlock_graph:
+	mutex_unlock(&bg_graph_lock);
+	bg_node_put(child);
+out_unlock_cfs:
+	mutex_unlock(&bg_cfs_lock);
+out_put_dev:
+	dm_put_device(ti, edge->dev);
+out_free:
+	kfree(edge);
+	return r;
+}
+
+void bg_instance_destroy(struct bg_instance *inst)
+{
+	struct bg_node *node = inst->node;
+	struct bg_edge *edge, *tmp;
+	struct bg_instance *other;
+	bool live_left = false;
+	LIST_HEAD(gone);
+
+	mutex_lock(&bg_cfs_lock);
+	mutex_lock(&bg_graph_lock);
+	list_for_each_entry_safe(edge, tmp, &inst->children, parent_entry) {
+		list_del(&edge->child_entry);
+		list_move_tail(&edge->parent_entry, &gone);
+		bg_node_update_ro(edge->child, edge->dev->bdev->bd_disk);
+	}
+	list_del(&inst->entry);
+	list_for_each_entry(other, &node->instances, entry)
+		if (other->ti->table == node->live_table)
+			live_left = true;
+	if (!live_left)
+		node->live_table = NULL;
+	if (!--node->ninstances) {
+		node->md = NULL;
+		node->kind = bg_kind_leaf;
+	}
+	mutex_unlock(&bg_graph_lock);
+
+	list_for_each_entry_safe(edge, tmp, &gone, parent_entry) {
+		dm_put_device(inst->ti, edge->dev);
+		bg_node_put(edge->child);
+		kfree(edge);
+	}
+	bg_node_put(node);
+	mutex_unlock(&bg_cfs_lock);
+	kfree(inst);
+}
+
+void bg_instance_resume(struct bg_instance *inst)
+{
+	struct bg_node *node = inst->node;
+	struct gendisk *disk = dm_disk(node->md);
+
+	mutex_lock(&bg_graph_lock);
+	node->live_table = inst->ti->table;
+	/*
+	 * dm's resume ioctl has just set the disk's read-only state from the
+	 * new table's mode; a backing edge above still wants it read-only.
+	 */
+	if (node->ro_disk == disk) {
+		node->ro_saved = !(dm_table_get_mode(inst->ti->table) &
+				   BG_OPEN_WRITE);
+		set_disk_ro(disk, true);
+	}
+	mutex_unlock(&bg_graph_lock);
+}
+
+/* ---------------------------------------------------------------- */
+/* Op blockers                                                      */
+/* ---------------------------------------------------------------- */
+
+int bg_op_block(struct bg_node **nodes, unsigned int n, enum bg_op op,
+		const char *owner, struct bg_block_set *set,
+		char *reason, size_t reason_len)
+{
+	struct bg_blocker *blockers, *b;
+	unsigned int i;
+
+	blockers = kcalloc(n, sizeof(*blockers), GFP_KERNEL);
+	if (!blockers)
+		return -ENOMEM;
+
+	mutex_lock(&bg_graph_lock);
+	for (i = 0; i < n; i++) {
+		list_for_each_entry(b, &nodes[i]->blockers, entry) {
+			if (!bg_op_blocks(b->op, op))
+				continue;
+			snprintf(reason, reason_len,
+				 "node %s: %s is blocked by %s (%s)",
+				 nodes[i]->name, bg_op_name(op),
+				 bg_op_name(b->op), b->owner);
+			mutex_unlock(&bg_graph_lock);
+			kfree(blockers);
+			return -EBUSY;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		blockers[i].op = op;
+		blockers[i].node = nodes[i];
+		strscpy(blockers[i].owner, owner, sizeof(blockers[i].owner));
+		list_add_tail(&blockers[i].entry, &nodes[i]->blockers);
+		nodes[i]->refs++;
+	}
+	mutex_unlock(&bg_graph_lock);
+
+	set->n = n;
+	set->blockers = blockers;
+	return 0;
+}
+
+void bg_op_unblock(struct bg_block_set *set)
+{
+	unsigned int i;
+
+	mutex_lock(&bg_cfs_lock);
+	mutex_lock(&bg_graph_lock);
+	for (i = 0; i < set->n; i++)
+		list_del(&set->blockers[i].entry);
+	mutex_unlock(&bg_graph_lock);
+	for (i = 0; i < set->n; i++)
+		bg_node_put(set->blockers[i].node);
+	mutex_unlock(&bg_cfs_lock);
+	kfree(set->blockers);
+	set->blockers = NULL;
+	set->n = 0;
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Parsing of untrusted table arguments.  Pure logic; see pure.h.  Every
+ * function returns 0 or a negative errno and, through @error where it takes
+ * one, a literal one-line reason for ti->error / the kernel log.
+ */
+#ifndef DM_BGRAPH_PARSE_H
+#define DM_BGRAPH_PARSE_H
+
+#include "pure.h"
+
+#define BG_SECTOR_SIZE 512u
+
+/* A plain decimal u64: digits only, no sign, no junk, no overflow. */
+int bg_parse_u64(const char *s, u64 *val);
+
+/*
+ * A byte count: decimal with an optional binary suffix k/K, M, G, T
+ * (QEMU's size syntax without fractions).
+ */
+int bg_parse_size(const char *s, u64 *bytes);
+
+/* The optional arguments of a bgraph-raw table line. */
+struct bg_raw_args {
+	u64 offset;		/* bytes into the child */
+	u64 size;		/* bytes of the window, 0 = to the end */
+	bool has_size;
+};
+
+/*
+ * bg_raw_parse_opts() - parse "[<#opt_args> <opt_args>...]", the words after
+ * <dev>: @argc words in @argv.  Keys: offset <bytes>, size <bytes>; both
+ * multiples of 512.
+ */
+int bg_raw_parse_opts(unsigned int argc, char **argv,
+		      struct bg_raw_args *a, const char **error);
+
+/*
+ * bg_raw_window() - check the window against a child of @dev_bytes and a
+ * target of @target_bytes; sets *@window to the window's length in bytes.
+ */
+int bg_raw_window(const struct bg_raw_args *a, u64 dev_bytes,
+		  u64 target_bytes, u64 *window, const char **error);
+
+#endif /* DM_BGRAPH_PARSE_H */
