@@ -28,15 +28,38 @@ static inline struct bg_node *to_bg_node(struct config_item *item)
 /* ---------------------------------------------------------------- */
 
 /*
- * Each formatter has snprintf() semantics through BG_EMIT(): called with
- * buf == NULL it returns the size needed, which is how configfs binary
- * attributes size their buffer before the read that fills it.
+ * Each formatter has snprintf() semantics through BG_EMIT(): it returns the
+ * length of the whole text, and with buf == NULL only measures it.
  */
-static ssize_t bg_text_done(char *buf, size_t size, int len)
+typedef int (*bg_text_fn)(struct bg_node *node, char *buf, size_t size);
+
+/*
+ * bg_text_read() - a configfs binary attribute read: configfs first asks for
+ * the size (buf == NULL), then for exactly that many bytes.  snprintf()
+ * needs room for a NUL the file must not contain, so fill a bounce buffer.
+ */
+static ssize_t bg_text_read(bg_text_fn fn, struct bg_node *node, void *buf,
+			    size_t size)
 {
-	if (!buf)
+	char *tmp;
+	int len;
+
+	if (!buf) {
+		mutex_lock(&bg_graph_lock);
+		len = fn(node, NULL, 0);
+		mutex_unlock(&bg_graph_lock);
 		return len;
-	return min_t(size_t, len, size);
+	}
+	tmp = kmalloc(size + 1, GFP_KERNEL);
+	if (!tmp)
+		return -ENOMEM;
+	mutex_lock(&bg_graph_lock);
+	len = fn(node, tmp, size + 1);
+	mutex_unlock(&bg_graph_lock);
+	len = min_t(size_t, len, size);
+	memcpy(buf, tmp, len);
+	kfree(tmp);
+	return len;
 }
 
 /* "file", "children.2", ...: the role of @e, in @role. */
@@ -46,7 +69,7 @@ static const char *bg_edge_role(struct bg_edge *e, char *role, size_t size)
 	return role;
 }
 
-static ssize_t bg_children_text(struct bg_node *node, char *buf, size_t size)
+static int bg_children_text(struct bg_node *node, char *buf, size_t size)
 {
 	struct bg_instance *inst;
 	struct bg_edge *e;
@@ -61,10 +84,10 @@ static ssize_t bg_children_text(struct bg_node *node, char *buf, size_t size)
 				bg_edge_role(e, role, sizeof(role)),
 				e->child->name);
 	}
-	return bg_text_done(buf, size, len);
+	return len;
 }
 
-static ssize_t bg_parents_text(struct bg_node *node, char *buf, size_t size)
+static int bg_parents_text(struct bg_node *node, char *buf, size_t size)
 {
 	struct bg_edge *e;
 	char role[32];
@@ -76,10 +99,10 @@ static ssize_t bg_parents_text(struct bg_node *node, char *buf, size_t size)
 		BG_EMIT(buf, size, len, "%s %s\n", e->parent->node->name,
 			bg_edge_role(e, role, sizeof(role)));
 	}
-	return bg_text_done(buf, size, len);
+	return len;
 }
 
-static ssize_t bg_perms_text(struct bg_node *node, char *buf, size_t size)
+static int bg_perms_text(struct bg_node *node, char *buf, size_t size)
 {
 	struct bg_instance *inst;
 	char perm[80], shared[80], role[32];
@@ -97,20 +120,20 @@ static ssize_t bg_perms_text(struct bg_node *node, char *buf, size_t size)
 				e->child->name, perm, shared);
 		}
 	}
-	return bg_text_done(buf, size, len);
+	return len;
 }
 
-static ssize_t bg_blockers_text(struct bg_node *node, char *buf, size_t size)
+static int bg_blockers_text(struct bg_node *node, char *buf, size_t size)
 {
 	struct bg_blocker *b;
 	int len = 0;
 
 	list_for_each_entry(b, &node->blockers, entry)
 		BG_EMIT(buf, size, len, "%s %s\n", bg_op_name(b->op), b->owner);
-	return bg_text_done(buf, size, len);
+	return len;
 }
 
-static ssize_t bg_graph_text(char *buf, size_t size)
+static int bg_graph_text(struct bg_node *unused, char *buf, size_t size)
 {
 	struct bg_instance *inst;
 	struct bg_node *node;
@@ -129,7 +152,7 @@ static ssize_t bg_graph_text(char *buf, size_t size)
 					e->child->name);
 		}
 	}
-	return bg_text_done(buf, size, len);
+	return len;
 }
 
 /* ---------------------------------------------------------------- */
@@ -194,12 +217,7 @@ static struct configfs_attribute *bg_node_attrs[] = {
 static ssize_t bg_node_##_name##_read(struct config_item *item,	\
 				      void *buf, size_t size)		\
 {									\
-	ssize_t r;							\
-									\
-	mutex_lock(&bg_graph_lock);					\
-	r = _fn(to_bg_node(item), buf, size);				\
-	mutex_unlock(&bg_graph_lock);					\
-	return r;							\
+	return bg_text_read(_fn, to_bg_node(item), buf, size);		\
 }									\
 CONFIGFS_BIN_ATTR_RO(bg_node_, _name, NULL, BG_TEXT_MAX)
 
@@ -239,18 +257,18 @@ static const struct config_item_type bg_node_type = {
 static ssize_t bg_root_graph_read(struct config_item *item, void *buf,
 				  size_t size)
 {
-	ssize_t r;
+	return bg_text_read(bg_graph_text, NULL, buf, size);
+}
 
-	mutex_lock(&bg_graph_lock);
-	r = bg_graph_text(buf, size);
-	mutex_unlock(&bg_graph_lock);
-	return r;
+static int bg_op_table_text(struct bg_node *unused, char *buf, size_t size)
+{
+	return bg_op_table_format(buf, size);
 }
 
 static ssize_t bg_root_op_blockers_read(struct config_item *item, void *buf,
 					size_t size)
 {
-	return bg_text_done(buf, size, bg_op_table_format(buf, size));
+	return bg_text_read(bg_op_table_text, NULL, buf, size);
 }
 
 CONFIGFS_BIN_ATTR_RO(bg_root_, graph, NULL, BG_TEXT_MAX);

@@ -205,9 +205,15 @@ static int bg_reaches(struct bg_node *from, struct bg_node *target,
 struct bg_instance *bg_instance_create(struct dm_target *ti, const char *kind)
 {
 	struct mapped_device *md = dm_table_get_md(ti->table);
+	char name[BG_NAME_LEN];
 	struct bg_instance *inst;
 	struct bg_blocker *b;
 	struct bg_node *node;
+
+	if (dm_copy_name_and_uuid(md, name, NULL)) {
+		ti->error = "Cannot read the dm device's name";
+		return ERR_PTR(-ENXIO);
+	}
 
 	inst = kzalloc(sizeof(*inst), GFP_KERNEL);
 	if (!inst) {
@@ -220,8 +226,7 @@ struct bg_instance *bg_instance_create(struct dm_target *ti, const char *kind)
 	INIT_LIST_HEAD(&inst->children);
 
 	mutex_lock(&bg_cfs_lock);
-	node = bg_node_get(disk_devt(dm_disk(md)), dm_device_name(md), kind,
-			   &ti->error);
+	node = bg_node_get(disk_devt(dm_disk(md)), name, kind, &ti->error);
 	if (IS_ERR(node)) {
 		mutex_unlock(&bg_cfs_lock);
 		kfree(inst);
@@ -251,16 +256,20 @@ struct bg_instance *bg_instance_create(struct dm_target *ti, const char *kind)
 	return inst;
 }
 
-/* The name a child gets as a node: its dm name, else its kernel name. */
-static void bg_child_name(struct block_device *bdev, char *name, size_t len)
+/*
+ * The name a child gets as a node: its dm name, else its kernel name.
+ * (dm_device_name() is "major:minor"; the dm name lives in dm-ioctl.)
+ */
+static void bg_child_name(struct block_device *bdev, char name[BG_NAME_LEN])
 {
 	struct mapped_device *md = dm_get_md(bdev->bd_dev);
 
 	if (md) {
-		strscpy(name, dm_device_name(md), len);
+		if (dm_copy_name_and_uuid(md, name, NULL))
+			snprintf(name, BG_NAME_LEN, "%pg", bdev);
 		dm_put(md);
 	} else {
-		snprintf(name, len, "%pg", bdev);
+		snprintf(name, BG_NAME_LEN, "%pg", bdev);
 	}
 }
 
@@ -304,7 +313,7 @@ int bg_instance_add_child(struct bg_instance *inst, const char *path,
 		r = -EINVAL;
 		goto out_put_dev;
 	}
-	bg_child_name(edge->dev->bdev, name, sizeof(name));
+	bg_child_name(edge->dev->bdev, name);
 
 	mutex_lock(&bg_cfs_lock);
 	child = bg_node_get(edge->dev->bdev->bd_dev, name, bg_kind_leaf,

@@ -1,0 +1,143 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Helpers for the in-VM selftests: module handling, scratch devices,
+# assertions, and a KTAP runner.  Sourced by run.sh and the test files.
+
+BGRAPH_SRC=${BGRAPH_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+SCRATCH=${BGRAPH_SCRATCH:-/tmp}
+CFS=/sys/kernel/config/bgraph
+KO=${BGRAPH_KO:-$BGRAPH_SRC/build/$(uname -r)/dm-bgraph.ko}
+export DM_DISABLE_UDEV=1
+
+# ---- diagnostics and assertions -------------------------------------
+
+diag() { printf '# %s\n' "$*"; }
+
+fail() {
+	diag "FAIL: $*"
+	return 1
+}
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() {
+	[ "$1" = "$2" ] || fail "$3: got '$1', want '$2'"
+}
+
+# expect_match TEXT REGEX WHAT
+expect_match() {
+	grep -Eq -- "$2" <<<"$1" || { diag "in: $1"; fail "$3: no match for /$2/"; }
+}
+
+expect_no_match() {
+	! grep -Eq -- "$2" <<<"$1" || { diag "in: $1"; fail "$3: unexpected /$2/"; }
+}
+
+# expect_fail CMD...: CMD must exit non-zero.
+expect_fail() {
+	if "$@" >/dev/null 2>&1; then
+		fail "succeeded but should fail: $*"
+	fi
+}
+
+# The kernel log since the last mark_log.
+mark_log() { LOG_MARK=$(dmesg | wc -l); }
+log_since_mark() { dmesg | tail -n +"$((LOG_MARK + 1))"; }
+
+# ---- the module -----------------------------------------------------
+
+bg_load() {
+	modprobe -a dm_mod configfs loop
+	mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+	lsmod | grep -q '^dm_bgraph ' || insmod "$KO"
+}
+
+bg_unload() {
+	lsmod | grep -q '^dm_bgraph ' && rmmod dm_bgraph
+	return 0
+}
+
+# ---- scratch devices ------------------------------------------------
+
+# mkloop NAME SIZE_MB: a loop device over a fresh file; prints /dev/loopN.
+mkloop() {
+	local f=$SCRATCH/$1.img
+	rm -f "$f"
+	truncate -s "$2M" "$f"
+	losetup -f --show "$f"
+}
+
+# mkref NAME MB: a file of MB random MiB; prints its path.
+mkref() {
+	local f=$SCRATCH/$1.ref
+	head -c "$(($2 * 1048576))" /dev/urandom >"$f"
+	echo "$f"
+}
+
+# devname DEV: the kernel name (loop0, dm-3) of a block device node.
+devname() {
+	basename "$(readlink -f "/sys/dev/block/$(printf '%d:%d' \
+		"0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")")")"
+}
+
+# fio_ok ARGS...: run fio with JSON output; fail unless every job ran
+# without error.
+fio_ok() {
+	local out
+	out=$(fio --output-format=json "$@" 2>/dev/null) || { diag "$out"; fail "fio exited non-zero"; return 1; }
+	python3 - "$out" <<-"PY" || fail "fio reported errors"
+	import json, sys
+	text = sys.argv[1]
+	j = json.loads(text[text.index("{"):])
+	errs = [(job["jobname"], job["error"]) for job in j["jobs"] if job["error"]]
+	ios = sum(job["write"]["total_ios"] + job["read"]["total_ios"] for job in j["jobs"])
+	print("# fio: %d jobs, %d I/Os, errors: %s" % (len(j["jobs"]), ios, errs or "none"))
+	sys.exit(1 if errs or ios == 0 else 0)
+	PY
+}
+
+# Remove every dm device and loop device the tests made.
+cleanup_devices() {
+	local d
+	for _ in 1 2 3 4 5; do
+		[ -z "$(dmsetup ls 2>/dev/null | grep -v 'No devices found')" ] && break
+		for d in $(dmsetup ls 2>/dev/null | awk '$1 != "No" {print $1}'); do
+			dmsetup remove "$d" >/dev/null 2>&1 || true
+		done
+	done
+	losetup -D 2>/dev/null || true
+	rm -f "$SCRATCH"/*.img "$SCRATCH"/*.ref
+}
+
+# ---- the KTAP runner ------------------------------------------------
+
+# run_tests FILE...: run every function named test_* in FILEs, each in a
+# subshell with errexit, with cleanup between; prints KTAP.
+run_tests() {
+	local f t n=0 total=0 rc out failed=0
+	local -a tests=()
+	for f in "$@"; do
+		# shellcheck disable=SC1090
+		source "$f"
+		tests+=($(grep -oE '^test_[a-z0-9_]+' "$f"))
+	done
+	total=${#tests[@]}
+	echo "TAP version 13"
+	echo "1..$total"
+	for t in "${tests[@]}"; do
+		n=$((n + 1))
+		out=$( (set -eE; trap 'diag "line $LINENO: $BASH_COMMAND"' ERR; "$t") 2>&1)
+		rc=$?
+		[ -n "$out" ] && [ $rc -ne 0 -a $rc -ne 4 ] && sed 's/^/# /' <<<"$out"
+		if [ $rc -eq 0 ]; then
+			echo "ok $n $t"
+		elif [ $rc -eq 4 ]; then
+			echo "ok $n $t # SKIP $(tail -n1 <<<"$out")"
+		else
+			echo "not ok $n $t"
+			failed=$((failed + 1))
+		fi
+		cleanup_devices
+	done
+	[ "$failed" -eq 0 ]
+}

@@ -1,0 +1,28 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The in-VM selftest suite: load dm-bgraph.ko, run every test_* function
+# of the given files (default: all *.sh here but lib.sh and run.sh), print
+# KTAP, unload.  Run by selftests/run through tools/vm-run, or by hand:
+#   tools/vm-run -k 6.12 selftests/vm/run.sh [selftests/vm/raw.sh ...]
+
+args=()
+for f in "$@"; do
+	[ -f "$f" ] || { echo "Bail out! no test file $f"; exit 1; }
+	args+=("$(readlink -f "$f")")
+done
+cd "$(dirname "$0")" || exit 1
+set -- "${args[@]}"
+# shellcheck source=lib.sh
+source ./lib.sh
+
+if [ $# -eq 0 ]; then
+	set -- module.sh $(ls ./*.sh | grep -v -e '/lib.sh$' -e '/run.sh$' -e '/module.sh$')
+fi
+
+echo "# kernel $(uname -r)"
+bg_load || { echo "Bail out! cannot load $KO"; exit 1; }
+run_tests "$@"
+rc=$?
+bg_unload
+exit $rc
