@@ -92,16 +92,16 @@ int bg_op_table_format(char *buf, size_t size)
 {
 	int len = 0, r, w;
 
-	BG_EMIT(buf, size, len, "%-18s", "# running \\ wanted");
+	len = bg_emit(buf, size, len, "%-18s", "# running \\ wanted");
 	for (w = 0; w < BG_OP_NR; w++)
-		BG_EMIT(buf, size, len, " %s", bg_op_abbrev[w]);
-	BG_EMIT(buf, size, len, "\n");
+		len = bg_emit(buf, size, len, " %s", bg_op_abbrev[w]);
+	len = bg_emit(buf, size, len, "\n");
 	for (r = 0; r < BG_OP_NR; r++) {
-		BG_EMIT(buf, size, len, "%-18s", bg_op_names[r]);
+		len = bg_emit(buf, size, len, "%-18s", bg_op_names[r]);
 		for (w = 0; w < BG_OP_NR; w++)
-			BG_EMIT(buf, size, len, "  %c",
-				bg_op_table[r][w] ? 'x' : '.');
-		BG_EMIT(buf, size, len, "\n");
+			len = bg_emit(buf, size, len, "  %c",
+				      bg_op_table[r][w] ? 'x' : '.');
+		len = bg_emit(buf, size, len, "\n");
 	}
 	return len;
 }

@@ -12,11 +12,11 @@
 
 /* 6.5 replaced fmode_t with blk_mode_t for block device opens. */
 #ifdef BLK_OPEN_READ
-typedef blk_mode_t bg_mode_t;
+#define bg_mode_t	blk_mode_t
 #define BG_OPEN_READ	BLK_OPEN_READ
 #define BG_OPEN_WRITE	BLK_OPEN_WRITE
 #else
-typedef fmode_t bg_mode_t;
+#define bg_mode_t	fmode_t
 #define BG_OPEN_READ	FMODE_READ
 #define BG_OPEN_WRITE	FMODE_WRITE
 #endif

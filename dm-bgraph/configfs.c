@@ -80,9 +80,9 @@ static int bg_children_text(struct bg_node *node, char *buf, size_t size)
 		if (!bg_instance_live(inst))
 			continue;
 		list_for_each_entry(e, &inst->children, parent_entry)
-			BG_EMIT(buf, size, len, "%s %s\n",
-				bg_edge_role(e, role, sizeof(role)),
-				e->child->name);
+			len = bg_emit(buf, size, len, "%s %s\n",
+				      bg_edge_role(e, role, sizeof(role)),
+				      e->child->name);
 	}
 	return len;
 }
@@ -96,8 +96,8 @@ static int bg_parents_text(struct bg_node *node, char *buf, size_t size)
 	list_for_each_entry(e, &node->parents, child_entry) {
 		if (!bg_instance_live(e->parent))
 			continue;
-		BG_EMIT(buf, size, len, "%s %s\n", e->parent->node->name,
-			bg_edge_role(e, role, sizeof(role)));
+		len = bg_emit(buf, size, len, "%s %s\n", e->parent->node->name,
+			      bg_edge_role(e, role, sizeof(role)));
 	}
 	return len;
 }
@@ -115,9 +115,9 @@ static int bg_perms_text(struct bg_node *node, char *buf, size_t size)
 		list_for_each_entry(e, &inst->children, parent_entry) {
 			bg_perm_format(perm, sizeof(perm), e->perm.perm);
 			bg_perm_format(shared, sizeof(shared), e->perm.shared);
-			BG_EMIT(buf, size, len, "%s %s perm=%s shared=%s\n",
-				bg_edge_role(e, role, sizeof(role)),
-				e->child->name, perm, shared);
+			len = bg_emit(buf, size, len, "%s %s perm=%s shared=%s\n",
+				      bg_edge_role(e, role, sizeof(role)),
+				      e->child->name, perm, shared);
 		}
 	}
 	return len;
@@ -129,7 +129,7 @@ static int bg_blockers_text(struct bg_node *node, char *buf, size_t size)
 	int len = 0;
 
 	list_for_each_entry(b, &node->blockers, entry)
-		BG_EMIT(buf, size, len, "%s %s\n", bg_op_name(b->op), b->owner);
+		len = bg_emit(buf, size, len, "%s %s\n", bg_op_name(b->op), b->owner);
 	return len;
 }
 
@@ -146,10 +146,10 @@ static int bg_graph_text(struct bg_node *unused, char *buf, size_t size)
 			if (!bg_instance_live(inst))
 				continue;
 			list_for_each_entry(e, &inst->children, parent_entry)
-				BG_EMIT(buf, size, len, "%s %s %s\n",
-					node->name,
-					bg_edge_role(e, role, sizeof(role)),
-					e->child->name);
+				len = bg_emit(buf, size, len, "%s %s %s\n",
+					      node->name,
+					      bg_edge_role(e, role, sizeof(role)),
+					      e->child->name);
 		}
 	}
 	return len;

@@ -13,6 +13,7 @@
 /* Deepest chain of nodes the cycle check walks before refusing. */
 #define BG_MAX_DEPTH	64
 
+/* Guards bg_nodes and every node's lists and counts; see bgraph.h. */
 DEFINE_MUTEX(bg_graph_lock);
 LIST_HEAD(bg_nodes);
 

@@ -72,8 +72,8 @@ int bg_perm_format(char *buf, size_t size, unsigned int perm)
 	for (i = 0; i < BG_PERM_NR; i++) {
 		if (!(perm & (1u << i)))
 			continue;
-		BG_EMIT(buf, size, len, "%s%s", len ? "," : "",
-			bg_perm_names[i]);
+		len = bg_emit(buf, size, len, "%s%s", len ? "," : "",
+			      bg_perm_names[i]);
 	}
 	if (!len)
 		len = snprintf(buf, size, "-");

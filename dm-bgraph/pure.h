@@ -13,6 +13,7 @@
 #include <linux/kernel.h>
 #include <linux/string.h>
 #include <linux/bits.h>
+#include <linux/compiler.h>
 #else
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,11 +21,15 @@
 #include <errno.h>
 #include <string.h>
 #include <stdio.h>
+#include <stdarg.h>
+#include <linux/types.h>
 
-typedef uint64_t u64;
-typedef uint32_t u32;
-typedef uint16_t u16;
-typedef uint8_t u8;
+typedef __u64 u64;
+typedef __u32 u32;
+typedef __u16 u16;
+typedef __u8 u8;
+
+#define __printf(a, b) __attribute__((__format__(__printf__, a, b)))
 
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -36,13 +41,12 @@ typedef uint8_t u8;
 #endif /* __KERNEL__ */
 
 /*
- * BG_EMIT() - append to a text buffer with snprintf() semantics: @len
- * counts what the whole text needs even when @buf (of @size bytes) is too
- * small or NULL with @size 0, so one pass sizes and a second one fills.
+ * bg_emit() - append printf-style text at @len to @buf (of @size bytes) and
+ * return the new length.  snprintf() semantics: the length counts the whole
+ * text even when @buf is too small, or NULL with @size 0, so one pass can
+ * measure and another fill.  Defined in text.c.
  */
-#define BG_EMIT(buf, size, len, ...)					\
-	((len) += snprintf((buf) ? (buf) + ((size_t)(len) < (size) ? (size_t)(len) : (size)) : NULL, \
-			   (buf) && (size_t)(len) < (size) ? (size) - (size_t)(len) : 0, \
-			   __VA_ARGS__))
+__printf(4, 5)
+int bg_emit(char *buf, size_t size, int len, const char *fmt, ...);
 
 #endif /* DM_BGRAPH_PURE_H */

@@ -9,13 +9,14 @@
 #   bgraph-raw vs dm-linear, both directly over brd (/dev/ram0):
 #     4k random read, iodepth 16;  1M sequential read, iodepth 4
 #
-# BENCH_RUNTIME (s, default 5) and BENCH_REPS (default 3) per measurement;
-# devices are measured alternately and the median of the reps is kept.
+# BENCH_RUNTIME (s, default 5) and BENCH_REPS (default 5) per measurement;
+# devices are measured alternately, the order flipping every rep (ABBA),
+# and the median of the reps is kept.
 set -euo pipefail
 export DM_DISABLE_UDEV=1
 src=${BGRAPH_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 runtime=${BENCH_RUNTIME:-5}
-reps=${BENCH_REPS:-3}
+reps=${BENCH_REPS:-5}
 size_mb=512
 
 modprobe -a dm_mod configfs
@@ -38,15 +39,20 @@ fio_run() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-echo "# kernel $(uname -r), $(nproc) vCPUs, ${runtime}s x $reps reps per device, alternating"
+echo "# kernel $(uname -r), $(nproc) vCPUs, ${runtime}s x $reps reps per device, ABBA order, medians"
 printf '%-22s %-14s %12s %12s %8s\n' workload device IOPS MiB/s ratio
 for w in "randread 4k 16" "read 1M 4"; do
 	set -- $w
 	: >/tmp/raw.txt
 	: >/tmp/lin.txt
-	for _ in $(seq "$reps"); do
-		fio_run /dev/mapper/bench-linear "$1" "$2" "$3" >>/tmp/lin.txt
-		fio_run /dev/mapper/bench-raw "$1" "$2" "$3" >>/tmp/raw.txt
+	for rep in $(seq "$reps"); do
+		if [ $((rep % 2)) -eq 1 ]; then
+			fio_run /dev/mapper/bench-linear "$1" "$2" "$3" >>/tmp/lin.txt
+			fio_run /dev/mapper/bench-raw "$1" "$2" "$3" >>/tmp/raw.txt
+		else
+			fio_run /dev/mapper/bench-raw "$1" "$2" "$3" >>/tmp/raw.txt
+			fio_run /dev/mapper/bench-linear "$1" "$2" "$3" >>/tmp/lin.txt
+		fi
 	done
 	li=$(cut -d' ' -f1 /tmp/lin.txt | median)
 	lb=$(cut -d' ' -f2 /tmp/lin.txt | median)
