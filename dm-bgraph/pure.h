@@ -29,7 +29,7 @@ typedef __u32 u32;
 typedef __u16 u16;
 typedef __u8 u8;
 
-#define __printf(a, b) __attribute__((__format__(__printf__, a, b)))
+/* __printf() comes from the unit tests' command line (selftests/unit). */
 
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
