@@ -16,7 +16,7 @@ cfs=/sys/kernel/config/bgraph
 step() { printf '\n== %s\n' "$*"; }
 
 step "load dm-bgraph on $(uname -r)"
-modprobe -a dm_mod configfs loop
+[ -d /lib/modules/"$(uname -r)" ] && modprobe -a dm_mod configfs loop
 mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
 insmod "$src/build/$(uname -r)/dm-bgraph.ko"
 dmsetup targets | grep bgraph
