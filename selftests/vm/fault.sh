@@ -16,35 +16,85 @@ fi_set() {
 	done
 }
 
+# load_failing_nth N TABLE: load TABLE into f1 with the Nth fault-injection
+# site of the loading dmsetup failing.  dmsetup is started first and reads
+# the table from a fifo, so the failure lands in the ioctl, not in exec:
+# failing exec's own allocations over 9p can poison the page cache.
+load_failing_nth() {
+	local fifo=$SCRATCH/table.fifo pid i
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	dmsetup load f1 <"$fifo" >/dev/null 2>&1 &
+	pid=$!
+	exec 7>"$fifo"
+	# Wait until dmsetup sleeps in read(2) on the fifo.
+	for i in $(seq 100); do
+		grep -q '^State:.*S' /proc/$pid/status 2>/dev/null &&
+			grep -q pipe_read /proc/$pid/stack 2>/dev/null && break
+		sleep 0.05
+	done
+	echo "$1" >/proc/$pid/fail-nth
+	echo "$2" >&7
+	exec 7>&-
+	wait $pid
+}
+
 test_failslab_in_constructor_fails_cleanly() {
-	local l space ok=0 refused=0 sectors
-	[ -d $FI/failslab ] || skip "kernel has no failslab"
+	local l k n ok=0 refused=0 ours=0 after=0 sectors t log base reasons=""
+	[ -d $FI/failslab ] && [ -e /proc/self/fail-nth ] || skip "kernel has no failslab/fail-nth"
 	l=$(mkloop a 8)
+	k=$(mkloop k 8)
 	sectors=$(($(blockdev --getsize64 "$l") / 512))
-	# task-filter first: until it is set, probability applies to everyone.
-	fi_set failslab task-filter=Y verbose=0 interval=1 times=-1 \
-		ignore-gfp-wait=N cache-filter=N space=0 probability=100
-	# Give the dmsetup process an allocation budget of $space bytes, then
-	# fail every allocation: a sweep walks the failure through ctr.
-	for space in $(seq 0 256 24576); do
-		fi_set failslab space=$space
-		if (echo 1 >/proc/self/make-it-fail &&
-		    exec dmsetup create f1 --table "0 $sectors bgraph-raw $l") \
-			>/dev/null 2>&1; then
+	t="0 $sectors bgraph-raw $l"
+	# A live table of the same shape keeps dm's bio slab alive, so that a
+	# failure after our constructor does not create a slab (whose failure
+	# dumps a stack on purpose).
+	dmsetup create keep --table "0 $sectors bgraph-raw $k"
+	dmsetup create f1 --notable
+	base=$(ls $CFS/nodes | tr '\n' ' ')
+	# No random failures: fail-nth alone picks the one that fails.
+	fi_set failslab verbose=0 probability=0 ignore-gfp-wait=N cache-filter=N
+	# Fail the 1st, 2nd, ... fault site of the table load: dm's own
+	# first, then, every third one (each load costs seconds under TCG and
+	# KASAN), our constructor's; stop 4 loads after the last one that
+	# failed in our constructor.
+	n=0
+	while [ $n -lt 200 ]; do
+		n=$((n + (ours ? 3 : 1)))
+		mark_log
+		if load_failing_nth "$n" "$t"; then
 			ok=$((ok + 1))
+			[ -n "${BGRAPH_FAULT_DEBUG:-}" ] && diag "n=$n loaded"
+			dmsetup clear f1
+			log=""
 		else
 			refused=$((refused + 1))
+			log=$(log_since_mark)
+			[ -n "${BGRAPH_FAULT_DEBUG:-}" ] && diag "n=$n refused: $(tr '\n' '|' <<<"$log")"
 		fi
-		dmsetup remove f1 >/dev/null 2>&1 || true
-		[ -z "$(ls $CFS/nodes)" ] || { fi_set failslab probability=0; fail "space=$space: nodes left: $(ls $CFS/nodes)"; }
+		# Our constructor's reasons (dm's own, like "couldn't split
+		# parameters", name the target too).
+		if grep -Eq 'bgraph-raw: (Cannot|Node|Child)|device-mapper: bgraph' <<<"$log"; then
+			ours=$((ours + 1)) after=0
+			reasons+="$(grep -m1 -oE 'bgraph-raw: [^(]*' <<<"$log");"
+		elif [ $ours -gt 0 ]; then
+			after=$((after + 1))
+			[ $after -lt 4 ] || break
+		fi
+		# Nothing of a refused or cleared table may stay behind.
+		[ "$(ls $CFS/nodes | tr '\n' ' ')" = "$base" ] ||
+			fail "n=$n: nodes now $(ls $CFS/nodes | tr '\n' ' '), were $base"
+		[ "$(dmsetup table f1)" = "" ] || fail "n=$n: table left"
 	done
-	fi_set failslab probability=0 task-filter=N
-	diag "failslab sweep: $refused creates refused, $ok succeeded"
-	[ $refused -gt 0 ] || fail "no allocation was ever failed"
-	[ $ok -gt 0 ] || fail "the budget never sufficed"
-	# The node still works afterwards.
-	dmsetup create f1 --table "0 $sectors bgraph-raw $l"
-	expect_eq "$(cat $CFS/graph)" "f1 file $(devname "$l")" "graph after the sweep"
+	fi_set failslab ignore-gfp-wait=Y
+	diag "fail-nth sweep over $n sites: $refused loads refused, $ours in our constructor"
+	diag "reasons: $(tr ';' '\n' <<<"$reasons" | sort -u | tr '\n' ';')"
+	[ "$(tr ';' '\n' <<<"$reasons" | sort -u | grep -c .)" -ge 3 ] ||
+		fail "fewer than 3 distinct failures landed in the constructor"
+	# The node works afterwards.
+	dmsetup load f1 --table "$t"
+	dmsetup resume f1
+	expect_match "$(cat $CFS/graph)" "^f1 file $(devname "$l")$" "graph after the sweep"
 }
 
 test_child_io_errors_reach_the_top() {

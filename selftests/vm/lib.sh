@@ -135,7 +135,11 @@ run_tests() {
 		n=$((n + 1))
 		out=$( (set -eE; trap 'diag "line $LINENO: $BASH_COMMAND"' ERR; "$t") 2>&1)
 		rc=$?
-		[ -n "$out" ] && [ $rc -ne 0 -a $rc -ne 4 ] && sed 's/^/# /' <<<"$out"
+		if [ $rc -ne 0 ] && [ $rc -ne 4 ]; then
+			[ -n "$out" ] && sed 's/^/# /' <<<"$out"
+		else
+			grep '^# ' <<<"$out"
+		fi
 		if [ $rc -eq 0 ]; then
 			echo "ok $n $t"
 		elif [ $rc -eq 4 ]; then
