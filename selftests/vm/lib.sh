@@ -12,7 +12,7 @@ export DM_DISABLE_UDEV=1
 
 # ---- diagnostics and assertions -------------------------------------
 
-diag() { printf '# %s\n' "$*"; }
+diag() { sed 's/^/# /' <<<"$*"; }
 
 fail() {
 	diag "FAIL: $*"
