@@ -140,7 +140,7 @@ test_fio_verify_through_three_level_stack() {
 	dmsetup create top --table "0 $(sectors "$l") bgraph-raw /dev/mapper/mid"
 	# Two jobs, each verifying its own 32 MiB half.
 	fio_ok --name=verify --filename=/dev/mapper/top --rw=randwrite --bs=4k \
-		--numjobs=2 --offset_increment=32M --size=32M --ioengine=libaio \
+		--numjobs=2 --offset_increment=32M --size=${FIO_MB}M --ioengine=libaio \
 		--iodepth=8 --direct=1 --verify=crc32c --verify_fatal=1 \
 		--do_verify=1
 }
@@ -150,7 +150,7 @@ test_reload_under_io_loses_nothing() {
 	a=$(mkloop a 64)
 	dmsetup create r1 --table "0 $(sectors "$a") bgraph-raw $a"
 	fio_ok --name=rl --filename=/dev/mapper/r1 --rw=randwrite --bs=4k \
-		--size=48M --ioengine=libaio --iodepth=16 --direct=1 \
+		--size=$((FIO_MB * 3 / 2))M --ioengine=libaio --iodepth=16 --direct=1 \
 		--verify=crc32c --verify_fatal=1 --do_verify=1 >$SCRATCH/fio.out &
 	pid=$!
 	for i in 1 2 3 4 5 6; do
