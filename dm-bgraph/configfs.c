@@ -159,38 +159,23 @@ static int bg_graph_text(struct bg_node *unused, char *buf, size_t size)
 /* nodes/<name>/                                                    */
 /* ---------------------------------------------------------------- */
 
-static ssize_t bg_node_kind_show(struct config_item *item, char *page)
-{
-	struct bg_node *node = to_bg_node(item);
-	ssize_t r;
-
-	mutex_lock(&bg_graph_lock);
-	r = sysfs_emit(page, "%s\n", node->kind);
-	mutex_unlock(&bg_graph_lock);
-	return r;
+/* A one-value attribute of a node, read under bg_graph_lock. */
+#define BG_NODE_SHOW(_name, _fmt, _expr)				\
+static ssize_t bg_node_##_name##_show(struct config_item *item,	\
+				      char *page)			\
+{									\
+	struct bg_node *node = to_bg_node(item);			\
+	ssize_t r;							\
+									\
+	mutex_lock(&bg_graph_lock);					\
+	r = sysfs_emit(page, _fmt "\n", _expr);			\
+	mutex_unlock(&bg_graph_lock);					\
+	return r;							\
 }
 
-static ssize_t bg_node_size_show(struct config_item *item, char *page)
-{
-	struct bg_node *node = to_bg_node(item);
-	ssize_t r;
-
-	mutex_lock(&bg_graph_lock);
-	r = sysfs_emit(page, "%llu\n", bg_node_size(node));
-	mutex_unlock(&bg_graph_lock);
-	return r;
-}
-
-static ssize_t bg_node_read_only_show(struct config_item *item, char *page)
-{
-	struct bg_node *node = to_bg_node(item);
-	ssize_t r;
-
-	mutex_lock(&bg_graph_lock);
-	r = sysfs_emit(page, "%d\n", bg_node_read_only(node));
-	mutex_unlock(&bg_graph_lock);
-	return r;
-}
+BG_NODE_SHOW(kind, "%s", node->kind)
+BG_NODE_SHOW(size, "%llu", bg_node_size(node))
+BG_NODE_SHOW(read_only, "%d", bg_node_read_only(node))
 
 static ssize_t bg_node_dev_show(struct config_item *item, char *page)
 {
