@@ -87,7 +87,7 @@ test_failslab_in_constructor_fails_cleanly() {
 		[ "$(dmsetup table f1)" = "" ] || fail "n=$n: table left"
 	done
 	fi_set failslab ignore-gfp-wait=Y
-	diag "fail-nth sweep over $n sites: $refused loads refused, $ours in our constructor"
+	diag "fail-nth sweep over $n sites: $refused loads refused ($ours in our constructor), $ok loaded"
 	diag "reasons: $(tr ';' '\n' <<<"$reasons" | sort -u | tr '\n' ';')"
 	[ "$(tr ';' '\n' <<<"$reasons" | sort -u | grep -c .)" -ge 3 ] ||
 		fail "fewer than 3 distinct failures landed in the constructor"
