@@ -1,0 +1,636 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The qcow2 on-disk format, pure logic: see qcow2-format.h.
+ *
+ * Field offsets and rules follow QEMU's docs/interop/qcow2.txt; the limits
+ * are QEMU's (block/qcow2.h), so an image QEMU opens, we open, and one it
+ * refuses as corrupt, we refuse.
+ */
+#include "qcow2-format.h"
+
+/* ---------------------------------------------------------------- */
+/* Big-endian fields of a byte buffer                               */
+/* ---------------------------------------------------------------- */
+
+static u32 rd32(const u8 *p)
+{
+	return (u32)p[0] << 24 | (u32)p[1] << 16 | (u32)p[2] << 8 | p[3];
+}
+
+static u64 rd64(const u8 *p)
+{
+	return (u64)rd32(p) << 32 | rd32(p + 4);
+}
+
+/* Header field offsets (qcow2.txt, "Header"). */
+enum {
+	H_MAGIC = 0,
+	H_VERSION = 4,
+	H_BACKING_OFFSET = 8,
+	H_BACKING_SIZE = 16,
+	H_CLUSTER_BITS = 20,
+	H_SIZE = 24,
+	H_CRYPT_METHOD = 32,
+	H_L1_SIZE = 36,
+	H_L1_OFFSET = 40,
+	H_REFTABLE_OFFSET = 48,
+	H_REFTABLE_CLUSTERS = 56,
+	H_NB_SNAPSHOTS = 60,
+	H_SNAPSHOTS_OFFSET = 64,
+	H_INCOMPAT = 72,
+	H_COMPAT = 80,
+	H_AUTOCLEAR = 88,
+	H_REFCOUNT_ORDER = 96,
+	H_HEADER_LENGTH = 100,
+	H_COMPRESSION_TYPE = 104,
+};
+
+/* Is [off, off + len) inside a device of @size bytes?  Overflow-safe. */
+static bool in_file(u64 off, u64 len, u64 size)
+{
+	return off <= size && len <= size - off;
+}
+
+/* ---------------------------------------------------------------- */
+/* Header                                                           */
+/* ---------------------------------------------------------------- */
+
+int qcow2_probe(const u8 *buf, size_t len, u32 *cluster_bits,
+		const char **error)
+{
+	u32 version, bits;
+
+	if (len < QCOW2_V2_HEADER_LEN) {
+		*error = "file device too small for a qcow2 header";
+		return -EINVAL;
+	}
+	if (rd32(buf + H_MAGIC) != QCOW2_MAGIC) {
+		*error = "bad magic: not a qcow2 image";
+		return -EINVAL;
+	}
+	version = rd32(buf + H_VERSION);
+	if (version != 2 && version != 3) {
+		*error = "unsupported qcow2 version (2 and 3 are)";
+		return -EINVAL;
+	}
+	bits = rd32(buf + H_CLUSTER_BITS);
+	if (bits < QCOW2_MIN_CLUSTER_BITS || bits > QCOW2_MAX_CLUSTER_BITS) {
+		*error = "cluster_bits out of range (9 to 21)";
+		return -EINVAL;
+	}
+	*cluster_bits = bits;
+	return 0;
+}
+
+/* The name of incompatible feature @bit from a feature name table. */
+static void feature_name(const u8 *ext, u32 len, u32 bit, char *name)
+{
+	u32 i;
+
+	for (i = 0; i + 48 <= len; i += 48) {
+		if (ext[i] != 0 || ext[i + 1] != bit)	/* 0: incompatible */
+			continue;
+		memcpy(name, ext + i + 2, QCOW2_FEATURE_NAME_LEN);
+		name[QCOW2_FEATURE_NAME_LEN] = '\0';
+		return;
+	}
+}
+
+/*
+ * Header extensions: from the end of the header to the backing file name
+ * (or the end of the header cluster), each a type, a length and data
+ * padded to 8 bytes, ended by type 0.  Unknown types are skipped.
+ */
+static int parse_extensions(const u8 *buf, u64 start, u64 end,
+			    struct qcow2_info *qi, const char **error)
+{
+	u64 off = start;
+
+	while (off + 8 <= end) {
+		u32 type = rd32(buf + off);
+		u32 len = rd32(buf + off + 4);
+		const u8 *data = buf + off + 8;
+
+		if (type == QCOW2_EXT_END)
+			return 0;
+		if (len > end - off - 8) {
+			*error = "header extension overflows the header cluster";
+			return -EINVAL;
+		}
+		switch (type) {
+		case QCOW2_EXT_BACKING_FORMAT:
+			if (len >= sizeof(qi->backing_format)) {
+				*error = "backing format name too long";
+				return -EINVAL;
+			}
+			memcpy(qi->backing_format, data, len);
+			qi->backing_format[len] = '\0';
+			break;
+		case QCOW2_EXT_FEATURE_TABLE:
+			if (qi->incompat & ~QCOW2_INCOMPAT_KNOWN)
+				feature_name(data, len, qi->unknown_bit,
+					     qi->unknown_name);
+			break;
+		case QCOW2_EXT_DATA_FILE:
+			*error = "external data files are not supported";
+			return -EOPNOTSUPP;
+		default:
+			break;
+		}
+		off += 8 + (((u64)len + 7) & ~7ULL);
+	}
+	return 0;
+}
+
+static int parse_features(const u8 *buf, struct qcow2_info *qi,
+			  const char **error)
+{
+	u64 unknown;
+
+	if (qi->version == 2) {
+		qi->refcount_order = 4;
+		qi->header_length = QCOW2_V2_HEADER_LEN;
+		return 0;
+	}
+
+	qi->incompat = rd64(buf + H_INCOMPAT);
+	qi->compat = rd64(buf + H_COMPAT);
+	qi->autoclear = rd64(buf + H_AUTOCLEAR);
+	qi->refcount_order = rd32(buf + H_REFCOUNT_ORDER);
+	qi->header_length = rd32(buf + H_HEADER_LENGTH);
+
+	if (qi->header_length < QCOW2_V3_HEADER_LEN ||
+	    qi->header_length % 8) {
+		*error = "bad header_length (at least 104, a multiple of 8)";
+		return -EINVAL;
+	}
+	if (qi->header_length > qi->cluster_size) {
+		*error = "header_length larger than a cluster";
+		return -EINVAL;
+	}
+	if (qi->header_length > qi->file_size) {
+		*error = "header extends past the end of the file device";
+		return -EINVAL;
+	}
+	unknown = qi->incompat & ~QCOW2_INCOMPAT_KNOWN;
+	if (unknown) {
+		qi->unknown_bit = 0;
+		while (!(unknown & 1)) {
+			unknown >>= 1;
+			qi->unknown_bit++;
+		}
+		/* The name comes with the extensions; refused after them. */
+	}
+	if (qi->refcount_order > 6) {
+		*error = "refcount_order out of range (0 to 6)";
+		return -EINVAL;
+	}
+	if (qi->header_length > H_COMPRESSION_TYPE)
+		qi->compression_type = buf[H_COMPRESSION_TYPE];
+	if (!!(qi->incompat & QCOW2_INCOMPAT_COMPRESSION) !=
+	    (qi->compression_type != QCOW2_COMPRESSION_ZLIB)) {
+		*error = "compression type and its incompatible bit disagree";
+		return -EINVAL;
+	}
+	if (qi->compression_type > QCOW2_COMPRESSION_ZSTD) {
+		*error = "unknown compression type";
+		return -EINVAL;
+	}
+	qi->dirty = qi->incompat & QCOW2_INCOMPAT_DIRTY;
+	qi->corrupt = qi->incompat & QCOW2_INCOMPAT_CORRUPT;
+	qi->extended_l2 = qi->incompat & QCOW2_INCOMPAT_EXTL2;
+	if (qi->extended_l2 &&
+	    qi->cluster_bits < QCOW2_MIN_EXTL2_CLUSTER_BITS) {
+		*error = "extended L2 entries need clusters of 16 KiB or more";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Cluster-aligned, inside the file, clear of the header cluster. */
+static int check_table(const struct qcow2_info *qi, u64 off, u64 bytes,
+		       const char *unaligned, const char *outside,
+		       const char **error)
+{
+	if (!bytes)
+		return 0;
+	if (off & (qi->cluster_size - 1)) {
+		*error = unaligned;
+		return -EINVAL;
+	}
+	if (off < qi->cluster_size || !in_file(off, bytes, qi->file_size)) {
+		*error = outside;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_tables(struct qcow2_info *qi, const char **error)
+{
+	u32 l2_bits = qi->l2_bits;
+	u64 needed;
+	int r;
+
+	if (qi->size > (1ULL << 62)) {
+		*error = "virtual size too large";
+		return -EINVAL;
+	}
+	/* Clusters, then L2 tables, needed to map the virtual size. */
+	needed = (qi->size + qi->cluster_size - 1) >> qi->cluster_bits;
+	needed = (needed + (1ULL << l2_bits) - 1) >> l2_bits;
+	if (qcow2_l1_bytes(qi) > QCOW2_MAX_L1_BYTES) {
+		*error = "L1 table too large (QEMU's limit is 32 MiB)";
+		return -EINVAL;
+	}
+	if (qi->l1_size < needed) {
+		*error = "L1 table too small for the virtual size";
+		return -EINVAL;
+	}
+	r = check_table(qi, qi->l1_offset, qcow2_l1_bytes(qi),
+			"L1 table offset not cluster-aligned",
+			"L1 table outside the file device or in the header",
+			error);
+	if (r)
+		return r;
+
+	if (qcow2_reftable_bytes(qi) > QCOW2_MAX_REFTABLE_BYTES) {
+		*error = "refcount table too large (QEMU's limit is 8 MiB)";
+		return -EINVAL;
+	}
+	r = check_table(qi, qi->reftable_offset, qcow2_reftable_bytes(qi),
+			"refcount table offset not cluster-aligned",
+			"refcount table outside the file device or in the header",
+			error);
+	if (r)
+		return r;
+
+	if (qi->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
+		*error = "too many snapshots (QEMU's limit is 65536)";
+		return -EINVAL;
+	}
+	/* Each snapshot header takes 40 bytes or more. */
+	return check_table(qi, qi->snapshots_offset,
+			   qi->nb_snapshots ? (u64)qi->nb_snapshots * 40 : 0,
+			   "snapshot table offset not cluster-aligned",
+			   "snapshot table outside the file device or in the header",
+			   error);
+}
+
+int qcow2_parse_header(const u8 *buf, size_t len, u64 file_size,
+		       struct qcow2_info *qi, const char **error)
+{
+	u64 ext_end;
+	int r;
+
+	memset(qi, 0, sizeof(*qi));
+	r = qcow2_probe(buf, len, &qi->cluster_bits, error);
+	if (r)
+		return r;
+	qi->version = rd32(buf + H_VERSION);
+	qi->cluster_size = 1ULL << qi->cluster_bits;
+	qi->file_size = file_size;
+	if (len > file_size)
+		len = file_size;
+	if (len < qi->cluster_size && len < file_size) {
+		*error = "header cluster not fully read";	/* caller bug */
+		return -EINVAL;
+	}
+	if (len > qi->cluster_size)
+		len = qi->cluster_size;
+	if (len < QCOW2_V3_HEADER_LEN && qi->version == 3) {
+		*error = "file device too small for a qcow2 header";
+		return -EINVAL;
+	}
+
+	qi->backing_file_offset = rd64(buf + H_BACKING_OFFSET);
+	qi->backing_file_size = rd32(buf + H_BACKING_SIZE);
+	qi->size = rd64(buf + H_SIZE);
+	qi->l1_size = rd32(buf + H_L1_SIZE);
+	qi->l1_offset = rd64(buf + H_L1_OFFSET);
+	qi->reftable_offset = rd64(buf + H_REFTABLE_OFFSET);
+	qi->reftable_clusters = rd32(buf + H_REFTABLE_CLUSTERS);
+	qi->nb_snapshots = rd32(buf + H_NB_SNAPSHOTS);
+	qi->snapshots_offset = rd64(buf + H_SNAPSHOTS_OFFSET);
+
+	if (rd32(buf + H_CRYPT_METHOD)) {
+		*error = "encrypted images are not supported";
+		return -EOPNOTSUPP;
+	}
+	r = parse_features(buf, qi, error);
+	if (r)
+		return r;
+
+	qi->l2_entry_words = qi->extended_l2 ? 2 : 1;
+	qi->l2_bits = qi->cluster_bits - (qi->extended_l2 ? 4 : 3);
+	qi->subcluster_bits = qi->cluster_bits - (qi->extended_l2 ? 5 : 0);
+	qi->csize_shift = 62 - (qi->cluster_bits - 8);
+	qi->csize_mask = (1ULL << (qi->cluster_bits - 8)) - 1;
+
+	/* The backing file name sits in the header cluster. */
+	ext_end = len;
+	if (qi->backing_file_offset) {
+		if (qi->backing_file_size > QCOW2_MAX_BACKING_NAME) {
+			*error = "backing file name too long";
+			return -EINVAL;
+		}
+		if (qi->backing_file_offset < qi->header_length ||
+		    !in_file(qi->backing_file_offset, qi->backing_file_size,
+			     len)) {
+			*error = "backing file name outside the header cluster";
+			return -EINVAL;
+		}
+		ext_end = qi->backing_file_offset;
+	}
+	r = parse_extensions(buf, qi->header_length, ext_end, qi, error);
+	if (r)
+		return r;
+	if (qi->incompat & ~QCOW2_INCOMPAT_KNOWN) {
+		*error = "unknown incompatible feature bits set";
+		return -EOPNOTSUPP;
+	}
+	if (qi->incompat & QCOW2_INCOMPAT_DATA_FILE) {
+		*error = "external data files are not supported";
+		return -EOPNOTSUPP;
+	}
+	return parse_tables(qi, error);
+}
+
+/* ---------------------------------------------------------------- */
+/* L1 and refcount tables                                           */
+/* ---------------------------------------------------------------- */
+
+int qcow2_load_table(const struct qcow2_info *qi, const u8 *raw, u32 n,
+		     bool l1, u64 *out, u32 *bad, const char **error)
+{
+	u64 reserved = l1 ? QCOW2_L1E_RESERVED : QCOW2_RTE_RESERVED;
+	u64 mask = l1 ? QCOW2_OFFSET_MASK : ~QCOW2_RTE_RESERVED;
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		u64 e = rd64(raw + (u64)i * 8);
+		u64 off;
+
+		*bad = i;
+		if (l1)
+			e &= ~QCOW2_OFLAG_COPIED;
+		if (e & reserved) {
+			*error = l1 ? "L1 entry has reserved bits set" :
+				      "refcount table entry has reserved bits set";
+			return -EINVAL;
+		}
+		off = e & mask;
+		if (off & (qi->cluster_size - 1)) {
+			*error = l1 ? "L2 table offset not cluster-aligned" :
+				      "refcount block offset not cluster-aligned";
+			return -EINVAL;
+		}
+		if (off && (off < qi->cluster_size ||
+			    !in_file(off, qi->cluster_size, qi->file_size))) {
+			*error = l1 ? "L2 table outside the file device or in the header" :
+				      "refcount block outside the file device or in the header";
+			return -EINVAL;
+		}
+		out[i] = off;
+	}
+	return 0;
+}
+
+u64 qcow2_overlap_ranges(const struct qcow2_info *qi,
+			 const u64 *l1, const u64 *reftable)
+{
+	u64 n = 3, i;
+	u64 rt = qcow2_reftable_bytes(qi) / 8;
+
+	for (i = 0; i < qi->l1_size; i++)
+		n += !!l1[i];
+	for (i = 0; i < rt; i++)
+		n += !!reftable[i];
+	return n;
+}
+
+static bool range_before(const struct qcow2_range *a,
+			 const struct qcow2_range *b)
+{
+	return a->start < b->start;
+}
+
+static void range_swap(struct qcow2_range *a, struct qcow2_range *b)
+{
+	struct qcow2_range t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* Heapsort by start: in place, no recursion, no allocation. */
+static void sort_ranges(struct qcow2_range *r, u64 n)
+{
+	u64 i, root, child, end;
+
+	for (i = n / 2; i-- > 0;) {
+		for (root = i; (child = 2 * root + 1) < n; root = child) {
+			if (child + 1 < n && range_before(&r[child], &r[child + 1]))
+				child++;
+			if (!range_before(&r[root], &r[child]))
+				break;
+			range_swap(&r[root], &r[child]);
+		}
+	}
+	for (end = n; end-- > 1;) {
+		range_swap(&r[0], &r[end]);
+		for (root = 0; (child = 2 * root + 1) < end; root = child) {
+			if (child + 1 < end && range_before(&r[child], &r[child + 1]))
+				child++;
+			if (!range_before(&r[root], &r[child]))
+				break;
+			range_swap(&r[root], &r[child]);
+		}
+	}
+}
+
+int qcow2_check_overlaps(const struct qcow2_info *qi, const u64 *l1,
+			 const u64 *reftable, struct qcow2_range *scratch,
+			 u64 nscratch, const char **error)
+{
+	u64 rt = qcow2_reftable_bytes(qi) / 8;
+	u64 n = 0, i;
+
+	if (nscratch < qcow2_overlap_ranges(qi, l1, reftable)) {
+		*error = "overlap check scratch too small";	/* caller bug */
+		return -EINVAL;
+	}
+	scratch[n++] = (struct qcow2_range){ 0, qi->cluster_size };
+	if (qi->l1_size)
+		scratch[n++] = (struct qcow2_range){ qi->l1_offset,
+						     qcow2_l1_bytes(qi) };
+	if (rt)
+		scratch[n++] = (struct qcow2_range){ qi->reftable_offset,
+						     qcow2_reftable_bytes(qi) };
+	for (i = 0; i < qi->l1_size; i++)
+		if (l1[i])
+			scratch[n++] = (struct qcow2_range){ l1[i],
+							     qi->cluster_size };
+	for (i = 0; i < rt; i++)
+		if (reftable[i])
+			scratch[n++] = (struct qcow2_range){ reftable[i],
+							     qi->cluster_size };
+
+	sort_ranges(scratch, n);
+	for (i = 1; i < n; i++) {
+		/* Offsets were checked against the file: no overflow. */
+		if (scratch[i - 1].start + scratch[i - 1].len >
+		    scratch[i].start) {
+			*error = "image metadata overlaps (header, L1, L2 or refcount structures)";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* L2 entries                                                       */
+/* ---------------------------------------------------------------- */
+
+static void invalid(struct qcow2_extent *ext, const char *why)
+{
+	ext->type = QCOW2_MAP_INVALID;
+	ext->error = why;
+	ext->len = 0;
+}
+
+/*
+ * One mapping unit: the cluster (or subcluster, with extended L2) that
+ * contains @off, described by entry @e and bitmap @bm.  Fills @ext with
+ * the unit's kind and, for DATA, the host offset of @off; ext->len is the
+ * bytes from @off to the end of the unit.
+ */
+static void map_unit(const struct qcow2_info *qi, u64 e, u64 bm, u64 off,
+		     struct qcow2_extent *ext)
+{
+	u64 in_cluster = off & (qi->cluster_size - 1);
+	u64 unit = 1ULL << qi->subcluster_bits;
+	u64 host;
+	u32 sc;
+
+	ext->len = unit - (off & (unit - 1));
+	ext->error = NULL;
+
+	if (e & QCOW2_OFLAG_COMPRESSED) {
+		u64 coff = e & ((1ULL << qi->csize_shift) - 1);
+		u64 nsect = ((e >> qi->csize_shift) & qi->csize_mask) + 1;
+		u64 csize = nsect * 512 - (coff & 511);
+
+		if (e & QCOW2_OFLAG_COPIED) {
+			invalid(ext, "compressed L2 entry has the copied flag");
+			return;
+		}
+		if (qi->extended_l2 && bm) {
+			invalid(ext, "compressed L2 entry has a subcluster bitmap");
+			return;
+		}
+		if (coff < qi->cluster_size || coff >= qi->file_size) {
+			invalid(ext, "compressed cluster outside the file device");
+			return;
+		}
+		/* The last sector may run past a file's end: QEMU pads it. */
+		if (csize > qi->file_size - coff)
+			csize = qi->file_size - coff;
+		ext->type = QCOW2_MAP_COMPRESSED;
+		ext->host_off = coff;
+		ext->csize = csize;
+		ext->len = qi->cluster_size - in_cluster;
+		return;
+	}
+	if (e & QCOW2_L2E_RESERVED) {
+		invalid(ext, "L2 entry has reserved bits set");
+		return;
+	}
+	host = e & QCOW2_OFFSET_MASK;
+	if (host & (qi->cluster_size - 1)) {
+		invalid(ext, "data cluster offset not cluster-aligned");
+		return;
+	}
+	if (host && (host < qi->cluster_size || host >= qi->file_size)) {
+		invalid(ext, "data cluster outside the file device");
+		return;
+	}
+
+	if (!qi->extended_l2) {
+		if (e & QCOW2_OFLAG_ZERO)
+			ext->type = QCOW2_MAP_ZERO;
+		else if (host)
+			ext->type = QCOW2_MAP_DATA;
+		else
+			ext->type = QCOW2_MAP_BACKING;
+	} else {
+		sc = in_cluster >> qi->subcluster_bits;
+		if ((bm >> sc & 1) && (bm >> (32 + sc) & 1)) {
+			invalid(ext, "subcluster both allocated and zero");
+			return;
+		}
+		if (!host && (bm & 0xffffffffULL)) {
+			invalid(ext, "unallocated cluster has allocated subclusters");
+			return;
+		}
+		if (bm >> (32 + sc) & 1)
+			ext->type = QCOW2_MAP_ZERO;
+		else if (bm >> sc & 1)
+			ext->type = QCOW2_MAP_DATA;
+		else
+			ext->type = QCOW2_MAP_BACKING;
+	}
+	if (ext->type != QCOW2_MAP_DATA)
+		return;
+
+	ext->host_off = host + in_cluster;
+	/* A cluster cut short by the file's end reads zeros past it. */
+	if (ext->host_off >= qi->file_size) {
+		ext->type = QCOW2_MAP_ZERO;
+	} else if (ext->len > qi->file_size - ext->host_off) {
+		ext->len = qi->file_size - ext->host_off;
+	}
+}
+
+void qcow2_map(const struct qcow2_info *qi, const u64 *l2, u32 n,
+	       u64 off, u64 len, struct qcow2_extent *ext)
+{
+	const u32 w = qi->l2_entry_words;
+	u64 cluster_end = (off | (qi->cluster_size - 1)) + 1;
+	u64 pos = off, done = 0;
+	u32 i = 0;
+
+	map_unit(qi, l2[0], w == 2 ? l2[1] : 0, off, ext);
+	if (ext->type == QCOW2_MAP_INVALID)
+		return;
+	done = ext->len;
+
+	/* Extend over the following units while they continue the extent. */
+	while (done < len && ext->type != QCOW2_MAP_COMPRESSED) {
+		struct qcow2_extent next;
+
+		pos = off + done;
+		if (pos >= cluster_end) {
+			if (++i >= n)
+				break;
+			cluster_end += qi->cluster_size;
+		}
+		map_unit(qi, l2[i * w], w == 2 ? l2[i * w + 1] : 0, pos, &next);
+		if (next.type != ext->type)
+			break;
+		if (ext->type == QCOW2_MAP_DATA &&
+		    next.host_off != ext->host_off + done)
+			break;
+		done += next.len;
+	}
+	ext->len = done < len ? done : len;
+}
+
+u64 qcow2_default_l2_cache(const struct qcow2_info *qi, u64 min)
+{
+	u64 clusters = (qi->size + qi->cluster_size - 1) >> qi->cluster_bits;
+	u64 bytes = clusters * qi->l2_entry_words * 8;
+
+	if (bytes > QCOW2_MAX_L2_CACHE)
+		bytes = QCOW2_MAX_L2_CACHE;
+	return bytes < min ? min : bytes;
+}
