@@ -145,5 +145,7 @@ void bg_configfs_remove_node(struct bg_node *node);
 /* targets */
 int bg_raw_init(void);
 void bg_raw_exit(void);
+int bg_qcow2_init(void);
+void bg_qcow2_exit(void);
 
 #endif /* DM_BGRAPH_BGRAPH_H */

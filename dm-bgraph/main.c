@@ -23,8 +23,15 @@ static int __init dm_bgraph_init(void)
 		DMERR("cannot register target bgraph-raw: %d", r);
 		goto out_configfs;
 	}
+	r = bg_qcow2_init();
+	if (r) {
+		DMERR("cannot register target bgraph-qcow2: %d", r);
+		goto out_raw;
+	}
 	return 0;
 
+out_raw:
+	bg_raw_exit();
 out_configfs:
 	bg_configfs_exit();
 	return r;
@@ -32,6 +39,7 @@ out_configfs:
 
 static void __exit dm_bgraph_exit(void)
 {
+	bg_qcow2_exit();
 	bg_raw_exit();
 	bg_configfs_exit();
 }
@@ -43,3 +51,4 @@ MODULE_DESCRIPTION("dm-bgraph: QEMU's block graph as device-mapper targets");
 MODULE_AUTHOR("dm-bgraph developers");
 MODULE_LICENSE("GPL");
 MODULE_ALIAS("dm-bgraph-raw");
+MODULE_ALIAS("dm-bgraph-qcow2");

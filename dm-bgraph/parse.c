@@ -68,16 +68,11 @@ int bg_parse_size(const char *s, u64 *bytes)
 	return 0;
 }
 
-int bg_raw_parse_opts(unsigned int argc, char **argv,
-		      struct bg_raw_args *a, const char **error)
+/* "<#opt_args> <key> <value>...": the count must match, pairs only. */
+static int parse_opt_count(unsigned int argc, char **argv, const char **error)
 {
-	bool seen_offset = false;
-	unsigned int i;
 	u64 nopt;
 
-	memset(a, 0, sizeof(*a));
-	if (!argc)
-		return 0;
 	if (bg_parse_u64(argv[0], &nopt)) {
 		*error = "Invalid number of optional arguments";
 		return -EINVAL;
@@ -90,6 +85,20 @@ int bg_raw_parse_opts(unsigned int argc, char **argv,
 		*error = "Optional arguments must be <key> <value> pairs";
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int bg_raw_parse_opts(unsigned int argc, char **argv,
+		      struct bg_raw_args *a, const char **error)
+{
+	bool seen_offset = false;
+	unsigned int i;
+
+	memset(a, 0, sizeof(*a));
+	if (!argc)
+		return 0;
+	if (parse_opt_count(argc, argv, error))
+		return -EINVAL;
 	for (i = 1; i < argc; i += 2) {
 		const char *key = argv[i], *val = argv[i + 1];
 		u64 v;
@@ -124,6 +133,43 @@ int bg_raw_parse_opts(unsigned int argc, char **argv,
 			}
 			a->size = v;
 			a->has_size = true;
+		} else {
+			*error = "Unknown optional argument";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int bg_qcow2_parse_opts(unsigned int argc, char **argv,
+			struct bg_qcow2_args *a, const char **error)
+{
+	unsigned int i;
+
+	memset(a, 0, sizeof(*a));
+	if (!argc)
+		return 0;
+	if (parse_opt_count(argc, argv, error))
+		return -EINVAL;
+	for (i = 1; i < argc; i += 2) {
+		const char *key = argv[i], *val = argv[i + 1];
+
+		if (!strcmp(key, "backing")) {
+			if (a->backing) {
+				*error = "Option backing given twice";
+				return -EINVAL;
+			}
+			a->backing = val;
+		} else if (!strcmp(key, "l2_cache_size")) {
+			if (a->l2_cache_size) {
+				*error = "Option l2_cache_size given twice";
+				return -EINVAL;
+			}
+			if (bg_parse_size(val, &a->l2_cache_size) ||
+			    !a->l2_cache_size || a->l2_cache_size > BG_QCOW2_MAX_CACHE) {
+				*error = "Invalid l2_cache_size: a byte count from 1 to 1G";
+				return -EINVAL;
+			}
 		} else {
 			*error = "Unknown optional argument";
 			return -EINVAL;

@@ -42,4 +42,20 @@ int bg_raw_parse_opts(unsigned int argc, char **argv,
 int bg_raw_window(const struct bg_raw_args *a, u64 dev_bytes,
 		  u64 target_bytes, u64 *window, const char **error);
 
+/* The optional arguments of a bgraph-qcow2 table line. */
+struct bg_qcow2_args {
+	const char *backing;	/* a device path, or NULL */
+	u64 l2_cache_size;	/* bytes, 0 = the default */
+};
+
+#define BG_QCOW2_MAX_CACHE	(1ULL << 30)
+
+/*
+ * bg_qcow2_parse_opts() - parse "[<#opt_args> <opt_args>...]" after
+ * <file_dev>.  Keys: backing <dev>, l2_cache_size <bytes>.  @a->backing
+ * points into @argv.
+ */
+int bg_qcow2_parse_opts(unsigned int argc, char **argv,
+			struct bg_qcow2_args *a, const char **error);
+
 #endif /* DM_BGRAPH_PARSE_H */
