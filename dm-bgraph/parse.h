@@ -48,7 +48,7 @@ struct bg_qcow2_args {
 	u64 l2_cache_size;	/* bytes, 0 = the default */
 };
 
-#define BG_QCOW2_MAX_CACHE	(1ULL << 30)
+#define BG_QCOW2_MAX_CACHE	BIT_ULL(30)
 
 /*
  * bg_qcow2_parse_opts() - parse "[<#opt_args> <opt_args>...]" after

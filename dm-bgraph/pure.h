@@ -37,6 +37,9 @@ typedef __u8 u8;
 #ifndef BIT
 #define BIT(n) (1UL << (n))
 #endif
+#ifndef BIT_ULL
+#define BIT_ULL(n) (1ULL << (n))
+#endif
 #define U64_MAX UINT64_MAX
 #endif /* __KERNEL__ */
 

@@ -145,6 +145,7 @@ static int parse_extensions(const u8 *buf, u64 start, u64 end,
 static int parse_features(const u8 *buf, struct qcow2_info *qi,
 			  const char **error)
 {
+	bool has_type;
 	u64 unknown;
 
 	if (qi->version == 2) {
@@ -187,8 +188,8 @@ static int parse_features(const u8 *buf, struct qcow2_info *qi,
 	}
 	if (qi->header_length > H_COMPRESSION_TYPE)
 		qi->compression_type = buf[H_COMPRESSION_TYPE];
-	if (!!(qi->incompat & QCOW2_INCOMPAT_COMPRESSION) !=
-	    (qi->compression_type != QCOW2_COMPRESSION_ZLIB)) {
+	has_type = qi->compression_type != QCOW2_COMPRESSION_ZLIB;
+	if (!!(qi->incompat & QCOW2_INCOMPAT_COMPRESSION) != has_type) {
 		*error = "compression type and its incompatible bit disagree";
 		return -EINVAL;
 	}
@@ -584,11 +585,10 @@ static void map_unit(const struct qcow2_info *qi, u64 e, u64 bm, u64 off,
 
 	ext->host_off = host + in_cluster;
 	/* A cluster cut short by the file's end reads zeros past it. */
-	if (ext->host_off >= qi->file_size) {
+	if (ext->host_off >= qi->file_size)
 		ext->type = QCOW2_MAP_ZERO;
-	} else if (ext->len > qi->file_size - ext->host_off) {
+	else if (ext->len > qi->file_size - ext->host_off)
 		ext->len = qi->file_size - ext->host_off;
-	}
 }
 
 void qcow2_map(const struct qcow2_info *qi, const u64 *l2, u32 n,

@@ -49,9 +49,9 @@
 #define QCOW2_EXT_DATA_FILE		0x44415441u
 
 /* L1, L2 and refcount table entries. */
-#define QCOW2_OFLAG_COPIED		(1ULL << 63)
-#define QCOW2_OFLAG_COMPRESSED		(1ULL << 62)
-#define QCOW2_OFLAG_ZERO		(1ULL << 0)
+#define QCOW2_OFLAG_COPIED		BIT_ULL(63)
+#define QCOW2_OFLAG_COMPRESSED		BIT_ULL(62)
+#define QCOW2_OFLAG_ZERO		BIT_ULL(0)
 #define QCOW2_OFFSET_MASK		0x00fffffffffffe00ULL	/* bits 9-55 */
 #define QCOW2_L1E_RESERVED		0x7f000000000001ffULL
 #define QCOW2_L2E_RESERVED		0x3f000000000001feULL
@@ -190,8 +190,9 @@ enum qcow2_ext_type {
 struct qcow2_extent {
 	enum qcow2_ext_type type;
 	u64 len;		/* bytes from the start of the range */
-	u64 host_off;		/* DATA: of the range's first byte;
-				 * COMPRESSED: of the compressed data */
+	u64 host_off;		/* DATA: of the range's first byte,
+				 * COMPRESSED: of the compressed data
+				 */
 	u64 csize;		/* COMPRESSED: bytes to read, within the file */
 	const char *error;	/* INVALID: the reason */
 };

@@ -62,7 +62,7 @@ struct l2c_way {
 };
 
 struct l2c_set {
-	spinlock_t lock;
+	spinlock_t lock;	/* the ways, their slices and the clock */
 	u32 clock;
 	struct l2c_way way[L2C_WAYS];
 };
