@@ -131,7 +131,8 @@ static void l2c_decode(const void *raw, u32 nwords, u64 *out)
 /*
  * l2c_lookup() - copy @nwords big-endian words from byte @pos of the slice
  * at file offset @slice_off into @out, host-endian.  Returns false on a
- * miss.  Any context.
+ * miss.  Counts hits; misses are counted where slices are read.  Any
+ * context.
  */
 static bool l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos,
 		       u32 nwords, u64 *out)
@@ -146,7 +147,6 @@ static bool l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos,
 			break;
 	if (w == L2C_WAYS) {
 		spin_unlock_irqrestore(&set->lock, flags);
-		this_cpu_inc(c->stats->misses);
 		return false;
 	}
 	set->way[w].stamp = ++set->clock;
@@ -299,6 +299,7 @@ static int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 				    qcow2_name(qc), slice_off, r);
 			return r;
 		}
+		this_cpu_inc(qc->cache.stats->misses);
 		l2c_insert(&qc->cache, slice_off, raw);
 		l2c_decode(raw + pos, n * words, entries);
 		kfree(raw);
