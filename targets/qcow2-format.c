@@ -208,8 +208,15 @@ static int parse_features(const u8 *buf, struct qcow2_info *qi,
 	return 0;
 }
 
-/* Cluster-aligned, inside the file, clear of the header cluster. */
-static int check_table(const struct qcow2_info *qi, u64 off, u64 bytes,
+/*
+ * Cluster-aligned, clear of the header cluster, and starting at or before
+ * the end of the file device.  A table may run past that end, and the
+ * bytes past it read as zeros, as QEMU reads past the end of its file: a
+ * new image's file ends in the middle of its L1 table (qemu-img writes
+ * only the table's bytes), and a loop device drops a file's last partial
+ * sector.
+ */
+static int check_table(struct qcow2_info *qi, u64 off, u64 bytes,
 		       const char *unaligned, const char *outside,
 		       const char **error)
 {
@@ -219,10 +226,12 @@ static int check_table(const struct qcow2_info *qi, u64 off, u64 bytes,
 		*error = unaligned;
 		return -EINVAL;
 	}
-	if (off < qi->cluster_size || !in_file(off, bytes, qi->file_size)) {
+	if (off < qi->cluster_size || off > qi->file_size) {
 		*error = outside;
 		return -EINVAL;
 	}
+	if (!in_file(off, bytes, qi->file_size))
+		qi->tables_past_end = true;
 	return 0;
 }
 
@@ -385,8 +394,8 @@ int qcow2_load_table(const struct qcow2_info *qi, const u8 *raw, u32 n,
 				      "refcount block offset not cluster-aligned";
 			return -EINVAL;
 		}
-		if (off && (off < qi->cluster_size ||
-			    !in_file(off, qi->cluster_size, qi->file_size))) {
+		/* QEMU writes these clusters whole: they start inside. */
+		if (off && (off < qi->cluster_size || off >= qi->file_size)) {
 			*error = l1 ? "L2 table outside the file device or in the header" :
 				      "refcount block outside the file device or in the header";
 			return -EINVAL;

@@ -84,6 +84,9 @@ struct qcow2_info {
 	bool extended_l2;
 	bool dirty;			/* QCOW2_INCOMPAT_DIRTY */
 	bool corrupt;			/* QCOW2_INCOMPAT_CORRUPT */
+	bool tables_past_end;		/* L1/refcount/snapshot table runs
+					 * past the file device's end
+					 */
 	u32 l2_entry_words;		/* u64 words per L2 entry: 1 or 2 */
 	u32 l2_bits;			/* log2 of the entries in an L2 table */
 	u32 subcluster_bits;		/* == cluster_bits without ext. L2 */
@@ -111,8 +114,10 @@ int qcow2_probe(const u8 *buf, size_t len, u32 *cluster_bits,
  * qcow2_parse_header() - parse and validate the header and its extensions.
  * @buf holds the first @len bytes of the file device, which must be
  * min(cluster size, @file_size) bytes (or more).  Checks every field against
- * the spec and QEMU's limits, and every table offset against @file_size.
- * Does not read the tables themselves.
+ * the spec and QEMU's limits, and every table offset against @file_size:
+ * a table must start at or before the end of the file device; the part of
+ * it past the end reads as zeros (qi->tables_past_end says so).  Does not
+ * read the tables themselves.
  */
 int qcow2_parse_header(const u8 *buf, size_t len, u64 file_size,
 		       struct qcow2_info *qi, const char **error);
@@ -131,8 +136,8 @@ static inline u64 qcow2_reftable_bytes(const struct qcow2_info *qi)
 /*
  * qcow2_load_table() - decode a big-endian table of @n entries at @raw into
  * @out (host-endian offsets, 0 = unallocated) and check every entry:
- * reserved bits clear, offset cluster-aligned, the cluster inside the file
- * device and not in the header cluster.  @l1 picks the L1 rules (else
+ * reserved bits clear, offset cluster-aligned, the cluster starting inside
+ * the file device and not in the header cluster.  @l1 picks the L1 rules (else
  * refcount table rules).  On error *@bad is the bad entry's index.
  */
 int qcow2_load_table(const struct qcow2_info *qi, const u8 *raw, u32 n,

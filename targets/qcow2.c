@@ -231,14 +231,15 @@ static const char *qcow2_name(struct qcow2_c *qc)
 
 /*
  * Read @len bytes at byte @off of the file device into @buf (kmalloc or
- * vmalloc memory), synchronously with dm-io.  Sleeps; not from map().
+ * vmalloc memory), synchronously with dm-io; bytes past the device's end
+ * read as zeros.  Sleeps; not from map().
  */
 static int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len)
 {
+	u64 dev = bdev_nr_bytes(qc->file->bdev);
 	struct dm_io_region region = {
 		.bdev = qc->file->bdev,
 		.sector = off >> SECTOR_SHIFT,
-		.count = len >> SECTOR_SHIFT,
 	};
 	struct dm_io_request req = {
 		.bi_opf = REQ_OP_READ | REQ_SYNC,
@@ -247,6 +248,15 @@ static int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len)
 		.client = qc->io,
 	};
 
+	if (off >= dev) {
+		memset(buf, 0, len);
+		return 0;
+	}
+	if (len > dev - off) {
+		memset(buf + (dev - off), 0, len - (dev - off));
+		len = dev - off;
+	}
+	region.count = len >> SECTOR_SHIFT;
 	return dm_io(&req, 1, &region, NULL, IOPRIO_DEFAULT);
 }
 
@@ -859,6 +869,9 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot allocate the L2 cache";
 		goto out;
 	}
+	if (qc->qi.tables_past_end)
+		DMINFO("%s: image tables run past the end of the file device, reading zeros there",
+		       qcow2_name(qc));
 	if (qc->qi.corrupt || qc->qi.dirty)
 		DMWARN("%s: image is marked %s; reading only", qcow2_name(qc),
 		       qc->qi.corrupt ? "corrupt" : "dirty");
