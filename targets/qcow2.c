@@ -23,6 +23,7 @@
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 #include <linux/hash.h>
+#include <linux/log2.h>
 #include <linux/percpu.h>
 #include <linux/sched/mm.h>
 #include <linux/workqueue.h>
@@ -53,8 +54,8 @@
  * takes the client's mutex.  This cache is set-associative with a
  * spinlock per set: a lookup copies the few L2 entries it needs under its
  * set's lock and never sleeps, so map() serves hits without a worker and
- * nodes share no lock.  Memory: exactly the configured slices, allocated
- * at construction.
+ * nodes share no lock.  Memory: the configured size rounded down to a
+ * power-of-two number of sets, allocated at construction.
  */
 struct l2c_way {
 	u64 key;		/* file offset of the slice + 1; 0: empty */
@@ -88,7 +89,8 @@ static int l2c_init(struct l2_cache *c, u32 slice_bytes, u64 bytes)
 
 	c->slice_bytes = slice_bytes;
 	c->slice_shift = ilog2(slice_bytes);
-	c->nsets = nslices / L2C_WAYS;
+	/* A power of two: the set is a mask of the hash, not a division. */
+	c->nsets = rounddown_pow_of_two(nslices / L2C_WAYS);
 	c->sets = kvcalloc(c->nsets, sizeof(*c->sets), GFP_KERNEL);
 	c->data = vmalloc(array3_size(c->nsets, L2C_WAYS, slice_bytes));
 	c->stats = alloc_percpu(struct l2c_stats);
@@ -108,7 +110,8 @@ static void l2c_exit(struct l2_cache *c)
 
 static struct l2c_set *l2c_set(struct l2_cache *c, u64 slice_off)
 {
-	return &c->sets[hash_64(slice_off >> c->slice_shift, 32) % c->nsets];
+	return &c->sets[hash_64(slice_off >> c->slice_shift, 32) &
+			(c->nsets - 1)];
 }
 
 static u8 *l2c_slot(struct l2_cache *c, struct l2c_set *set, unsigned int w)

@@ -64,6 +64,7 @@ dmsetup create --readonly bench-mid --table "0 $sectors bgraph-qcow2 /dev/ram2 2
 dmsetup create --readonly bench-top --table "0 $sectors bgraph-qcow2 /dev/ram3 2 backing /dev/mapper/bench-mid"
 dmsetup create --readonly bench-warm --table "0 $sectors bgraph-qcow2 /dev/ram4"
 dmsetup create --readonly bench-cold --table "0 $sectors bgraph-qcow2 /dev/ram4 2 l2_cache_size 64K"
+mkdir -p "$(readlink -f /var/lock)"	# qemu-nbd -c keeps its socket there
 qemu-nbd -r -f qcow2 --cache=none --aio=native -c /dev/nbd0 /dev/ram1
 for _ in $(seq 50); do
 	[ "$(blockdev --getsize64 /dev/nbd0 2>/dev/null || echo 0)" -gt 0 ] && break
