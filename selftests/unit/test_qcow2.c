@@ -1,0 +1,2435 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Host unit tests of targets/qcow2-format.c: header and table validation
+ * on images built in memory (every refusal with its reason and errno),
+ * qcow2_map() on L2 entries built in memory, and a user-space qcow2 reader
+ * on qcow2_map() that must read what `qemu-img convert -O raw` reads from
+ * real images made by qemu-img and qemu-io.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "kselftest_harness.h"
+#include "qcow2-format.h"
+
+/* ---------------------------------------------------------------- */
+/* Big-endian writer and reader                                     */
+/* ---------------------------------------------------------------- */
+
+static void put_be(u8 *p, unsigned int width, u64 v)
+{
+	while (width--) {
+		p[width] = v & 0xff;
+		v >>= 8;
+	}
+}
+
+static u64 get_be64(const u8 *p)
+{
+	u64 v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Header fields, from docs/interop/qcow2.txt (independent of the code). */
+enum {
+	F_MAGIC = 0,		/* 4 bytes */
+	F_VERSION = 4,		/* 4 */
+	F_BACKING_OFFSET = 8,	/* 8 */
+	F_BACKING_SIZE = 16,	/* 4 */
+	F_CLUSTER_BITS = 20,	/* 4 */
+	F_SIZE = 24,		/* 8 */
+	F_CRYPT = 32,		/* 4 */
+	F_L1_SIZE = 36,		/* 4 */
+	F_L1_OFFSET = 40,	/* 8 */
+	F_RT_OFFSET = 48,	/* 8 */
+	F_RT_CLUSTERS = 56,	/* 4 */
+	F_NB_SNAPSHOTS = 60,	/* 4 */
+	F_SNAPSHOTS_OFFSET = 64,	/* 8 */
+	F_INCOMPAT = 72,	/* 8 */
+	F_COMPAT = 80,		/* 8 */
+	F_AUTOCLEAR = 88,	/* 8 */
+	F_REFCOUNT_ORDER = 96,	/* 4 */
+	F_HEADER_LENGTH = 100,	/* 4 */
+	F_COMPRESSION = 104,	/* 1 */
+	F_EXT = 112,		/* the first header extension */
+};
+
+/* ---------------------------------------------------------------- */
+/* An image built in memory                                         */
+/* ---------------------------------------------------------------- */
+
+/*
+ * The model image: 512-byte clusters, 1 MiB virtual size, v3 with a
+ * 112-byte header.  Cluster 0 header, 1 L1 table (32 entries), 2 refcount
+ * table, 3 refcount block, 4 L2 table, 5 one data cluster.
+ */
+#define M_CB		9
+#define M_CS		512u
+#define M_SIZE		(1024u * 1024)
+#define M_L1_SIZE	32u
+#define M_L1		(1 * M_CS)
+#define M_RT		(2 * M_CS)
+#define M_RB		(3 * M_CS)
+#define M_L2		(4 * M_CS)
+#define M_DATA		(5 * M_CS)
+#define M_FILE		(6 * M_CS)
+
+static void build_model(u8 *b)
+{
+	unsigned int i;
+
+	memset(b, 0, M_FILE);
+	put_be(b + F_MAGIC, 4, 0x514649fb);
+	put_be(b + F_VERSION, 4, 3);
+	put_be(b + F_CLUSTER_BITS, 4, M_CB);
+	put_be(b + F_SIZE, 8, M_SIZE);
+	put_be(b + F_L1_SIZE, 4, M_L1_SIZE);
+	put_be(b + F_L1_OFFSET, 8, M_L1);
+	put_be(b + F_RT_OFFSET, 8, M_RT);
+	put_be(b + F_RT_CLUSTERS, 4, 1);
+	put_be(b + F_REFCOUNT_ORDER, 4, 4);
+	put_be(b + F_HEADER_LENGTH, 4, 112);
+	/* compression type 0 and the end-of-extensions mark: zeros */
+	put_be(b + M_L1, 8, M_L2 | QCOW2_OFLAG_COPIED);
+	put_be(b + M_RT, 8, M_RB);
+	for (i = 0; i < 6; i++)
+		put_be(b + M_RB + 2 * i, 2, 1);
+	put_be(b + M_L2, 8, M_DATA | QCOW2_OFLAG_COPIED);
+	memset(b + M_DATA, 0x5a, M_CS);
+}
+
+/* A field to overwrite: @width big-endian bytes of @val, or @str. */
+struct poke {
+	u16 off;
+	u8 width;
+	u64 val;
+	const char *str;
+};
+
+static void apply_pokes(u8 *b, const struct poke *p, unsigned int n)
+{
+	for (; n-- && (p->width || p->str); p++) {
+		if (p->str)
+			memcpy(b + p->off, p->str, strlen(p->str));
+		else
+			put_be(b + p->off, p->width, p->val);
+	}
+}
+
+/* A header-only v3 image (no tables, size 0) with these clusters. */
+static void qi_for(struct __test_metadata *_metadata, u32 cb, bool extl2,
+		   u64 file_size, struct qcow2_info *qi)
+{
+	u64 len = 1ULL << cb;
+	const char *err = NULL;
+	u8 *b;
+
+	if (len > file_size)
+		len = file_size;
+	b = calloc(1, len);
+	ASSERT_NE(NULL, b);
+	put_be(b + F_MAGIC, 4, 0x514649fb);
+	put_be(b + F_VERSION, 4, 3);
+	put_be(b + F_CLUSTER_BITS, 4, cb);
+	put_be(b + F_INCOMPAT, 8, extl2 ? QCOW2_INCOMPAT_EXTL2 : 0);
+	put_be(b + F_REFCOUNT_ORDER, 4, 4);
+	put_be(b + F_HEADER_LENGTH, 4, 104);
+	EXPECT_EQ(0, qcow2_parse_header(b, len, file_size, qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	free(b);
+}
+
+/* ---------------------------------------------------------------- */
+/* qcow2_probe()                                                    */
+/* ---------------------------------------------------------------- */
+
+TEST(probe_reads_the_cluster_bits)
+{
+	u8 b[M_FILE];
+	const char *err = NULL;
+	u32 bits = 0;
+
+	build_model(b);
+	EXPECT_EQ(0, qcow2_probe(b, 72, &bits, &err));
+	EXPECT_EQ(M_CB, bits);
+	put_be(b + F_CLUSTER_BITS, 4, 21);
+	EXPECT_EQ(0, qcow2_probe(b, sizeof(b), &bits, &err));
+	EXPECT_EQ(21, bits);
+	put_be(b + F_VERSION, 4, 2);
+	EXPECT_EQ(0, qcow2_probe(b, sizeof(b), &bits, &err));
+}
+
+struct probe_case {
+	u16 off;
+	u32 val;
+	size_t len;
+	const char *error;
+};
+
+static const struct probe_case probe_cases[] = {
+	{ F_MAGIC, 0x514649fb, 71, "file device too small for a qcow2 header" },
+	{ F_MAGIC, 0x514649fa, 512, "bad magic: not a qcow2 image" },
+	{ F_MAGIC, 0xfb494651, 512, "bad magic: not a qcow2 image" },
+	{ F_VERSION, 1, 512, "unsupported qcow2 version (2 and 3 are)" },
+	{ F_VERSION, 4, 512, "unsupported qcow2 version (2 and 3 are)" },
+	{ F_CLUSTER_BITS, 8, 512, "cluster_bits out of range (9 to 21)" },
+	{ F_CLUSTER_BITS, 22, 512, "cluster_bits out of range (9 to 21)" },
+	{ F_CLUSTER_BITS, 0x80000009, 512, "cluster_bits out of range (9 to 21)" },
+};
+
+TEST(probe_refusals_each_get_their_reason)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(probe_cases); i++) {
+		const struct probe_case *c = &probe_cases[i];
+		const char *err = NULL;
+		u8 b[M_FILE];
+		u32 bits = 1234;
+
+		build_model(b);
+		put_be(b + c->off, 4, c->val);
+		EXPECT_EQ(-EINVAL, qcow2_probe(b, c->len, &bits, &err)) {
+			TH_LOG("case %u accepted", i);
+		}
+		ASSERT_NE(NULL, err);
+		EXPECT_STREQ(c->error, err);
+		EXPECT_EQ(1234, bits);
+	}
+}
+
+TEST(probe_reads_no_byte_past_len)
+{
+	const char *err = NULL;
+	u8 b[M_FILE], *exact;
+	u32 bits;
+
+	build_model(b);
+	exact = malloc(72);	/* ASan: a read past 72 bytes faults */
+	ASSERT_NE(NULL, exact);
+	memcpy(exact, b, 72);
+	EXPECT_EQ(0, qcow2_probe(exact, 72, &bits, &err));
+	EXPECT_EQ(-EINVAL, qcow2_probe(exact, 71, &bits, &err));
+	free(exact);
+}
+
+/* ---------------------------------------------------------------- */
+/* qcow2_parse_header(): the model image and what it accepts         */
+/* ---------------------------------------------------------------- */
+
+TEST(model_image_parses)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_EQ(3, qi.version);
+	EXPECT_EQ(M_CB, qi.cluster_bits);
+	EXPECT_EQ(M_CS, qi.cluster_size);
+	EXPECT_EQ(M_SIZE, qi.size);
+	EXPECT_EQ(M_FILE, qi.file_size);
+	EXPECT_EQ(M_L1_SIZE, qi.l1_size);
+	EXPECT_EQ(M_L1, qi.l1_offset);
+	EXPECT_EQ(M_RT, qi.reftable_offset);
+	EXPECT_EQ(1, qi.reftable_clusters);
+	EXPECT_EQ(4, qi.refcount_order);
+	EXPECT_EQ(112, qi.header_length);
+	EXPECT_EQ(0, qi.nb_snapshots);
+	EXPECT_EQ(QCOW2_COMPRESSION_ZLIB, qi.compression_type);
+	EXPECT_FALSE(qi.extended_l2);
+	EXPECT_FALSE(qi.dirty);
+	EXPECT_FALSE(qi.corrupt);
+	EXPECT_EQ(1, qi.l2_entry_words);
+	EXPECT_EQ(6, qi.l2_bits);
+	EXPECT_EQ(9, qi.subcluster_bits);
+	EXPECT_EQ(61, qi.csize_shift);
+	EXPECT_EQ(1, qi.csize_mask);
+	EXPECT_EQ(0, qi.backing_file_offset);
+	EXPECT_STREQ("", qi.backing_format);
+	EXPECT_EQ(M_L1_SIZE * 8, qcow2_l1_bytes(&qi));
+	EXPECT_EQ(M_CS, qcow2_reftable_bytes(&qi));
+	EXPECT_EQ(M_CS, qcow2_l2_bytes(&qi));
+	EXPECT_EQ(M_CS, qcow2_cluster_buffer(&qi));
+}
+
+TEST(header_len_may_be_more_than_a_cluster)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	EXPECT_EQ(0, qcow2_parse_header(b, M_FILE, M_FILE, &qi, &err));
+	/* and the caller's len past the file's end is clamped */
+	EXPECT_EQ(0, qcow2_parse_header(b, M_FILE, M_FILE - 1, &qi, &err));
+}
+
+TEST(header_reads_only_the_header_cluster)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE], *exact;
+
+	build_model(b);
+	exact = malloc(M_CS);	/* ASan: a read past the cluster faults */
+	ASSERT_NE(NULL, exact);
+	memcpy(exact, b, M_CS);
+	EXPECT_EQ(0, qcow2_parse_header(exact, M_CS, M_FILE, &qi, &err));
+	free(exact);
+}
+
+TEST(v2_header_parses_with_v3_defaults)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	put_be(b + F_VERSION, 4, 2);
+	memset(b + 72, 0, 40);	/* v2 ends at 72: extensions start there */
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_EQ(2, qi.version);
+	EXPECT_EQ(72, qi.header_length);
+	EXPECT_EQ(4, qi.refcount_order);
+	EXPECT_EQ(0, qi.incompat);
+	EXPECT_EQ(1, qi.l2_entry_words);
+}
+
+TEST(v2_ignores_the_v3_fields)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	put_be(b + F_VERSION, 4, 2);
+	/* An unknown extension at 72 that covers the v3-only fields. */
+	put_be(b + 72, 4, 0x12345678);
+	put_be(b + 76, 4, 32);
+	put_be(b + F_REFCOUNT_ORDER, 4, 99);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_EQ(4, qi.refcount_order);
+	EXPECT_EQ(0, qi.incompat);
+}
+
+TEST(header_length_104_has_no_compression_type)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	put_be(b + F_HEADER_LENGTH, 4, 104);
+	b[F_COMPRESSION] = 0;	/* the end-of-extensions mark at 104 */
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_EQ(104, qi.header_length);
+	EXPECT_EQ(QCOW2_COMPRESSION_ZLIB, qi.compression_type);
+}
+
+TEST(zstd_compression_type_with_its_bit)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	put_be(b + F_INCOMPAT, 8, QCOW2_INCOMPAT_COMPRESSION);
+	b[F_COMPRESSION] = QCOW2_COMPRESSION_ZSTD;
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_EQ(QCOW2_COMPRESSION_ZSTD, qi.compression_type);
+	EXPECT_EQ(QCOW2_INCOMPAT_COMPRESSION, qi.incompat);
+}
+
+TEST(dirty_and_corrupt_bits_are_reported_not_refused)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	put_be(b + F_INCOMPAT, 8, QCOW2_INCOMPAT_DIRTY);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_TRUE(qi.dirty);
+	EXPECT_FALSE(qi.corrupt);
+	put_be(b + F_INCOMPAT, 8, QCOW2_INCOMPAT_CORRUPT);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_FALSE(qi.dirty);
+	EXPECT_TRUE(qi.corrupt);
+}
+
+TEST(compat_and_autoclear_bits_are_ignored)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	put_be(b + F_COMPAT, 8, ~0ULL);
+	put_be(b + F_AUTOCLEAR, 8, ~0ULL);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_EQ(~0ULL, qi.compat);
+	EXPECT_EQ(~0ULL, qi.autoclear);
+}
+
+TEST(every_refcount_order_up_to_6)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+	u32 order;
+
+	build_model(b);
+	for (order = 0; order <= 6; order++) {
+		put_be(b + F_REFCOUNT_ORDER, 4, order);
+		EXPECT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+		EXPECT_EQ(order, qi.refcount_order);
+	}
+}
+
+TEST(backing_file_and_format)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	put_be(b + F_EXT, 4, QCOW2_EXT_BACKING_FORMAT);
+	put_be(b + F_EXT + 4, 4, 5);
+	memcpy(b + F_EXT + 8, "qcow2", 5);
+	put_be(b + F_BACKING_OFFSET, 8, 400);
+	put_be(b + F_BACKING_SIZE, 4, 10);
+	memcpy(b + 400, "base.qcow2", 10);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_EQ(400, qi.backing_file_offset);
+	EXPECT_EQ(10, qi.backing_file_size);
+	EXPECT_STREQ("qcow2", qi.backing_format);
+
+	/* The longest name QEMU writes, ending at the cluster's end. */
+	put_be(b + F_BACKING_OFFSET, 8, 200);
+	put_be(b + F_BACKING_SIZE, 4, M_CS - 200);
+	EXPECT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	/* A 15-byte format name fills the field. */
+	put_be(b + F_EXT + 4, 4, 15);
+	memcpy(b + F_EXT + 8, "0123456789abcde", 15);
+	put_be(b + F_EXT + 24, 8, 0);
+	EXPECT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_STREQ("0123456789abcde", qi.backing_format);
+}
+
+TEST(extensions_stop_at_the_backing_file_name)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	/* An extension that ends exactly where the name begins. */
+	put_be(b + F_EXT, 4, 0x12345678);
+	put_be(b + F_EXT + 4, 4, 80);
+	put_be(b + F_BACKING_OFFSET, 8, F_EXT + 88);
+	put_be(b + F_BACKING_SIZE, 4, 4);
+	/* The name is not an extension header, though it looks like one. */
+	put_be(b + F_EXT + 88, 4, QCOW2_EXT_DATA_FILE);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+}
+
+TEST(unknown_extensions_are_skipped)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	put_be(b + F_EXT, 4, 0x12345678);
+	put_be(b + F_EXT + 4, 4, 3);	/* padded to 8 */
+	put_be(b + F_EXT + 16, 4, QCOW2_EXT_BACKING_FORMAT);
+	put_be(b + F_EXT + 20, 4, 3);
+	memcpy(b + F_EXT + 24, "raw", 3);
+	put_be(b + F_EXT + 32, 4, QCOW2_EXT_FEATURE_TABLE);
+	put_be(b + F_EXT + 36, 4, 48);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_STREQ("raw", qi.backing_format);
+	/* Extensions may run to the end of the header cluster. */
+	build_model(b);
+	put_be(b + F_EXT, 4, 0x12345678);
+	put_be(b + F_EXT + 4, 4, M_CS - F_EXT - 8);
+	EXPECT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+}
+
+TEST(unknown_incompatible_bit_is_named_from_the_feature_table)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	put_be(b + F_INCOMPAT, 8, BIT(9) | BIT(12) | QCOW2_INCOMPAT_DIRTY);
+	put_be(b + F_EXT, 4, QCOW2_EXT_FEATURE_TABLE);
+	put_be(b + F_EXT + 4, 4, 3 * 48);
+	b[F_EXT + 8] = 1;		/* compatible bit 9: not this one */
+	b[F_EXT + 9] = 9;
+	memcpy(b + F_EXT + 10, "wrong kind", 10);
+	b[F_EXT + 56] = 0;		/* incompatible bit 12 */
+	b[F_EXT + 57] = 12;
+	memcpy(b + F_EXT + 58, "twelve", 6);
+	b[F_EXT + 104] = 0;		/* incompatible bit 9, a full name */
+	b[F_EXT + 105] = 9;
+	memset(b + F_EXT + 106, 'n', 46);
+	EXPECT_EQ(-EOPNOTSUPP, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_STREQ("unknown incompatible feature bits set", err);
+	EXPECT_EQ(9, qi.unknown_bit);
+	EXPECT_EQ(46, strlen(qi.unknown_name));
+	EXPECT_EQ('n', qi.unknown_name[0]);
+
+	/* Without a name in the table the bit is still reported. */
+	put_be(b + F_EXT, 4, 0);
+	EXPECT_EQ(-EOPNOTSUPP, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_EQ(9, qi.unknown_bit);
+	EXPECT_STREQ("", qi.unknown_name);
+	put_be(b + F_INCOMPAT, 8, 1ULL << 63);
+	EXPECT_EQ(-EOPNOTSUPP, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_EQ(63, qi.unknown_bit);
+}
+
+TEST(extended_l2_layout)
+{
+	struct qcow2_info qi;
+
+	qi_for(_metadata, 14, true, 1 << 20, &qi);
+	EXPECT_TRUE(qi.extended_l2);
+	EXPECT_EQ(2, qi.l2_entry_words);
+	EXPECT_EQ(10, qi.l2_bits);
+	EXPECT_EQ(9, qi.subcluster_bits);
+	qi_for(_metadata, 21, true, 4 << 20, &qi);
+	EXPECT_EQ(17, qi.l2_bits);
+	EXPECT_EQ(16, qi.subcluster_bits);
+}
+
+TEST(compressed_descriptor_layout_follows_cluster_bits)
+{
+	struct qcow2_info qi;
+	u32 cb;
+
+	for (cb = QCOW2_MIN_CLUSTER_BITS; cb <= QCOW2_MAX_CLUSTER_BITS; cb++) {
+		qi_for(_metadata, cb, false, 8 << 20, &qi);
+		/* qcow2.txt: x = 62 - (cluster_bits - 8) */
+		EXPECT_EQ(62 - (cb - 8), qi.csize_shift);
+		EXPECT_EQ((1ULL << (cb - 8)) - 1, qi.csize_mask);
+		EXPECT_EQ(cb - 3, qi.l2_bits);
+		EXPECT_EQ(cb, qi.subcluster_bits);
+	}
+}
+
+TEST(file_shorter_than_a_cluster)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[4096] = { 0 };
+
+	put_be(b + F_MAGIC, 4, 0x514649fb);
+	put_be(b + F_VERSION, 4, 3);
+	put_be(b + F_CLUSTER_BITS, 4, 16);
+	put_be(b + F_REFCOUNT_ORDER, 4, 4);
+	put_be(b + F_HEADER_LENGTH, 4, 104);
+	EXPECT_EQ(0, qcow2_parse_header(b, sizeof(b), sizeof(b), &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_EQ(0, qcow2_parse_header(b, 104, 104, &qi, &err));
+}
+
+TEST(l1_table_exactly_large_enough)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	/* 1 MiB + 1 byte needs a 33rd L2 table. */
+	put_be(b + F_SIZE, 8, M_SIZE + 1);
+	EXPECT_EQ(-EINVAL, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_STREQ("L1 table too small for the virtual size", err);
+	put_be(b + F_L1_SIZE, 4, 33);
+	EXPECT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	/* Larger than needed is fine; an empty disk needs none. */
+	put_be(b + F_SIZE, 8, 0);
+	EXPECT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	put_be(b + F_L1_SIZE, 4, 0);
+	EXPECT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+}
+
+/*
+ * qemu-img writes only the bytes of a new image's L1 table, and a loop
+ * device drops a file's last partial sector: a table may start at the
+ * file's end or run past it (and reads as zeros there).
+ */
+TEST(tables_may_run_past_the_file_end)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_FALSE(qi.tables_past_end);
+	put_be(b + F_L1_OFFSET, 8, M_FILE);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_TRUE(qi.tables_past_end);
+	put_be(b + F_L1_OFFSET, 8, M_DATA);
+	put_be(b + F_L1_SIZE, 4, 65);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_TRUE(qi.tables_past_end);
+
+	build_model(b);
+	put_be(b + F_RT_OFFSET, 8, M_DATA);
+	put_be(b + F_RT_CLUSTERS, 4, 2);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_TRUE(qi.tables_past_end);
+
+	build_model(b);
+	put_be(b + F_NB_SNAPSHOTS, 4, 13);	/* 13 * 40 > 512 */
+	put_be(b + F_SNAPSHOTS_OFFSET, 8, M_DATA);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	EXPECT_TRUE(qi.tables_past_end);
+}
+
+/*
+ * QEMU's limits, at 2 MiB clusters: an L2 table maps 2^39 bytes, so a
+ * 32 MiB L1 table (2^22 entries) maps 2^61; refcount table 4 clusters.
+ * Only the header cluster is read: the file size is just a number here.
+ */
+TEST(limits_are_inclusive)
+{
+	const u64 cs = 2u << 20, file = 64u << 20;
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 *b = calloc(1, cs);
+
+	ASSERT_NE(NULL, b);
+	put_be(b + F_MAGIC, 4, 0x514649fb);
+	put_be(b + F_VERSION, 4, 3);
+	put_be(b + F_CLUSTER_BITS, 4, 21);
+	put_be(b + F_SIZE, 8, 1ULL << 61);
+	put_be(b + F_L1_SIZE, 4, QCOW2_MAX_L1_BYTES / 8);
+	put_be(b + F_L1_OFFSET, 8, cs);
+	put_be(b + F_RT_OFFSET, 8, 34u << 20);
+	put_be(b + F_RT_CLUSTERS, 4, QCOW2_MAX_REFTABLE_BYTES / cs);
+	put_be(b + F_NB_SNAPSHOTS, 4, QCOW2_MAX_SNAPSHOTS);
+	put_be(b + F_SNAPSHOTS_OFFSET, 8, 42u << 20);
+	put_be(b + F_REFCOUNT_ORDER, 4, 4);
+	put_be(b + F_HEADER_LENGTH, 4, 104);
+	ASSERT_EQ(0, qcow2_parse_header(b, cs, file, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_EQ(QCOW2_MAX_L1_BYTES, qcow2_l1_bytes(&qi));
+	EXPECT_EQ(QCOW2_MAX_REFTABLE_BYTES, qcow2_reftable_bytes(&qi));
+	EXPECT_EQ(QCOW2_MAX_SNAPSHOTS, qi.nb_snapshots);
+	EXPECT_EQ(QCOW2_MAX_L2_CACHE, qcow2_default_l2_cache(&qi, 4096));
+
+	/* One byte more needs one more L2 table than the L1 table holds. */
+	put_be(b + F_SIZE, 8, (1ULL << 61) + 1);
+	EXPECT_EQ(-EINVAL, qcow2_parse_header(b, cs, file, &qi, &err));
+	EXPECT_STREQ("L1 table too small for the virtual size", err);
+	/* 2^62 itself passes the size check (and fails on the L1 table). */
+	put_be(b + F_SIZE, 8, 1ULL << 62);
+	EXPECT_EQ(-EINVAL, qcow2_parse_header(b, cs, file, &qi, &err));
+	EXPECT_STREQ("L1 table too small for the virtual size", err);
+	free(b);
+}
+
+TEST(default_l2_cache_covers_the_disk)
+{
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &qi, &err));
+	/* 2048 clusters, 8 bytes of L2 entry each */
+	EXPECT_EQ(16384, qcow2_default_l2_cache(&qi, 0));
+	EXPECT_EQ(65536, qcow2_default_l2_cache(&qi, 65536));
+	qi_for(_metadata, 16, true, 1 << 20, &qi);
+	qi.size = 1ULL << 30;
+	EXPECT_EQ(16384 * 16, qcow2_default_l2_cache(&qi, 0));
+}
+
+/* ---------------------------------------------------------------- */
+/* qcow2_parse_header(): every refusal                              */
+/* ---------------------------------------------------------------- */
+
+FIXTURE(header) {
+	u8 b[M_FILE];
+};
+
+FIXTURE_VARIANT(header) {
+	struct poke pokes[5];
+	u32 len;		/* bytes given; 0: one cluster */
+	u32 file_size;		/* 0: the model's */
+	int err;		/* 0: -EINVAL */
+	const char *error;
+};
+
+FIXTURE_SETUP(header)
+{
+	build_model(self->b);
+}
+
+FIXTURE_TEARDOWN(header)
+{
+}
+
+#define POKE(o, w, v)	{ .off = (o), .width = (w), .val = (v) }
+#define POKES(o, s)	{ .off = (o), .str = (s) }
+
+FIXTURE_VARIANT_ADD(header, shorter_than_a_v2_header) {
+	.len = 71, .file_size = 71,
+	.error = "file device too small for a qcow2 header",
+};
+
+FIXTURE_VARIANT_ADD(header, v3_file_shorter_than_a_v3_header) {
+	.len = 100, .file_size = 100,
+	.error = "file device too small for a qcow2 header",
+};
+
+FIXTURE_VARIANT_ADD(header, bad_magic) {
+	.pokes = { POKE(F_MAGIC, 4, 0x514649fc) },
+	.error = "bad magic: not a qcow2 image",
+};
+
+FIXTURE_VARIANT_ADD(header, version_1) {
+	.pokes = { POKE(F_VERSION, 4, 1) },
+	.error = "unsupported qcow2 version (2 and 3 are)",
+};
+
+FIXTURE_VARIANT_ADD(header, version_4) {
+	.pokes = { POKE(F_VERSION, 4, 4) },
+	.error = "unsupported qcow2 version (2 and 3 are)",
+};
+
+FIXTURE_VARIANT_ADD(header, cluster_bits_8) {
+	.pokes = { POKE(F_CLUSTER_BITS, 4, 8) },
+	.error = "cluster_bits out of range (9 to 21)",
+};
+
+FIXTURE_VARIANT_ADD(header, cluster_bits_22) {
+	.pokes = { POKE(F_CLUSTER_BITS, 4, 22) },
+	.error = "cluster_bits out of range (9 to 21)",
+};
+
+FIXTURE_VARIANT_ADD(header, header_cluster_not_fully_read) {
+	.len = 256,
+	.error = "header cluster not fully read",
+};
+
+FIXTURE_VARIANT_ADD(header, encrypted) {
+	.pokes = { POKE(F_CRYPT, 4, 2) },
+	.err = -EOPNOTSUPP,
+	.error = "encrypted images are not supported",
+};
+
+FIXTURE_VARIANT_ADD(header, header_length_below_104) {
+	.pokes = { POKE(F_HEADER_LENGTH, 4, 96) },
+	.error = "bad header_length (at least 104, a multiple of 8)",
+};
+
+FIXTURE_VARIANT_ADD(header, header_length_not_a_multiple_of_8) {
+	.pokes = { POKE(F_HEADER_LENGTH, 4, 108) },
+	.error = "bad header_length (at least 104, a multiple of 8)",
+};
+
+FIXTURE_VARIANT_ADD(header, header_length_over_a_cluster) {
+	.pokes = { POKE(F_HEADER_LENGTH, 4, M_CS + 8) },
+	.error = "header_length larger than a cluster",
+};
+
+FIXTURE_VARIANT_ADD(header, header_length_past_the_file_end) {
+	.len = 108, .file_size = 108,
+	.error = "header extends past the end of the file device",
+};
+
+FIXTURE_VARIANT_ADD(header, refcount_order_7) {
+	.pokes = { POKE(F_REFCOUNT_ORDER, 4, 7) },
+	.error = "refcount_order out of range (0 to 6)",
+};
+
+FIXTURE_VARIANT_ADD(header, compression_bit_without_type) {
+	.pokes = { POKE(F_INCOMPAT, 8, QCOW2_INCOMPAT_COMPRESSION) },
+	.error = "compression type and its incompatible bit disagree",
+};
+
+FIXTURE_VARIANT_ADD(header, compression_type_without_bit) {
+	.pokes = { POKE(F_COMPRESSION, 1, QCOW2_COMPRESSION_ZSTD) },
+	.error = "compression type and its incompatible bit disagree",
+};
+
+FIXTURE_VARIANT_ADD(header, compression_type_2) {
+	.pokes = { POKE(F_COMPRESSION, 1, 2),
+		   POKE(F_INCOMPAT, 8, QCOW2_INCOMPAT_COMPRESSION) },
+	.error = "unknown compression type",
+};
+
+FIXTURE_VARIANT_ADD(header, extended_l2_with_small_clusters) {
+	.pokes = { POKE(F_INCOMPAT, 8, QCOW2_INCOMPAT_EXTL2) },
+	.error = "extended L2 entries need clusters of 16 KiB or more",
+};
+
+FIXTURE_VARIANT_ADD(header, backing_name_too_long) {
+	.pokes = { POKE(F_BACKING_OFFSET, 8, 200),
+		   POKE(F_BACKING_SIZE, 4, 1024) },
+	.error = "backing file name too long",
+};
+
+FIXTURE_VARIANT_ADD(header, backing_name_in_the_header) {
+	.pokes = { POKE(F_BACKING_OFFSET, 8, 104),
+		   POKE(F_BACKING_SIZE, 4, 8) },
+	.error = "backing file name outside the header cluster",
+};
+
+FIXTURE_VARIANT_ADD(header, backing_name_past_the_cluster) {
+	.pokes = { POKE(F_BACKING_OFFSET, 8, 500),
+		   POKE(F_BACKING_SIZE, 4, 13) },
+	.error = "backing file name outside the header cluster",
+};
+
+FIXTURE_VARIANT_ADD(header, backing_name_offset_wraps) {
+	.pokes = { POKE(F_BACKING_OFFSET, 8, ~0ULL - 3),
+		   POKE(F_BACKING_SIZE, 4, 8) },
+	.error = "backing file name outside the header cluster",
+};
+
+FIXTURE_VARIANT_ADD(header, extension_past_the_cluster) {
+	.pokes = { POKE(F_EXT, 4, 0x12345678),
+		   POKE(F_EXT + 4, 4, M_CS - F_EXT - 7) },
+	.error = "header extension overflows the header cluster",
+};
+
+FIXTURE_VARIANT_ADD(header, extension_length_huge) {
+	.pokes = { POKE(F_EXT, 4, QCOW2_EXT_FEATURE_TABLE),
+		   POKE(F_EXT + 4, 4, 0xffffffff) },
+	.error = "header extension overflows the header cluster",
+};
+
+FIXTURE_VARIANT_ADD(header, extension_over_the_backing_name) {
+	.pokes = { POKE(F_EXT, 4, 0x12345678), POKE(F_EXT + 4, 4, 100),
+		   POKE(F_BACKING_OFFSET, 8, 200),
+		   POKE(F_BACKING_SIZE, 4, 8) },
+	.error = "header extension overflows the header cluster",
+};
+
+FIXTURE_VARIANT_ADD(header, extension_header_past_the_end) {
+	/* a second extension whose data would pass the cluster's end */
+	.pokes = { POKE(F_EXT, 4, 0x12345678),
+		   POKE(F_EXT + 4, 4, M_CS - F_EXT - 16),
+		   POKE(M_CS - 8, 4, 0x12345678),
+		   POKE(M_CS - 4, 4, 1) },
+	.error = "header extension overflows the header cluster",
+};
+
+FIXTURE_VARIANT_ADD(header, backing_format_too_long) {
+	.pokes = { POKE(F_EXT, 4, QCOW2_EXT_BACKING_FORMAT),
+		   POKE(F_EXT + 4, 4, 16),
+		   POKES(F_EXT + 8, "0123456789abcdef") },
+	.error = "backing format name too long",
+};
+
+FIXTURE_VARIANT_ADD(header, data_file_extension) {
+	.pokes = { POKE(F_EXT, 4, QCOW2_EXT_DATA_FILE), POKE(F_EXT + 4, 4, 3),
+		   POKES(F_EXT + 8, "raw") },
+	.err = -EOPNOTSUPP,
+	.error = "external data files are not supported",
+};
+
+FIXTURE_VARIANT_ADD(header, data_file_bit) {
+	.pokes = { POKE(F_INCOMPAT, 8, QCOW2_INCOMPAT_DATA_FILE) },
+	.err = -EOPNOTSUPP,
+	.error = "external data files are not supported",
+};
+
+FIXTURE_VARIANT_ADD(header, unknown_incompatible_bit) {
+	.pokes = { POKE(F_INCOMPAT, 8, BIT(5)) },
+	.err = -EOPNOTSUPP,
+	.error = "unknown incompatible feature bits set",
+};
+
+FIXTURE_VARIANT_ADD(header, size_over_2_to_the_62) {
+	.pokes = { POKE(F_SIZE, 8, (1ULL << 62) + 1) },
+	.error = "virtual size too large",
+};
+
+FIXTURE_VARIANT_ADD(header, size_near_2_to_the_64) {
+	.pokes = { POKE(F_SIZE, 8, ~0ULL - 100) },
+	.error = "virtual size too large",
+};
+
+FIXTURE_VARIANT_ADD(header, l1_over_32_mib) {
+	.pokes = { POKE(F_L1_SIZE, 4, QCOW2_MAX_L1_BYTES / 8 + 1) },
+	.error = "L1 table too large (QEMU's limit is 32 MiB)",
+};
+
+FIXTURE_VARIANT_ADD(header, l1_size_u32_max) {
+	.pokes = { POKE(F_L1_SIZE, 4, 0xffffffff) },
+	.error = "L1 table too large (QEMU's limit is 32 MiB)",
+};
+
+FIXTURE_VARIANT_ADD(header, l1_too_small) {
+	.pokes = { POKE(F_L1_SIZE, 4, M_L1_SIZE - 1) },
+	.error = "L1 table too small for the virtual size",
+};
+
+FIXTURE_VARIANT_ADD(header, l1_unaligned) {
+	.pokes = { POKE(F_L1_OFFSET, 8, M_L1 + 8) },
+	.error = "L1 table offset not cluster-aligned",
+};
+
+FIXTURE_VARIANT_ADD(header, l1_in_the_header) {
+	.pokes = { POKE(F_L1_OFFSET, 8, 0) },
+	.error = "L1 table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(header, l1_past_the_end) {
+	.pokes = { POKE(F_L1_OFFSET, 8, M_FILE + M_CS) },
+	.error = "L1 table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(header, l1_offset_wraps) {
+	.pokes = { POKE(F_L1_OFFSET, 8, 0xfffffffffffffe00ULL) },
+	.error = "L1 table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(header, reftable_over_8_mib) {
+	.pokes = { POKE(F_RT_CLUSTERS, 4, QCOW2_MAX_REFTABLE_BYTES / M_CS + 1) },
+	.error = "refcount table too large (QEMU's limit is 8 MiB)",
+};
+
+FIXTURE_VARIANT_ADD(header, reftable_clusters_u32_max) {
+	.pokes = { POKE(F_RT_CLUSTERS, 4, 0xffffffff) },
+	.error = "refcount table too large (QEMU's limit is 8 MiB)",
+};
+
+FIXTURE_VARIANT_ADD(header, reftable_unaligned) {
+	.pokes = { POKE(F_RT_OFFSET, 8, M_RT + 1) },
+	.error = "refcount table offset not cluster-aligned",
+};
+
+FIXTURE_VARIANT_ADD(header, reftable_in_the_header) {
+	.pokes = { POKE(F_RT_OFFSET, 8, 0) },
+	.error = "refcount table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(header, reftable_past_the_end) {
+	.pokes = { POKE(F_RT_OFFSET, 8, M_FILE + M_CS) },
+	.error = "refcount table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(header, too_many_snapshots) {
+	.pokes = { POKE(F_NB_SNAPSHOTS, 4, QCOW2_MAX_SNAPSHOTS + 1),
+		   POKE(F_SNAPSHOTS_OFFSET, 8, M_DATA) },
+	.error = "too many snapshots (QEMU's limit is 65536)",
+};
+
+FIXTURE_VARIANT_ADD(header, snapshots_unaligned) {
+	.pokes = { POKE(F_NB_SNAPSHOTS, 4, 1),
+		   POKE(F_SNAPSHOTS_OFFSET, 8, M_DATA + 16) },
+	.error = "snapshot table offset not cluster-aligned",
+};
+
+FIXTURE_VARIANT_ADD(header, snapshots_in_the_header) {
+	.pokes = { POKE(F_NB_SNAPSHOTS, 4, 1) },
+	.error = "snapshot table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(header, snapshots_past_the_end) {
+	.pokes = { POKE(F_NB_SNAPSHOTS, 4, 1),
+		   POKE(F_SNAPSHOTS_OFFSET, 8, M_FILE + M_CS) },
+	.error = "snapshot table outside the file device or in the header",
+};
+
+TEST_F(header, refused_with_its_reason)
+{
+	u32 file_size = variant->file_size ? variant->file_size : M_FILE;
+	u32 len = variant->len ? variant->len : M_CS;
+	int want = variant->err ? variant->err : -EINVAL;
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u8 *exact;
+
+	apply_pokes(self->b, variant->pokes, ARRAY_SIZE(variant->pokes));
+	exact = malloc(len);	/* ASan: no read past what was given */
+	ASSERT_NE(NULL, exact);
+	memcpy(exact, self->b, len);
+	EXPECT_EQ(want, qcow2_parse_header(exact, len, file_size, &qi, &err));
+	ASSERT_NE(NULL, err);
+	EXPECT_STREQ(variant->error, err);
+	free(exact);
+}
+
+/* ---------------------------------------------------------------- */
+/* qcow2_load_table()                                               */
+/* ---------------------------------------------------------------- */
+
+static void be_table(u8 *raw, const u64 *e, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		put_be(raw + 8 * i, 8, e[i]);
+}
+
+TEST(l1_entries_decode_to_offsets)
+{
+	const u64 e[] = { M_L2 | QCOW2_OFLAG_COPIED, 0, M_DATA, M_CS };
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u64 out[4];
+	u8 raw[32];
+	u32 bad;
+
+	qi_for(_metadata, M_CB, false, M_FILE, &qi);
+	be_table(raw, e, 4);
+	ASSERT_EQ(0, qcow2_load_table(&qi, raw, 4, true, out, &bad, &err)) {
+		TH_LOG("%s at %u", err, bad);
+	}
+	EXPECT_EQ(M_L2, out[0]);
+	EXPECT_EQ(0, out[1]);
+	EXPECT_EQ(M_DATA, out[2]);
+	EXPECT_EQ(M_CS, out[3]);
+	/* An L2 table cut short by the file's end: the rest reads zeros. */
+	qi.file_size = M_FILE - 1;
+	EXPECT_EQ(0, qcow2_load_table(&qi, raw, 4, true, out, &bad, &err));
+	EXPECT_EQ(M_DATA, out[2]);
+	/* An empty table is fine. */
+	EXPECT_EQ(0, qcow2_load_table(&qi, raw, 0, true, out, &bad, &err));
+}
+
+TEST(refcount_table_entries_decode_to_offsets)
+{
+	const u64 e[] = { 3 * 4096, 0, 15 * 4096 };
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u64 out[3];
+	u8 raw[24];
+	u32 bad;
+
+	qi_for(_metadata, 12, false, 16 * 4096, &qi);
+	be_table(raw, e, 3);
+	ASSERT_EQ(0, qcow2_load_table(&qi, raw, 3, false, out, &bad, &err)) {
+		TH_LOG("%s at %u", err, bad);
+	}
+	EXPECT_EQ(3 * 4096, out[0]);
+	EXPECT_EQ(0, out[1]);
+	EXPECT_EQ(15 * 4096, out[2]);
+}
+
+FIXTURE(table) {
+	struct qcow2_info qi;
+};
+
+FIXTURE_VARIANT(table) {
+	u32 cluster_bits;
+	bool l1;
+	u64 entry;		/* the third of four entries */
+	u64 file_size;		/* 0: 16 clusters */
+	const char *error;
+};
+
+FIXTURE_SETUP(table)
+{
+	u64 fs = variant->file_size ? variant->file_size :
+		 16ULL << variant->cluster_bits;
+
+	qi_for(_metadata, variant->cluster_bits, false, fs, &self->qi);
+}
+
+FIXTURE_TEARDOWN(table)
+{
+}
+
+FIXTURE_VARIANT_ADD(table, l1_reserved_bit_0) {
+	.cluster_bits = 9, .l1 = true, .entry = 4 * 512 | 1,
+	.error = "L1 entry has reserved bits set",
+};
+
+FIXTURE_VARIANT_ADD(table, l1_reserved_bit_8) {
+	.cluster_bits = 9, .l1 = true, .entry = 4 * 512 | BIT(8),
+	.error = "L1 entry has reserved bits set",
+};
+
+FIXTURE_VARIANT_ADD(table, l1_reserved_bit_56) {
+	.cluster_bits = 9, .l1 = true, .entry = 4 * 512 | 1ULL << 56,
+	.error = "L1 entry has reserved bits set",
+};
+
+FIXTURE_VARIANT_ADD(table, l1_reserved_bit_62) {
+	.cluster_bits = 9, .l1 = true, .entry = 4 * 512 | 1ULL << 62,
+	.error = "L1 entry has reserved bits set",
+};
+
+FIXTURE_VARIANT_ADD(table, l1_unaligned) {
+	.cluster_bits = 12, .l1 = true, .entry = 4 * 4096 + 512,
+	.error = "L2 table offset not cluster-aligned",
+};
+
+FIXTURE_VARIANT_ADD(table, l1_past_the_end) {
+	.cluster_bits = 9, .l1 = true, .entry = 16 * 512,
+	.error = "L2 table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(table, l1_at_the_end) {
+	.cluster_bits = 12, .l1 = true, .entry = 15 * 4096,
+	.file_size = 15 * 4096,
+	.error = "L2 table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(table, l1_bit_55) {
+	.cluster_bits = 9, .l1 = true, .entry = 1ULL << 55,
+	.error = "L2 table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(table, refcount_reserved_bit_0) {
+	.cluster_bits = 9, .entry = 4 * 512 | 1,
+	.error = "refcount table entry has reserved bits set",
+};
+
+FIXTURE_VARIANT_ADD(table, refcount_reserved_bit_8) {
+	.cluster_bits = 12, .entry = 4 * 4096 | BIT(8),
+	.error = "refcount table entry has reserved bits set",
+};
+
+FIXTURE_VARIANT_ADD(table, refcount_unaligned) {
+	.cluster_bits = 12, .entry = 4 * 4096 + 512,
+	.error = "refcount block offset not cluster-aligned",
+};
+
+FIXTURE_VARIANT_ADD(table, refcount_at_the_end) {
+	.cluster_bits = 12, .entry = 16 * 4096,
+	.error = "refcount block outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(table, refcount_bit_63) {
+	/* all of bits 9-63 are the offset: no flag to strip */
+	.cluster_bits = 9, .entry = 1ULL << 63 | 4 * 512,
+	.error = "refcount block outside the file device or in the header",
+};
+
+TEST_F(table, refused_with_its_reason_and_index)
+{
+	const u64 cs = self->qi.cluster_size;
+	const u64 e[] = { 2 * cs, 0, variant->entry, 3 * cs };
+	const char *err = NULL;
+	u64 out[4];
+	u8 *raw = malloc(sizeof(e));	/* exact: ASan checks the bounds */
+	u32 bad = 99;
+
+	ASSERT_NE(NULL, raw);
+	be_table(raw, e, 4);
+	EXPECT_EQ(-EINVAL, qcow2_load_table(&self->qi, raw, 4, variant->l1,
+					    out, &bad, &err));
+	ASSERT_NE(NULL, err);
+	EXPECT_STREQ(variant->error, err);
+	EXPECT_EQ(2, bad);
+	free(raw);
+}
+
+/* ---------------------------------------------------------------- */
+/* qcow2_check_overlaps()                                           */
+/* ---------------------------------------------------------------- */
+
+FIXTURE(overlap) {
+	struct qcow2_info qi;
+	u64 l1[2 * M_L1_SIZE];
+	u64 rt[M_CS / 8];
+	struct qcow2_range scratch[2 * M_L1_SIZE + M_CS / 8 + 3];
+};
+
+FIXTURE_SETUP(overlap)
+{
+	const char *err = NULL;
+	u8 b[M_FILE];
+
+	build_model(b);
+	ASSERT_EQ(0, qcow2_parse_header(b, M_CS, M_FILE, &self->qi, &err));
+	memset(self->l1, 0, sizeof(self->l1));
+	memset(self->rt, 0, sizeof(self->rt));
+	self->l1[0] = M_L2;
+	self->rt[0] = M_RB;
+}
+
+FIXTURE_TEARDOWN(overlap)
+{
+}
+
+static int overlaps(struct __test_metadata *_metadata,
+		    FIXTURE_DATA(overlap) *self, const char **err)
+{
+	u64 n = qcow2_overlap_ranges(&self->qi, self->l1, self->rt);
+
+	EXPECT_GE(ARRAY_SIZE(self->scratch), n);
+	return qcow2_check_overlaps(&self->qi, self->l1, self->rt,
+				    self->scratch, n, err);
+}
+
+#define OVERLAP_ERROR \
+	"image metadata overlaps (header, L1, L2 or refcount structures)"
+
+TEST_F(overlap, model_image_is_clean)
+{
+	const char *err = NULL;
+
+	EXPECT_EQ(5, qcow2_overlap_ranges(&self->qi, self->l1, self->rt));
+	EXPECT_EQ(0, overlaps(_metadata, self, &err)) {
+		TH_LOG("%s", err);
+	}
+}
+
+TEST_F(overlap, ranges_count_only_allocated_entries)
+{
+	self->l1[5] = 7 * M_CS;
+	self->l1[31] = 8 * M_CS;
+	self->rt[63] = 9 * M_CS;
+	EXPECT_EQ(8, qcow2_overlap_ranges(&self->qi, self->l1, self->rt));
+	self->qi.l1_size = 0;
+	self->qi.reftable_clusters = 0;
+	EXPECT_EQ(3, qcow2_overlap_ranges(&self->qi, self->l1, self->rt));
+}
+
+TEST_F(overlap, scratch_too_small_is_refused)
+{
+	const char *err = NULL;
+
+	EXPECT_EQ(-EINVAL, qcow2_check_overlaps(&self->qi, self->l1, self->rt,
+						self->scratch, 4, &err));
+	EXPECT_STREQ("overlap check scratch too small", err);
+}
+
+TEST_F(overlap, l2_table_on_the_l1_table)
+{
+	const char *err = NULL;
+
+	self->l1[3] = M_L1;
+	EXPECT_EQ(-EINVAL, overlaps(_metadata, self, &err));
+	EXPECT_STREQ(OVERLAP_ERROR, err);
+}
+
+TEST_F(overlap, l2_table_on_the_refcount_table)
+{
+	const char *err = NULL;
+
+	self->l1[31] = M_RT;
+	EXPECT_EQ(-EINVAL, overlaps(_metadata, self, &err));
+	EXPECT_STREQ(OVERLAP_ERROR, err);
+}
+
+TEST_F(overlap, l1_table_in_the_header)
+{
+	const char *err = NULL;
+
+	self->qi.l1_offset = 256;	/* the header validation refuses it */
+	EXPECT_EQ(-EINVAL, overlaps(_metadata, self, &err));
+	EXPECT_STREQ(OVERLAP_ERROR, err);
+}
+
+TEST_F(overlap, two_l1_entries_share_an_l2_table)
+{
+	const char *err = NULL;
+
+	self->l1[1] = M_L2;
+	EXPECT_EQ(-EINVAL, overlaps(_metadata, self, &err));
+	EXPECT_STREQ(OVERLAP_ERROR, err);
+}
+
+TEST_F(overlap, refcount_block_is_an_l2_table)
+{
+	const char *err = NULL;
+
+	self->rt[1] = M_L2;
+	EXPECT_EQ(-EINVAL, overlaps(_metadata, self, &err));
+	EXPECT_STREQ(OVERLAP_ERROR, err);
+}
+
+TEST_F(overlap, two_refcount_entries_share_a_block)
+{
+	const char *err = NULL;
+
+	self->rt[63] = M_RB;
+	EXPECT_EQ(-EINVAL, overlaps(_metadata, self, &err));
+	EXPECT_STREQ(OVERLAP_ERROR, err);
+}
+
+TEST_F(overlap, l1_table_runs_into_the_refcount_table)
+{
+	const char *err = NULL;
+
+	self->qi.l1_size = M_L1_SIZE + 1;	/* 264 bytes at 512 */
+	EXPECT_EQ(0, overlaps(_metadata, self, &err));
+	self->qi.l1_offset = M_RT - 8;	/* (the validation wants aligned) */
+	EXPECT_EQ(-EINVAL, overlaps(_metadata, self, &err));
+	EXPECT_STREQ(OVERLAP_ERROR, err);
+}
+
+TEST_F(overlap, refcount_table_runs_over_its_block)
+{
+	const char *err = NULL;
+
+	self->qi.reftable_clusters = 2;		/* 1024..2048 covers 1536 */
+	EXPECT_EQ(-EINVAL, overlaps(_metadata, self, &err));
+	EXPECT_STREQ(OVERLAP_ERROR, err);
+}
+
+TEST_F(overlap, l1_and_refcount_tables_coincide)
+{
+	const char *err = NULL;
+
+	self->qi.reftable_offset = M_L1;
+	EXPECT_EQ(-EINVAL, overlaps(_metadata, self, &err));
+	EXPECT_STREQ(OVERLAP_ERROR, err);
+}
+
+/* Many tables in a scrambled order: the sort must find the one clash. */
+TEST(overlap_check_sorts_many_ranges)
+{
+	enum { N = 1000 };
+	struct qcow2_range *scratch;
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u64 *l1, *rt, n;
+	unsigned int i, j;
+
+	qi_for(_metadata, 9, false, 4096ULL * 512, &qi);
+	qi.l1_size = N;
+	qi.l1_offset = 1 * 512;		/* 16 clusters: 1-16 */
+	qi.reftable_clusters = 8;
+	qi.reftable_offset = 17 * 512;	/* 17-24, 512 entries */
+	l1 = calloc(N, 8);
+	rt = calloc(512, 8);
+	scratch = calloc(N + 512 + 3, sizeof(*scratch));
+	ASSERT_TRUE(l1 && rt && scratch);
+	/* L2 tables at 25..1024 and refcount blocks at 1025..1536, spread */
+	for (i = 0; i < N; i++)
+		l1[i] = (25 + (i * 389) % N) * 512ULL;
+	for (i = 0; i < 512; i++)
+		rt[i] = (1025 + (i * 97) % 512) * 512ULL;
+	n = qcow2_overlap_ranges(&qi, l1, rt);
+	ASSERT_EQ(N + 512 + 3, n);
+	EXPECT_EQ(0, qcow2_check_overlaps(&qi, l1, rt, scratch, n, &err)) {
+		TH_LOG("%s", err);
+	}
+	/* Any one duplicate is found, wherever it is. */
+	for (i = 0; i < N; i += 97) {
+		u64 save;
+
+		j = (i * 7 + 13) % 512;
+		save = rt[j];
+		rt[j] = l1[i];
+		EXPECT_EQ(-EINVAL, qcow2_check_overlaps(&qi, l1, rt, scratch,
+							n, &err));
+		rt[j] = save;
+	}
+	free(scratch);
+	free(rt);
+	free(l1);
+}
+
+/* ---------------------------------------------------------------- */
+/* qcow2_map() on L2 entries built in memory                        */
+/* ---------------------------------------------------------------- */
+
+#define CS4K		4096ULL
+#define HA		(16 * CS4K)	/* a data cluster */
+#define MB		(1024ULL * 1024)
+#define DATA(off)	((off) | QCOW2_OFLAG_COPIED)
+#define ZERO_PLAIN	QCOW2_OFLAG_ZERO
+#define ZERO_ALLOC(off)	((off) | QCOW2_OFLAG_ZERO | QCOW2_OFLAG_COPIED)
+
+static u64 comp(const struct qcow2_info *qi, u64 coff, u64 nsect)
+{
+	return QCOW2_OFLAG_COMPRESSED | (nsect - 1) << qi->csize_shift | coff;
+}
+
+#define MAP(qi, l2, off, len, ext) \
+	qcow2_map((qi), (l2), ARRAY_SIZE(l2) / (qi)->l2_entry_words, \
+		  (off), (len), (ext))
+
+TEST(unallocated_is_backing_up_to_the_last_entry_given)
+{
+	const u64 l2[4] = { 0 };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	MAP(&qi, l2, 0, 100 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_BACKING, e.type);
+	EXPECT_EQ(4 * CS4K, e.len);
+	MAP(&qi, l2, 5, 100 * CS4K, &e);
+	EXPECT_EQ(4 * CS4K - 5, e.len);
+	qcow2_map(&qi, l2, 1, 0, 100 * CS4K, &e);
+	EXPECT_EQ(CS4K, e.len);
+}
+
+TEST(extent_never_longer_than_the_request)
+{
+	const u64 l2[4] = { DATA(HA), DATA(HA + CS4K), 0, ZERO_PLAIN };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+	u64 off, len;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	for (off = 0; off < 4 * CS4K; off += 511) {
+		for (len = 1; off + len <= 4 * CS4K; len = len * 3 + 1) {
+			MAP(&qi, l2, off, len, &e);
+			EXPECT_LT(0, e.len);
+			EXPECT_GE(len, e.len);
+		}
+	}
+	MAP(&qi, l2, 100, 1, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(1, e.len);
+	EXPECT_EQ(HA + 100, e.host_off);
+}
+
+TEST(contiguous_data_clusters_merge)
+{
+	const u64 l2[4] = { DATA(HA), DATA(HA + CS4K), HA + 2 * CS4K,
+			    DATA(HA + 3 * CS4K) };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	MAP(&qi, l2, 100, 10 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(HA + 100, e.host_off);
+	EXPECT_EQ(4 * CS4K - 100, e.len);
+	/* from the second cluster: the entries start at its own */
+	qcow2_map(&qi, l2 + 1, 3, CS4K + 7, 10 * CS4K, &e);
+	EXPECT_EQ(HA + CS4K + 7, e.host_off);
+	EXPECT_EQ(3 * CS4K - 7, e.len);
+}
+
+TEST(data_splits_where_the_host_offsets_jump)
+{
+	const u64 l2[4] = { DATA(HA), DATA(HA + CS4K), DATA(HA + 3 * CS4K),
+			    DATA(HA + 2 * CS4K) };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	MAP(&qi, l2, 0, 4 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(2 * CS4K, e.len);
+	qcow2_map(&qi, l2 + 2, 2, 2 * CS4K, 2 * CS4K, &e);
+	EXPECT_EQ(HA + 3 * CS4K, e.host_off);
+	EXPECT_EQ(CS4K, e.len);		/* the next one is behind it */
+}
+
+TEST(extents_split_where_the_kind_changes)
+{
+	const u64 l2[8] = { DATA(HA), ZERO_PLAIN, ZERO_ALLOC(HA + CS4K), 0, 0,
+			    DATA(HA + CS4K), DATA(HA + 2 * CS4K), ZERO_PLAIN };
+	const struct { u64 off, len; enum qcow2_ext_type type; } want[] = {
+		{ 0, 1, QCOW2_MAP_DATA },
+		{ 1, 2, QCOW2_MAP_ZERO },	/* plain and preallocated */
+		{ 3, 2, QCOW2_MAP_BACKING },
+		{ 5, 2, QCOW2_MAP_DATA },
+		{ 7, 1, QCOW2_MAP_ZERO },
+	};
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+	unsigned int i;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	for (i = 0; i < ARRAY_SIZE(want); i++) {
+		u64 off = want[i].off * CS4K;
+
+		qcow2_map(&qi, l2 + want[i].off, 8 - want[i].off, off,
+			  8 * CS4K - off, &e);
+		EXPECT_EQ(want[i].type, e.type) {
+			TH_LOG("extent %u", i);
+		}
+		EXPECT_EQ(want[i].len * CS4K, e.len) {
+			TH_LOG("extent %u", i);
+		}
+	}
+}
+
+TEST(compressed_cluster_is_its_own_extent)
+{
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+	u64 l2[3];
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	EXPECT_EQ(58, qi.csize_shift);
+	EXPECT_EQ(15, qi.csize_mask);
+	l2[0] = comp(&qi, HA + 100, 3);
+	l2[1] = comp(&qi, HA + 100, 3);	/* the same bytes again */
+	l2[2] = comp(&qi, HA + 1536, 16);
+	MAP(&qi, l2, 10, 3 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_COMPRESSED, e.type);
+	EXPECT_EQ(HA + 100, e.host_off);
+	EXPECT_EQ(3 * 512 - 100, e.csize);	/* sectors less the start */
+	EXPECT_EQ(CS4K - 10, e.len);
+	qcow2_map(&qi, l2 + 2, 1, 2 * CS4K + 4000, 3 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_COMPRESSED, e.type);
+	EXPECT_EQ(HA + 1536, e.host_off);
+	EXPECT_EQ(16 * 512, e.csize);
+	EXPECT_EQ(96, e.len);
+	MAP(&qi, l2, 0, 7, &e);
+	EXPECT_EQ(7, e.len);
+}
+
+TEST(compressed_size_is_clipped_at_the_file_end)
+{
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+	u64 l2[1];
+
+	qi_for(_metadata, 12, false, HA + 1000, &qi);
+	l2[0] = comp(&qi, HA + 100, 3);
+	MAP(&qi, l2, 0, CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_COMPRESSED, e.type);
+	EXPECT_EQ(900, e.csize);
+	l2[0] = comp(&qi, HA + 999, 16);
+	MAP(&qi, l2, 0, CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_COMPRESSED, e.type);
+	EXPECT_EQ(1, e.csize);
+}
+
+TEST(compressed_layout_at_512_byte_clusters)
+{
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+	u64 l2[1];
+
+	qi_for(_metadata, 9, false, MB, &qi);
+	EXPECT_EQ(61, qi.csize_shift);
+	EXPECT_EQ(1, qi.csize_mask);
+	l2[0] = comp(&qi, 4096 + 300, 2);
+	MAP(&qi, l2, 0, 512, &e);
+	EXPECT_EQ(QCOW2_MAP_COMPRESSED, e.type);
+	EXPECT_EQ(4096 + 300, e.host_off);
+	EXPECT_EQ(1024 - 300, e.csize);
+}
+
+TEST(data_cluster_cut_by_the_file_end_reads_zeros_past_it)
+{
+	const u64 l2[2] = { DATA(HA), DATA(HA + CS4K) };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 12, false, HA + 1000, &qi);
+	MAP(&qi, l2, 0, 2 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(HA, e.host_off);
+	EXPECT_EQ(1000, e.len);
+	MAP(&qi, l2, 1000, 2 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_ZERO, e.type);
+	EXPECT_EQ(CS4K - 1000, e.len);	/* the next entry is invalid */
+	qcow2_map(&qi, l2 + 1, 1, CS4K, CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_INVALID, e.type);
+}
+
+TEST(invalid_entry_ends_the_extent_before_it)
+{
+	const u64 l2[3] = { DATA(HA), DATA(HA + CS4K), DATA(HA + 2 * CS4K + 2) };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	MAP(&qi, l2, 0, 3 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(2 * CS4K, e.len);
+	qcow2_map(&qi, l2 + 2, 1, 2 * CS4K, CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_INVALID, e.type);
+	EXPECT_STREQ("L2 entry has reserved bits set", e.error);
+}
+
+/* The standard bitmap: allocation bits 0-31, zero bits 32-63. */
+#define SC_ALLOC(i)	(1ULL << (i))
+#define SC_ZERO(i)	(1ULL << (32 + (i)))
+#define SC_ALL		0xffffffffULL
+#define CS64K		65536ULL
+#define SC2K		2048ULL
+
+TEST(extended_l2_maps_subclusters)
+{
+	const u64 l2[4] = { DATA(MB), SC_ALLOC(0) | SC_ALLOC(1) | SC_ZERO(2) |
+						 SC_ALLOC(5),
+			    0, 0 };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	MAP(&qi, l2, 100, 2 * CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(MB + 100, e.host_off);
+	EXPECT_EQ(2 * SC2K - 100, e.len);
+	MAP(&qi, l2, 2 * SC2K, 2 * CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_ZERO, e.type);
+	EXPECT_EQ(SC2K, e.len);
+	MAP(&qi, l2, 3 * SC2K, 2 * CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_BACKING, e.type);
+	EXPECT_EQ(2 * SC2K, e.len);
+	MAP(&qi, l2, 5 * SC2K + 1, 2 * CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(MB + 5 * SC2K + 1, e.host_off);
+	EXPECT_EQ(SC2K - 1, e.len);
+	/* subclusters 6-31 and the unallocated next cluster: backing */
+	MAP(&qi, l2, 6 * SC2K, 2 * CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_BACKING, e.type);
+	EXPECT_EQ(2 * CS64K - 6 * SC2K, e.len);
+}
+
+TEST(extended_l2_extents_merge_across_clusters)
+{
+	const u64 l2[6] = { DATA(MB), SC_ALL, DATA(MB + CS64K), SC_ALLOC(0),
+			    DATA(MB + 3 * CS64K), SC_ALL };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	MAP(&qi, l2, 0, 4 * CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(MB, e.host_off);
+	EXPECT_EQ(CS64K + SC2K, e.len);
+	/* subcluster 0 of the third cluster is not where sc 31 ends */
+	qcow2_map(&qi, l2 + 2, 2, CS64K + 31 * SC2K, 2 * CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_BACKING, e.type);
+	EXPECT_EQ(SC2K, e.len);
+}
+
+TEST(extended_l2_zero_subclusters_merge_across_clusters)
+{
+	const u64 l2[4] = { DATA(MB), SC_ALLOC(0) | SC_ZERO(31), 0,
+			    SC_ALL << 32 };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	MAP(&qi, l2, 31 * SC2K, 4 * CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_ZERO, e.type);
+	EXPECT_EQ(SC2K + CS64K, e.len);
+	/* allocated cluster, no allocation bits: backing */
+	qcow2_map(&qi, l2, 1, SC2K, CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_BACKING, e.type);
+	EXPECT_EQ(30 * SC2K, e.len);
+}
+
+TEST(extended_l2_compressed_cluster)
+{
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+	u64 l2[2];
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	l2[0] = comp(&qi, MB + 512, 4);
+	l2[1] = 0;
+	MAP(&qi, l2, 3 * SC2K, CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_COMPRESSED, e.type);
+	EXPECT_EQ(MB + 512, e.host_off);
+	EXPECT_EQ(4 * 512, e.csize);
+	EXPECT_EQ(CS64K - 3 * SC2K, e.len);
+}
+
+struct bad_entry {
+	u32 cluster_bits;
+	bool extl2;
+	u64 entry, bitmap;
+	u64 off;		/* guest offset in the cluster */
+	const char *error;
+};
+
+#define CMP12(coff, nsect)	(QCOW2_OFLAG_COMPRESSED | \
+				 (u64)((nsect) - 1) << 58 | (coff))
+#define CMP16(coff, nsect)	(QCOW2_OFLAG_COMPRESSED | \
+				 (u64)((nsect) - 1) << 54 | (coff))
+
+static const struct bad_entry bad_entries[] = {
+	{ 12, false, CMP12(HA, 1) | QCOW2_OFLAG_COPIED, 0, 0,
+	  "compressed L2 entry has the copied flag" },
+	{ 16, true, CMP16(MB, 1), SC_ZERO(3), 0,
+	  "compressed L2 entry has a subcluster bitmap" },
+	{ 12, false, CMP12(100, 1), 0, 0,
+	  "compressed cluster outside the file device" },
+	{ 12, false, CMP12(CS4K - 1, 1), 0, 0,
+	  "compressed cluster outside the file device" },
+	{ 12, false, CMP12(MB, 1), 0, 0,
+	  "compressed cluster outside the file device" },
+	{ 12, false, CMP12((1ULL << 58) - 1, 1), 0, 0,
+	  "compressed cluster outside the file device" },
+	{ 12, false, DATA(HA) | BIT(1), 0, 0,
+	  "L2 entry has reserved bits set" },
+	{ 12, false, DATA(HA) | BIT(8), 0, 0,
+	  "L2 entry has reserved bits set" },
+	{ 12, false, DATA(HA) | 1ULL << 56, 0, 0,
+	  "L2 entry has reserved bits set" },
+	{ 12, false, 1ULL << 61, 0, 0,
+	  "L2 entry has reserved bits set" },
+	{ 12, false, DATA(HA + 512), 0, 0,
+	  "data cluster offset not cluster-aligned" },
+	{ 12, false, ZERO_ALLOC(HA + 512), 0, 0,
+	  "data cluster offset not cluster-aligned" },
+	{ 12, false, DATA(MB), 0, 0,
+	  "data cluster outside the file device" },
+	{ 12, false, DATA(1ULL << 55), 0, 0,
+	  "data cluster outside the file device" },
+	{ 12, false, ZERO_ALLOC(MB), 0, 0,
+	  "data cluster outside the file device" },
+	{ 16, true, DATA(MB), SC_ALLOC(7) | SC_ZERO(7), 7 * SC2K,
+	  "subcluster both allocated and zero" },
+	{ 16, true, 0, SC_ALLOC(0), 0,
+	  "unallocated cluster has allocated subclusters" },
+	{ 16, true, 0, SC_ALLOC(31), 5 * SC2K,
+	  "unallocated cluster has allocated subclusters" },
+	{ 16, true, DATA(16 * MB), SC_ALLOC(0), 0,
+	  "data cluster outside the file device" },
+};
+
+TEST(bad_l2_entries_each_get_their_reason)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(bad_entries); i++) {
+		const struct bad_entry *c = &bad_entries[i];
+		struct qcow2_info qi;
+		struct qcow2_extent e;
+		u64 l2[2] = { c->entry, c->bitmap };
+
+		qi_for(_metadata, c->cluster_bits, c->extl2,
+		       c->extl2 ? 16 * MB : MB, &qi);
+		memset(&e, 0, sizeof(e));
+		qcow2_map(&qi, l2, 1, c->off, 1, &e);
+		EXPECT_EQ(QCOW2_MAP_INVALID, e.type) {
+			TH_LOG("case %u accepted as %d", i, e.type);
+		}
+		ASSERT_NE(NULL, e.error) {
+			TH_LOG("case %u", i);
+		}
+		EXPECT_STREQ(c->error, e.error);
+	}
+}
+
+TEST(zero_flag_is_ignored_with_extended_l2)
+{
+	const u64 l2[2] = { DATA(MB) | QCOW2_OFLAG_ZERO, SC_ALLOC(0) };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	MAP(&qi, l2, 0, CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(SC2K, e.len);
+}
+
+/* ---------------------------------------------------------------- */
+/* A user-space qcow2 reader on qcow2_map(), and real images         */
+/* ---------------------------------------------------------------- */
+
+static int slurp(const char *path, u8 **buf, u64 *size)
+{
+	struct stat st;
+	ssize_t got = 0, r;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st)) {
+		close(fd);
+		return -errno;
+	}
+	*size = st.st_size;
+	*buf = malloc(st.st_size ? st.st_size : 1);
+	while (*buf && got < st.st_size) {
+		r = read(fd, *buf + got, st.st_size - got);
+		if (r <= 0)
+			break;
+		got += r;
+	}
+	close(fd);
+	return *buf && got == st.st_size ? 0 : -EIO;
+}
+
+/* QEMU's qcow2_zlib_decompress(): raw deflate, the output must fill. */
+static bool inflate_zlib(const u8 *src, u64 slen, u8 *dst, u64 dlen)
+{
+	z_stream s = { 0 };
+	int r;
+
+	if (inflateInit2(&s, -12) != Z_OK)
+		return false;
+	s.next_in = (u8 *)src;
+	s.avail_in = slen;
+	s.next_out = dst;
+	s.avail_out = dlen;
+	r = inflate(&s, Z_FINISH);
+	inflateEnd(&s);
+	return (r == Z_STREAM_END || r == Z_BUF_ERROR) && s.avail_out == 0;
+}
+
+/* QEMU's qcow2_zstd_decompress(): stream until the output is full. */
+static bool inflate_zstd(const u8 *src, u64 slen, u8 *dst, u64 dlen)
+{
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	ZSTD_inBuffer in = { src, slen, 0 };
+	ZSTD_outBuffer out = { dst, dlen, 0 };
+	bool ok = d;
+
+	while (ok && out.pos < out.size) {
+		size_t in_pos = in.pos, out_pos = out.pos;
+		size_t r = ZSTD_decompressStream(d, &out, &in);
+
+		ok = !ZSTD_isError(r) && (in.pos > in_pos || out.pos > out_pos);
+	}
+	ZSTD_freeDCtx(d);
+	return ok;
+}
+
+struct qimg {
+	u8 *file;
+	u64 file_size;
+	struct qcow2_info qi;
+	u64 *l1, *reftable;
+	u64 *l2;		/* the L2 table of L1 entry l2_index */
+	u64 l2_index;
+	u8 *cbuf;		/* one decompressed cluster */
+	struct qimg *backing;
+	u64 extents[QCOW2_MAP_INVALID + 1];	/* by type */
+	u64 zero_alloc;		/* L2 entries: zero flag and an offset */
+};
+
+/*
+ * A copy of the file's [off, off + len), zeros past its end: a table may
+ * run past the end of the file (a new image's L1 table does).
+ */
+static u8 *qimg_bytes(const struct qimg *im, u64 off, u64 len)
+{
+	u8 *p = calloc(1, len ? len : 1);
+
+	if (p && off < im->file_size)
+		memcpy(p, im->file + off, im->file_size - off < len ?
+					  im->file_size - off : len);
+	return p;
+}
+
+static void qimg_open(struct __test_metadata *_metadata, struct qimg *im,
+		      const char *path)
+{
+	struct qcow2_info *qi = &im->qi;
+	struct qcow2_range *ranges;
+	const char *err = NULL;
+	u64 hdr, n, rt;
+	u32 bits, bad = 0;
+	u8 *raw;
+	int r;
+
+	memset(im, 0, sizeof(*im));
+	im->l2_index = U64_MAX;
+	r = slurp(path, &im->file, &im->file_size);
+	ASSERT_EQ(0, r) {
+		TH_LOG("%s: %s", path, strerror(-r));
+	}
+	ASSERT_EQ(0, qcow2_probe(im->file, im->file_size < 512 ?
+				 im->file_size : 512, &bits, &err)) {
+		TH_LOG("%s: %s", path, err);
+	}
+	hdr = 1ULL << bits;
+	if (hdr > im->file_size)
+		hdr = im->file_size;
+	ASSERT_EQ(0, qcow2_parse_header(im->file, hdr, im->file_size, qi,
+					&err)) {
+		TH_LOG("%s: %s", path, err);
+	}
+
+	/* The validation put the tables' starts inside the file. */
+	rt = qcow2_reftable_bytes(qi) / 8;
+	im->l1 = calloc(qi->l1_size + 1, 8);
+	im->reftable = calloc(rt + 1, 8);
+	im->l2 = malloc(qcow2_l2_bytes(qi));
+	im->cbuf = malloc(qcow2_cluster_buffer(qi));
+	ASSERT_TRUE(im->l1 && im->reftable && im->l2 && im->cbuf);
+	raw = qimg_bytes(im, qi->l1_offset, qcow2_l1_bytes(qi));
+	ASSERT_NE(NULL, raw);
+	EXPECT_EQ(0, qcow2_load_table(qi, raw, qi->l1_size, true, im->l1,
+				      &bad, &err)) {
+		TH_LOG("%s: %s at L1[%u]", path, err, bad);
+	}
+	free(raw);
+	raw = qimg_bytes(im, qi->reftable_offset, qcow2_reftable_bytes(qi));
+	ASSERT_NE(NULL, raw);
+	EXPECT_EQ(0, qcow2_load_table(qi, raw, rt, false, im->reftable, &bad,
+				      &err)) {
+		TH_LOG("%s: %s at reftable[%u]", path, err, bad);
+	}
+	free(raw);
+	n = qcow2_overlap_ranges(qi, im->l1, im->reftable);
+	ranges = calloc(n, sizeof(*ranges));
+	ASSERT_NE(NULL, ranges);
+	EXPECT_EQ(0, qcow2_check_overlaps(qi, im->l1, im->reftable, ranges,
+					  n, &err)) {
+		TH_LOG("%s: %s", path, err);
+	}
+	free(ranges);
+
+	if (qi->backing_file_offset) {
+		char name[QCOW2_MAX_BACKING_NAME + 1], bpath[PATH_MAX];
+		const char *slash = strrchr(path, '/');
+
+		memcpy(name, im->file + qi->backing_file_offset,
+		       qi->backing_file_size);
+		name[qi->backing_file_size] = '\0';
+		if (name[0] == '/' || !slash)
+			snprintf(bpath, sizeof(bpath), "%s", name);
+		else
+			snprintf(bpath, sizeof(bpath), "%.*s/%s",
+				 (int)(slash - path), path, name);
+		im->backing = malloc(sizeof(*im->backing));
+		ASSERT_NE(NULL, im->backing);
+		qimg_open(_metadata, im->backing, bpath);
+	}
+}
+
+static void qimg_close(struct qimg *im)
+{
+	if (im->backing) {
+		qimg_close(im->backing);
+		free(im->backing);
+	}
+	free(im->cbuf);
+	free(im->l2);
+	free(im->reftable);
+	free(im->l1);
+	free(im->file);
+}
+
+/*
+ * The L2 entries from the one of @off's cluster to the end of its table,
+ * read and byte-swapped as the kernel target's L2 cache does; an L1 entry
+ * of 0 reads as a table of zeros.
+ */
+static const u64 *qimg_l2(struct qimg *im, u64 off, u32 *n)
+{
+	const struct qcow2_info *qi = &im->qi;
+	u32 w = qi->l2_entry_words;
+	u64 entries = qcow2_l2_bytes(qi) / 8 / w;
+	u64 l1i = qcow2_l1_index(qi, off), i;
+
+	if (l1i != im->l2_index) {
+		u8 *raw = NULL;
+
+		im->l2_index = l1i;
+		if (im->l1[l1i])
+			raw = qimg_bytes(im, im->l1[l1i], qcow2_l2_bytes(qi));
+		for (i = 0; i < entries * w; i++)
+			im->l2[i] = raw ? get_be64(raw + 8 * i) : 0;
+		free(raw);
+		for (i = 0; i < entries; i++) {
+			u64 e = im->l2[i * w];
+
+			if (!(e & QCOW2_OFLAG_COMPRESSED) &&
+			    (e & QCOW2_OFLAG_ZERO) && (e & QCOW2_OFFSET_MASK))
+				im->zero_alloc++;
+		}
+	}
+	*n = entries - qcow2_l2_index(qi, off);
+	return im->l2 + qcow2_l2_index(qi, off) * w;
+}
+
+/*
+ * Read guest [off, off + len) into @out, mapping requests of at most
+ * @step bytes, and check every extent against qcow2_map()'s contract.
+ */
+static void qimg_read(struct __test_metadata *_metadata, struct qimg *im,
+		      u64 off, u64 len, u64 step, u8 *out)
+{
+	const struct qcow2_info *qi = &im->qi;
+	const u64 cs = qi->cluster_size;
+
+	while (len) {
+		u64 req = len < step ? len : step;
+		u64 in_cluster = off & (cs - 1);
+		struct qcow2_extent e;
+		const u64 *l2;
+		u32 n;
+		bool ok;
+
+		l2 = qimg_l2(im, off, &n);
+		qcow2_map(qi, l2, n, off, req, &e);
+		ASSERT_NE(QCOW2_MAP_INVALID, e.type) {
+			TH_LOG("at %llu: %s", (unsigned long long)off, e.error);
+		}
+		ASSERT_LT(0, e.len);
+		ASSERT_GE(req, e.len);
+		/* within the clusters whose entries it was given */
+		ASSERT_GE((u64)n * cs - in_cluster, e.len);
+		im->extents[e.type]++;
+
+		switch (e.type) {
+		case QCOW2_MAP_DATA:
+			ASSERT_LE(cs, e.host_off);
+			ASSERT_GE(qi->file_size, e.host_off + e.len);
+			memcpy(out, im->file + e.host_off, e.len);
+			break;
+		case QCOW2_MAP_COMPRESSED:
+			ASSERT_LE(cs, e.host_off);
+			ASSERT_GE(qi->file_size, e.host_off + e.csize);
+			ASSERT_GE(cs - in_cluster, e.len);
+			if (qi->compression_type == QCOW2_COMPRESSION_ZSTD)
+				ok = inflate_zstd(im->file + e.host_off,
+						  e.csize, im->cbuf, cs);
+			else
+				ok = inflate_zlib(im->file + e.host_off,
+						  e.csize, im->cbuf, cs);
+			ASSERT_TRUE(ok) {
+				TH_LOG("cluster at %llu does not inflate",
+				       (unsigned long long)off);
+			}
+			memcpy(out, im->cbuf + in_cluster, e.len);
+			break;
+		case QCOW2_MAP_ZERO:
+			memset(out, 0, e.len);
+			break;
+		case QCOW2_MAP_BACKING:
+			if (im->backing && off < im->backing->qi.size) {
+				u64 b = im->backing->qi.size - off;
+
+				b = b < e.len ? b : e.len;
+				qimg_read(_metadata, im->backing, off, b, step,
+					  out);
+				memset(out + b, 0, e.len - b);
+			} else {
+				memset(out, 0, e.len);
+			}
+			break;
+		default:
+			ASSERT_TRUE(false);
+		}
+		out += e.len;
+		off += e.len;
+		len -= e.len;
+	}
+}
+
+static bool have_qemu_img(void)
+{
+	return !system("qemu-img --version >/dev/null 2>&1 && "
+		       "qemu-io --version >/dev/null 2>&1");
+}
+
+/*
+ * The source disk for `qemu-img convert`: 2 MiB of 4 KiB blocks of zeros,
+ * repeated bytes, text, pseudo-random bytes (incompressible) and halves.
+ */
+static int write_source(const char *path)
+{
+	u32 x = 12345, i, j;
+	u8 *b = malloc(2 * MB);
+	int fd, r = -1;
+
+	if (!b)
+		return -1;
+	for (i = 0; i < 512; i++) {
+		u8 *p = b + i * 4096;
+
+		switch (i % 8) {
+		case 0:
+		case 1:
+			memset(p, 0, 4096);
+			break;
+		case 2:
+			memset(p, i & 0xff, 4096);
+			break;
+		case 3:
+		case 4:
+			for (j = 0; j < 4096; j++)
+				p[j] = "block of text, qcow2 test\n"[j % 26] + i;
+			break;
+		default:	/* 5, 6 and the second half of 7 */
+			if (i % 8 == 7)
+				memset(p, 0, 2048);
+			for (j = (i % 8 == 7) * 2048; j < 4096; j++) {
+				x = x * 1103515245 + 12345;
+				p[j] = x >> 16;
+			}
+		}
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd >= 0 && write(fd, b, 2 * MB) == 2 * MB)
+		r = 0;
+	if (fd >= 0)
+		close(fd);
+	free(b);
+	return r;
+}
+
+FIXTURE(image) {
+	char dir[64];
+	char path[128];
+};
+
+/* What an image made by @script in the fixture's directory must show. */
+FIXTURE_VARIANT(image) {
+	const char *script;	/* sh -e; makes img.qcow2 from src.raw */
+	u32 cluster_bits;
+	u32 version;
+	u32 refcount_order;
+	bool extended_l2;
+	u8 compression;
+	bool snapshots;
+	bool backing;
+	bool dirty;
+	bool zero_alloc;	/* some preallocated zero cluster */
+	bool tables_past_end;	/* the L1 table runs past the file's end */
+	unsigned int types;	/* BIT(qcow2_ext_type) that must appear */
+};
+
+#define T(x)	BIT(QCOW2_MAP_##x)
+
+FIXTURE_SETUP(image)
+{
+	char cmd[4096];
+	int r;
+
+	if (!have_qemu_img())
+		SKIP(return, "qemu-img or qemu-io not installed (qemu-utils)");
+	snprintf(self->dir, sizeof(self->dir), "/tmp/qcow2-unit.XXXXXX");
+	ASSERT_NE(NULL, mkdtemp(self->dir));
+	snprintf(self->path, sizeof(self->path), "%s/src.raw", self->dir);
+	ASSERT_EQ(0, write_source(self->path));
+	snprintf(self->path, sizeof(self->path), "%s/img.qcow2", self->dir);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && { set -e; %s\n} >mk.log 2>&1 || { cat mk.log; exit 1; }",
+		 self->dir, variant->script);
+	r = system(cmd);
+	ASSERT_EQ(0, r) {
+		TH_LOG("making the image failed: %s", variant->script);
+	}
+}
+
+FIXTURE_TEARDOWN(image)
+{
+	char cmd[128];
+
+	if (self->dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", self->dir);
+		if (system(cmd))
+			TH_LOG("could not remove %s", self->dir);
+	}
+}
+
+#define QIO	"qemu-io -f qcow2 "
+#define MKIMG	"qemu-img create -q -f qcow2 "
+
+FIXTURE_VARIANT_ADD(image, c512_v3_across_many_l2_tables) {
+	.script = MKIMG "-o cluster_size=512 img.qcow2 1M\n"
+		  QIO "-c 'write -P 0x11 0 4k' -c 'write -P 0x22 33k 3k' "
+		  "-c 'write -z 1k 1k' -c 'write -z 100k 1k' "
+		  "-c 'discard 35k 512' -c 'write -P 0x33 1000k 24k' "
+		  "-c 'write -P 0x34 31k 2k' img.qcow2",
+	.cluster_bits = 9, .version = 3, .refcount_order = 4,
+	.zero_alloc = true,
+	.types = T(DATA) | T(ZERO) | T(BACKING),
+};
+
+/*
+ * qemu-img writes just the bytes of a new image's L1 table, and a loop
+ * device drops the file's last partial sector: the L1 table then starts
+ * at the end of the file device.
+ */
+FIXTURE_VARIANT_ADD(image, c64k_new_image_cut_to_whole_sectors) {
+	.script = MKIMG "img.qcow2 1M\n"
+		  "test $(stat -c %s img.qcow2) = 196616\n"
+		  "truncate -s 196608 img.qcow2",
+	.cluster_bits = 16, .version = 3, .refcount_order = 4,
+	.tables_past_end = true,
+	.types = T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c512_new_image_cut_to_whole_sectors) {
+	.script = MKIMG "-o cluster_size=512 img.qcow2 1M\n"
+		  "truncate -s 1536 img.qcow2",
+	.cluster_bits = 9, .version = 3, .refcount_order = 4,
+	.tables_past_end = true,
+	.types = T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c4k_compat_0_10) {
+	.script = MKIMG "-o cluster_size=4k,compat=0.10 img.qcow2 1M\n"
+		  QIO "-c 'write -P 0x44 0 64k' -c 'write -z 8k 8k' "
+		  "-c 'write -P 0x45 511k 5k' img.qcow2",
+	.cluster_bits = 12, .version = 2, .refcount_order = 4,
+	.types = T(DATA) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c64k_refcount_bits_1) {
+	.script = MKIMG "-o cluster_size=64k,refcount_bits=1 img.qcow2 4M\n"
+		  QIO "-c 'write -P 0x55 60k 8k' -c 'write -P 0x56 1M 200k' "
+		  "-c 'write -z 2M 64k' -c 'write -P 0x57 4032k 64k' "
+		  "img.qcow2",
+	.cluster_bits = 16, .version = 3, .refcount_order = 0,
+	.types = T(DATA) | T(ZERO) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c2m_refcount_bits_64) {
+	.script = MKIMG "-o cluster_size=2M,refcount_bits=64 img.qcow2 12M\n"
+		  QIO "-c 'write -P 0x66 1M 2M' -c 'write -z 5M 1M' "
+		  "-c 'write -P 0x67 7M 4k' img.qcow2",
+	.cluster_bits = 21, .version = 3, .refcount_order = 6,
+	.types = T(DATA) | T(ZERO) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c64k_extended_l2_subclusters) {
+	.script = MKIMG "-o cluster_size=64k,extended_l2=on img.qcow2 4M\n"
+		  QIO "-c 'write -P 0x77 0 2k' -c 'write -P 0x78 5k 1k' "
+		  "-c 'write -z 2k 2k' -c 'write -z 128k 64k' "
+		  "-c 'write -P 0x79 192k 64k' -c 'write -z 200k 4k' "
+		  "-c 'write -P 0x7a 254k 4k' -c 'write -z -u 320k 8k' "
+		  "-c 'write -P 0x7b 1M 100' img.qcow2",
+	.cluster_bits = 16, .version = 3, .refcount_order = 4,
+	.extended_l2 = true,
+	.types = T(DATA) | T(ZERO) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c16k_extended_l2_512_byte_subclusters) {
+	.script = MKIMG "-o cluster_size=16k,extended_l2=on img.qcow2 1M\n"
+		  QIO "-c 'write -P 0x7c 512 512' -c 'write -z 1k 1k' "
+		  "-c 'write -P 0x7d 16k 16k' -c 'write -P 0x7e 40k 700' "
+		  "img.qcow2",
+	.cluster_bits = 14, .version = 3, .refcount_order = 4,
+	.extended_l2 = true,
+	.types = T(DATA) | T(ZERO) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c4k_zero_clusters) {
+	/* write -z over data keeps the offsets: preallocated zeros */
+	.script = MKIMG "-o cluster_size=4k img.qcow2 1M\n"
+		  QIO "-c 'write -P 0x88 0 64k' -c 'write -z 8k 16k' "
+		  "-c 'write -z 128k 8k' -c 'write -z -u 32k 4k' img.qcow2",
+	.cluster_bits = 12, .version = 3, .refcount_order = 4,
+	.zero_alloc = true,
+	.types = T(DATA) | T(ZERO) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c4k_compressed_zlib) {
+	.script = "qemu-img convert -c -f raw -O qcow2 -o cluster_size=4k "
+		  "src.raw img.qcow2",
+	.cluster_bits = 12, .version = 3, .refcount_order = 4,
+	.types = T(DATA) | T(COMPRESSED) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c512_compressed_zlib) {
+	.script = "qemu-img convert -c -f raw -O qcow2 -o cluster_size=512 "
+		  "src.raw img.qcow2",
+	.cluster_bits = 9, .version = 3, .refcount_order = 4,
+	.types = T(DATA) | T(COMPRESSED) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c2m_compressed_zlib) {
+	.script = "qemu-img convert -c -f raw -O qcow2 -o cluster_size=2M "
+		  "src.raw img.qcow2\n"
+		  "qemu-img resize -q img.qcow2 6M\n"
+		  QIO "-c 'write -P 0x2d 4M 1M' img.qcow2",
+	.cluster_bits = 21, .version = 3, .refcount_order = 4,
+	.types = T(DATA) | T(COMPRESSED) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c64k_compressed_zstd) {
+	.script = "qemu-img convert -c -f raw -O qcow2 "
+		  "-o cluster_size=64k,compression_type=zstd src.raw img.qcow2",
+	.cluster_bits = 16, .version = 3, .refcount_order = 4,
+	.compression = QCOW2_COMPRESSION_ZSTD,
+	.types = T(COMPRESSED),
+};
+
+FIXTURE_VARIANT_ADD(image, c4k_compressed_zstd_writes) {
+	.script = MKIMG "-o cluster_size=4k,compression_type=zstd "
+		  "img.qcow2 1M\n"
+		  QIO "-c 'write -c -P 0x12 0 4k' -c 'write -c -P 0x13 8k 4k' "
+		  "-c 'write -P 0x14 4k 4k' -c 'write -c -P 0x15 1020k 4k' "
+		  "img.qcow2",
+	.cluster_bits = 12, .version = 3, .refcount_order = 4,
+	.compression = QCOW2_COMPRESSION_ZSTD,
+	.types = T(DATA) | T(COMPRESSED) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c64k_extended_l2_compressed) {
+	.script = "qemu-img convert -c -f raw -O qcow2 "
+		  "-o cluster_size=64k,extended_l2=on src.raw img.qcow2\n"
+		  "qemu-img resize -q img.qcow2 3M\n"
+		  QIO "-c 'write -P 0x16 70k 2k' img.qcow2",
+	.cluster_bits = 16, .version = 3, .refcount_order = 4,
+	.extended_l2 = true,
+	.types = T(DATA) | T(COMPRESSED) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c4k_internal_snapshots) {
+	.script = MKIMG "-o cluster_size=4k img.qcow2 1M\n"
+		  QIO "-c 'write -P 0x17 0 64k' img.qcow2\n"
+		  "qemu-img snapshot -c one img.qcow2\n"
+		  QIO "-c 'write -P 0x18 8k 8k' -c 'write -z 32k 4k' "
+		  "-c 'discard 48k 4k' img.qcow2\n"
+		  "qemu-img snapshot -c two img.qcow2\n"
+		  QIO "-c 'write -P 0x19 12k 1k' img.qcow2",
+	.cluster_bits = 12, .version = 3, .refcount_order = 4,
+	.snapshots = true, .zero_alloc = true,
+	.types = T(DATA) | T(ZERO) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c4k_backing_file) {
+	.script = MKIMG "-o cluster_size=64k base.qcow2 768k\n"
+		  QIO "-c 'write -P 0x1a 0 512k' base.qcow2\n"
+		  MKIMG "-o cluster_size=4k -b base.qcow2 -F qcow2 "
+		  "img.qcow2 1M\n"
+		  QIO "-c 'write -P 0x1b 4k 8k' -c 'write -z 64k 4k' "
+		  "-c 'write -P 0x1c 766k 4k' img.qcow2",
+	.cluster_bits = 12, .version = 3, .refcount_order = 4,
+	.backing = true,
+	.types = T(DATA) | T(ZERO) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c4k_dirty_lazy_refcounts) {
+	.script = MKIMG "-o cluster_size=4k,lazy_refcounts=on img.qcow2 1M\n"
+		  "(" QIO "-c 'write -P 0x1d 0 12k' -c abort img.qcow2 "
+		  "|| true) 2>/dev/null",
+	.cluster_bits = 12, .version = 3, .refcount_order = 4,
+	.dirty = true,
+	.types = T(DATA) | T(BACKING),
+};
+
+FIXTURE_VARIANT_ADD(image, c64k_preallocation_metadata) {
+	.script = MKIMG "-o cluster_size=64k,preallocation=metadata "
+		  "img.qcow2 3M\n"
+		  QIO "-c 'write -P 0x1e 100k 10k' img.qcow2",
+	.cluster_bits = 16, .version = 3, .refcount_order = 4,
+	.types = T(DATA),
+};
+
+TEST_F(image, parses_with_the_options_it_was_made_with)
+{
+	struct qimg im;
+
+	qimg_open(_metadata, &im, self->path);
+	EXPECT_EQ(variant->cluster_bits, im.qi.cluster_bits);
+	EXPECT_EQ(variant->version, im.qi.version);
+	EXPECT_EQ(variant->refcount_order, im.qi.refcount_order);
+	EXPECT_EQ(variant->extended_l2, im.qi.extended_l2);
+	EXPECT_EQ(variant->compression, im.qi.compression_type);
+	EXPECT_EQ(variant->snapshots, im.qi.nb_snapshots > 0);
+	EXPECT_EQ(variant->dirty, im.qi.dirty);
+	EXPECT_FALSE(im.qi.corrupt);
+	EXPECT_EQ(variant->tables_past_end, im.qi.tables_past_end);
+	EXPECT_EQ(variant->backing, im.qi.backing_file_offset != 0);
+	if (variant->backing) {
+		EXPECT_STREQ("qcow2", im.qi.backing_format);
+		ASSERT_NE(NULL, im.backing);
+	}
+	qimg_close(&im);
+}
+
+TEST_F_TIMEOUT(image, reads_what_qemu_img_convert_reads, 120)
+{
+	const u64 steps[] = { U64_MAX, 1536, 4096 * 3 + 512 };
+	char raw[160], cmd[512];
+	u8 *want, *got;
+	u64 want_size;
+	struct qimg im;
+	unsigned int i, t;
+
+	snprintf(raw, sizeof(raw), "%s/img.raw", self->dir);
+	snprintf(cmd, sizeof(cmd), "qemu-img convert -f qcow2 -O raw %s %s",
+		 self->path, raw);
+	ASSERT_EQ(0, system(cmd));
+	ASSERT_EQ(0, slurp(raw, &want, &want_size));
+
+	qimg_open(_metadata, &im, self->path);
+	ASSERT_EQ(want_size, im.qi.size);
+	got = malloc(want_size);
+	ASSERT_NE(NULL, got);
+	for (i = 0; i < ARRAY_SIZE(steps); i++) {
+		memset(got, 0xee, want_size);
+		qimg_read(_metadata, &im, 0, want_size, steps[i], got);
+		EXPECT_EQ(0, memcmp(want, got, want_size)) {
+			u64 j = 0;
+
+			while (want[j] == got[j])
+				j++;
+			TH_LOG("step %llu: first difference at byte %llu",
+			       (unsigned long long)steps[i],
+			       (unsigned long long)j);
+		}
+		if (i)
+			continue;
+		for (t = 0; t <= QCOW2_MAP_INVALID; t++) {
+			EXPECT_EQ(!!(variant->types & BIT(t)),
+				  !!im.extents[t]) {
+				TH_LOG("extents of type %u: %llu", t,
+				       (unsigned long long)im.extents[t]);
+			}
+		}
+		EXPECT_EQ(variant->zero_alloc, !!im.zero_alloc);
+	}
+	free(got);
+	free(want);
+	qimg_close(&im);
+}
+
+/* A freshly converted image is allocated in order: one extent. */
+TEST(contiguous_clusters_of_a_real_image_map_as_one_extent)
+{
+	char dir[] = "/tmp/qcow2-unit.XXXXXX", cmd[512], path[64];
+	struct qcow2_extent e;
+	const u64 *l2;
+	struct qimg im;
+	u32 n;
+
+	if (!have_qemu_img())
+		SKIP(return, "qemu-img not installed (qemu-utils)");
+	ASSERT_NE(NULL, mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/src.raw", dir);
+	ASSERT_EQ(0, write_source(path));
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && qemu-img convert -f raw -O qcow2 -o cluster_size=4k "
+		 "-S 0 src.raw img.qcow2", dir);
+	ASSERT_EQ(0, system(cmd));
+	snprintf(path, sizeof(path), "%s/img.qcow2", dir);
+	qimg_open(_metadata, &im, path);
+	l2 = qimg_l2(&im, 0, &n);
+	EXPECT_EQ(512, n);
+	qcow2_map(&im.qi, l2, n, 0, 2 * MB, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(2 * MB, e.len);
+	/* and from the middle of a cluster */
+	qcow2_map(&im.qi, l2 + 1, n - 1, 4096 + 100, 2 * MB - 4096 - 100, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(2 * MB - 4096 - 100, e.len);
+	qimg_close(&im);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	EXPECT_EQ(0, system(cmd));
+}
+
+TEST_HARNESS_MAIN
