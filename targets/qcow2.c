@@ -803,6 +803,7 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	struct bg_qcow2_args args;
 	const char *error = NULL;
 	struct qcow2_c *qc;
+	u64 cache;
 	u32 slice;
 	int r;
 
@@ -863,9 +864,14 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out;
 
 	slice = min_t(u64, qc->qi.cluster_size, L2C_MAX_SLICE);
-	r = l2c_init(&qc->cache, slice,
-		     args.l2_cache_size ?:
-		     qcow2_default_l2_cache(&qc->qi, L2C_MIN_SLICES * slice));
+	/*
+	 * By default, twice what maps the whole image (within QEMU's cap):
+	 * slices hash unevenly into the sets, and an exact fit would evict.
+	 */
+	cache = args.l2_cache_size ?:
+		min_t(u64, 2 * qcow2_default_l2_cache(&qc->qi, L2C_MIN_SLICES * slice),
+		      QCOW2_MAX_L2_CACHE);
+	r = l2c_init(&qc->cache, slice, cache);
 	if (!r)
 		r = bioset_init(&qc->bs, BIO_POOL_SIZE, 0, 0);
 	if (r) {
