@@ -7,6 +7,7 @@
 #   make check      every test: host unit tests, then selftests in VMs
 #   make bench      fio in a VM: bgraph vs. dm-linear, as ratios
 #   make unit       host unit tests only
+#   make fuzz       libFuzzer over the pure-logic sources, FUZZ_SECONDS each
 #   make C=1        sparse;  make W=1  extra warnings
 #
 # Each kernel gets its own build directory build/<release>/, a tree of
@@ -31,7 +32,7 @@ MODULE_SRCS := Kbuild $(wildcard dm-bgraph/*.[ch] targets/*.[ch] jobs/*.[ch])
 
 KBUILD_ARGS := $(if $(C),C=$(C)) $(if $(W),W=$(W))
 
-.PHONY: all module modules-all unit check run bench setup clean sparse
+.PHONY: all module modules-all unit fuzz check run bench setup clean sparse
 
 all: module
 
@@ -55,6 +56,10 @@ setup:
 
 unit:
 	@$(MAKE) -s -C selftests/unit run
+
+# FUZZ_SECONDS (default 120) per fuzzer; fails on any crash it finds.
+fuzz:
+	@$(MAKE) -s -C selftests/fuzz run
 
 check: setup
 	@selftests/run
