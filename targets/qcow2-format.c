@@ -134,6 +134,9 @@ static int parse_extensions(const u8 *buf, u64 start, u64 end,
 		case QCOW2_EXT_DATA_FILE:
 			*error = "external data files are not supported";
 			return -EOPNOTSUPP;
+		case QCOW2_EXT_CRYPTO:
+			*error = "crypto header extension in an unencrypted image";
+			return -EINVAL;
 		default:
 			break;
 		}
@@ -263,6 +266,10 @@ static int parse_tables(struct qcow2_info *qi, const char **error)
 	if (r)
 		return r;
 
+	if (!qi->reftable_clusters) {
+		*error = "image has no refcount table";
+		return -EINVAL;
+	}
 	if (qcow2_reftable_bytes(qi) > QCOW2_MAX_REFTABLE_BYTES) {
 		*error = "refcount table too large (QEMU's limit is 8 MiB)";
 		return -EINVAL;
@@ -566,6 +573,10 @@ static void map_unit(const struct qcow2_info *qi, u64 e, u64 bm, u64 off,
 	}
 
 	if (!qi->extended_l2) {
+		if ((e & QCOW2_OFLAG_ZERO) && qi->version < 3) {
+			invalid(ext, "zero cluster in a version 2 image");
+			return;
+		}
 		if (e & QCOW2_OFLAG_ZERO)
 			ext->type = QCOW2_MAP_ZERO;
 		else if (host)
@@ -573,8 +584,9 @@ static void map_unit(const struct qcow2_info *qi, u64 e, u64 bm, u64 off,
 		else
 			ext->type = QCOW2_MAP_BACKING;
 	} else {
+		/* QEMU's rule: one bad subcluster spoils the cluster. */
 		sc = in_cluster >> qi->subcluster_bits;
-		if ((bm >> sc & 1) && (bm >> (32 + sc) & 1)) {
+		if ((bm >> 32) & bm) {
 			invalid(ext, "subcluster both allocated and zero");
 			return;
 		}

@@ -124,7 +124,10 @@ static void apply_pokes(u8 *b, const struct poke *p, unsigned int n)
 	}
 }
 
-/* A header-only v3 image (no tables, size 0) with these clusters. */
+/*
+ * A header-only v3 image (size 0, no L1 table) with these clusters; its
+ * one-cluster refcount table (QEMU requires one) follows the header.
+ */
 static void qi_for(struct __test_metadata *_metadata, u32 cb, bool extl2,
 		   u64 file_size, struct qcow2_info *qi)
 {
@@ -142,6 +145,8 @@ static void qi_for(struct __test_metadata *_metadata, u32 cb, bool extl2,
 	put_be(b + F_INCOMPAT, 8, extl2 ? QCOW2_INCOMPAT_EXTL2 : 0);
 	put_be(b + F_REFCOUNT_ORDER, 4, 4);
 	put_be(b + F_HEADER_LENGTH, 4, 104);
+	put_be(b + F_RT_OFFSET, 8, 1ULL << cb);
+	put_be(b + F_RT_CLUSTERS, 4, 1);
 	EXPECT_EQ(0, qcow2_parse_header(b, len, file_size, qi, &err)) {
 		TH_LOG("%s", err);
 	}
@@ -558,10 +563,16 @@ TEST(file_shorter_than_a_cluster)
 	put_be(b + F_CLUSTER_BITS, 4, 16);
 	put_be(b + F_REFCOUNT_ORDER, 4, 4);
 	put_be(b + F_HEADER_LENGTH, 4, 104);
-	EXPECT_EQ(0, qcow2_parse_header(b, sizeof(b), sizeof(b), &qi, &err)) {
-		TH_LOG("%s", err);
-	}
-	EXPECT_EQ(0, qcow2_parse_header(b, 104, 104, &qi, &err));
+	put_be(b + F_RT_OFFSET, 8, 65536);
+	put_be(b + F_RT_CLUSTERS, 4, 1);
+	/*
+	 * Only the file's bytes are read (ASan sees an over-read), and the
+	 * refcount table that must follow the header cluster is past its end.
+	 */
+	EXPECT_EQ(-EINVAL, qcow2_parse_header(b, sizeof(b), sizeof(b), &qi, &err));
+	EXPECT_STREQ("refcount table outside the file device or in the header", err);
+	EXPECT_EQ(-EINVAL, qcow2_parse_header(b, 104, 104, &qi, &err));
+	EXPECT_STREQ("refcount table outside the file device or in the header", err);
 }
 
 TEST(l1_table_exactly_large_enough)
@@ -922,6 +933,16 @@ FIXTURE_VARIANT_ADD(header, l1_past_the_end) {
 FIXTURE_VARIANT_ADD(header, l1_offset_wraps) {
 	.pokes = { POKE(F_L1_OFFSET, 8, 0xfffffffffffffe00ULL) },
 	.error = "L1 table outside the file device or in the header",
+};
+
+FIXTURE_VARIANT_ADD(header, no_refcount_table) {
+	.pokes = { POKE(F_RT_CLUSTERS, 4, 0) },
+	.error = "image has no refcount table",
+};
+
+FIXTURE_VARIANT_ADD(header, crypto_extension_without_encryption) {
+	.pokes = { POKE(F_EXT, 4, QCOW2_EXT_CRYPTO), POKE(F_EXT + 4, 4, 16) },
+	.error = "crypto header extension in an unencrypted image",
 };
 
 FIXTURE_VARIANT_ADD(header, reftable_over_8_mib) {
@@ -1604,6 +1625,34 @@ TEST(extended_l2_maps_subclusters)
 	MAP(&qi, l2, 6 * SC2K, 2 * CS64K, &e);
 	EXPECT_EQ(QCOW2_MAP_BACKING, e.type);
 	EXPECT_EQ(2 * CS64K - 6 * SC2K, e.len);
+}
+
+TEST(one_bad_subcluster_spoils_its_cluster)
+{
+	const u64 l2[2] = { DATA(MB), SC_ALLOC(0) | SC_ALLOC(3) | SC_ZERO(3) };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	/* QEMU refuses the whole cluster, not just subcluster 3. */
+	MAP(&qi, l2, 0, CS64K, &e);
+	EXPECT_EQ(QCOW2_MAP_INVALID, e.type);
+	EXPECT_STREQ("subcluster both allocated and zero", e.error);
+}
+
+TEST(zero_cluster_in_a_v2_image_is_invalid)
+{
+	const u64 l2[1] = { QCOW2_OFLAG_ZERO };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	MAP(&qi, l2, 0, 4096, &e);
+	EXPECT_EQ(QCOW2_MAP_ZERO, e.type);
+	qi.version = 2;
+	MAP(&qi, l2, 0, 4096, &e);
+	EXPECT_EQ(QCOW2_MAP_INVALID, e.type);
+	EXPECT_STREQ("zero cluster in a version 2 image", e.error);
 }
 
 TEST(extended_l2_extents_merge_across_clusters)
