@@ -542,6 +542,27 @@ test_qcow2_internal_snapshots_read_the_active_state() {
 	! cmp -s "$snap" /dev/mapper/snap || fail "node reads snapshot s1"
 }
 
+test_qcow2_two_images_in_one_table_read_at_their_offsets() {
+	local a b la lb
+	a=$(q2_new a 4M cluster_size=4096)
+	q2_io "$a" "write -s $(q2_pat 1) 0 3M" "write -z 1M 64k"
+	b=$(q2_new b 4M cluster_size=65536)
+	q2_io "$b" "write -s $(q2_pat 2) 512k 1M" "write -c -P 0x71 64k 64k"
+	la=$(q2_loop "$a")
+	lb=$(q2_loop "$b")
+	# All of a, then the first 2M of b.
+	dmsetup create --readonly ab <<-EOT
+	0 8192 bgraph-qcow2 $la
+	8192 4096 bgraph-qcow2 $lb
+	EOT
+	qemu-img convert -O raw "$a" "$SCRATCH/a.ref"
+	qemu-img convert -O raw "$b" "$SCRATCH/b.ref"
+	cmp <(cat "$SCRATCH/a.ref"; head -c 2M "$SCRATCH/b.ref") /dev/mapper/ab ||
+		fail "a and the start of b differ"
+	expect_eq "$(sort $CFS/nodes/ab/children | tr '\n' ';')" \
+		"file ${la##*/};file ${lb##*/};" "children of the concatenation"
+}
+
 # ---- status and the L2 cache ----------------------------------------
 
 test_qcow2_status_counts_l2_cache_hits_and_misses() {
@@ -860,5 +881,30 @@ test_qcow2_fio_randread_over_chain_keeps_data() {
 	fio_ok --name=rrmix --filename=/dev/mapper/top --rw=randread \
 		--bsrange=512-256k --numjobs=8 --iodepth=16 --ioengine=libaio \
 		--direct=1 --io_size=$((FIO_MB * 1024 / 16))k
+	# io_uring tries each read with REQ_NOWAIT first: a cache miss must
+	# come back as EAGAIN, retried by io_uring, not as an error.
+	fio_ok --name=rruring --filename=/dev/mapper/top --rw=randread \
+		--bsrange=4k-64k --numjobs=4 --iodepth=16 --ioengine=io_uring \
+		--direct=1 --io_size=$((FIO_MB * 1024 / 16))k
 	q2_same top "$SCRATCH/top.img" "top after fio"
+}
+
+test_qcow2_reload_under_reads_loses_nothing() {
+	local pid i
+	q2_chain
+	fio_ok --name=rl --filename=/dev/mapper/top --rw=randread --bsrange=4k-128k \
+		--numjobs=4 --iodepth=8 --ioengine=libaio --direct=1 \
+		--time_based --runtime=6 >"$SCRATCH/fio.ref" &
+	pid=$!
+	for i in 64K 1M 128K; do
+		sleep 1
+		dmsetup reload --readonly top --table \
+			"0 32768 bgraph-qcow2 /dev/${Q2_LOOP[top]} 4 backing /dev/mapper/mid l2_cache_size $i"
+		dmsetup suspend top
+		dmsetup resume top
+	done
+	wait $pid || { cat "$SCRATCH/fio.ref"; fail "reads failed across reloads"; }
+	cat "$SCRATCH/fio.ref"
+	expect_match "$(dmsetup table top)" "l2_cache_size 131072$" "table after the reloads"
+	q2_same top "$SCRATCH/top.img" "top after the reloads"
 }
