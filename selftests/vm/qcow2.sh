@@ -406,6 +406,35 @@ test_qcow2_preallocated_images_read_like_qemu() {
 	q2_cases_passed
 }
 
+q2_resize_case() {	# NAME
+	local img p1
+	p1=$(q2_pat 1)
+	img=$(q2_new "$1" 4M cluster_size=4096)
+	q2_io "$img" "write -s $p1 0 4M"
+	# Growing moves the L1 table; shrinking leaves it longer than needed.
+	qemu-img resize -q "$img" +8M
+	q2_io "$img" "write -s $p1 $(((10 << 20) + 512)) 1M" "write -z 1M 64k"
+	qemu-img resize -q --shrink "$img" $(((11 << 20) + 4096))
+	q2_check "$1" "$img" "$1 grown then shrunk"
+}
+
+q2_bitmap_case() {	# NAME
+	local img
+	img=$(q2_new "$1" 4M cluster_size=65536)
+	q2_io "$img" "write -s $(q2_pat 2) 64k 1M"
+	# Persistent dirty bitmaps: an autoclear bit, a header extension and
+	# bitmap clusters the reader must leave alone.
+	qemu-img bitmap --add "$img" b0
+	qemu-img bitmap --add -g 4096 "$img" b1
+	q2_check "$1" "$img" "$1 with bitmaps"
+}
+
+test_qcow2_resized_and_bitmap_images_read_like_qemu() {
+	q2_case "grown and shrunk" q2_resize_case rsz
+	q2_case "persistent bitmaps" q2_bitmap_case bmp
+	q2_cases_passed
+}
+
 # ---- chains ---------------------------------------------------------
 
 # q2_chain: base.img <- mid.img <- top.img, 16M each, as nodes base, mid
@@ -463,11 +492,14 @@ test_qcow2_raw_image_as_backing_reads_like_qemu() {
 
 test_qcow2_overlay_larger_than_backing_reads_zeros_past_its_end() {
 	local base top
-	base=$(q2_raw base 4)
+	# A backing 3 sectors longer than 4M: the overlay's unallocated
+	# clusters there read the backing up to its end, then zeros.
+	base=$SCRATCH/base.img
+	head -c $(((4 << 20) + 1536)) /dev/urandom >"$base"
 	top=$(q2_new top 8M cluster_size=4096 -b "$base" -F raw)
-	q2_io "$top" "write -P 0x55 $(((4 << 20) - 2048)) 4096" "write -P 0x66 6M 4096"
+	q2_io "$top" "write -P 0x55 $(((4 << 20) - 8192)) 4096" "write -P 0x66 6M 4096"
 	q2_dm top "$top" backing "$(losetup -r -f --show "$base")"
-	q2_same top "$top" "8M overlay on a 4M backing"
+	q2_same top "$top" "8M overlay on a 4M + 1536 backing"
 	cmp <(head -c 1M /dev/zero) <(dd if=/dev/mapper/top bs=1M skip=5 count=1 iflag=direct status=none) ||
 		fail "5M..6M of the overlay, past the backing's end, is not zero"
 }
@@ -561,6 +593,52 @@ test_qcow2_two_images_in_one_table_read_at_their_offsets() {
 		fail "a and the start of b differ"
 	expect_eq "$(sort $CFS/nodes/ab/children | tr '\n' ';')" \
 		"file ${la##*/};file ${lb##*/};" "children of the concatenation"
+}
+
+# q2_same_region NODE IMG OFF LEN WHAT: bytes [OFF, OFF + LEN) of NODE
+# are those of IMG, as qemu reads them.
+q2_same_region() {
+	local out win='"driver":"raw","offset":'$3',"size":'$4
+	out=$(qemu-img compare -T none \
+		"json:{$win,\"file\":{\"driver\":\"host_device\",\"filename\":\"/dev/mapper/$1\"}}" \
+		"json:{$win,\"file\":{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"filename\":\"$2\"}}}" 2>&1) ||
+		{ diag "$out"; fail "$5: [$3, +$4) differs"; return 1; }
+}
+
+test_qcow2_far_offsets_of_a_4t_image_read_like_qemu() {
+	local img p1 g=$((1 << 30)) t=$((1 << 40))
+	p1=$(q2_pat 1)
+	img=$(q2_new far 4T cluster_size=65536)
+	# Across 4 GiB (byte offsets past 32 bits), across 2 TiB (sector
+	# numbers past 32 bits) and at the very end.
+	q2_io "$img" "write -s $p1 0 64k" "write -s $p1 $((4 * g - 2048)) 8192" \
+		"write -s $p1 $((2 * t - 32768)) 128k" "write -z $((2 * t + 32768)) 4096" \
+		"write -s $p1 $((4 * t - 65536)) 64k"
+	q2_dm far "$img"
+	expect_eq "$(blockdev --getsize64 /dev/mapper/far)" $((4 * t)) "size"
+	q2_same_region far "$img" $((4 * g - 65536)) 131072 "across 4 GiB"
+	q2_same_region far "$img" $((2 * t - 65536)) 262144 "across 2 TiB"
+	q2_same_region far "$img" $((3 * t)) 65536 "unallocated, at 3 TiB"
+	q2_same_region far "$img" $((4 * t - 131072)) 131072 "the end"
+}
+
+test_qcow2_file_device_with_4k_sectors_reads_like_qemu_or_is_refused() {
+	local img l log
+	img=$(q2_new s4k 4M cluster_size=65536)
+	q2_io "$img" "write -s $(q2_pat 1) 0 1M" "write -c -P 0x77 1M 64k" "write -z 2M 64k"
+	truncate -s %4096 "$img"
+	l=$(losetup -r -b 4096 -f --show "$img")
+	mark_log
+	if dmsetup create --readonly s4k --table "0 8192 bgraph-qcow2 $l" 2>/dev/null; then
+		diag "loaded over a 4K-sector device"
+		q2_same s4k "$img" "over a 4K-sector file device"
+	else
+		log=$(log_since_mark)
+		diag "refused: $log"
+		expect_match "$log" "bgraph-qcow2: " "a reason for refusing a 4K-sector device"
+		[ ! -e /dev/mapper/s4k ] || fail "s4k left behind"
+		[ -z "$(ls $CFS/nodes)" ] || fail "nodes left behind: $(ls $CFS/nodes)"
+	fi
 }
 
 # ---- status and the L2 cache ----------------------------------------
