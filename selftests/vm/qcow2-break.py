@@ -21,6 +21,11 @@ table entry in place (big-endian, offsets per QEMU's docs/interop/qcow2.txt).
         one with the host offset and the flags).
     qcow2-break.py IMAGE l2bitmap GUEST_OFFSET EXPR
         Set the subcluster bitmap of that entry (extended L2 images).
+    qcow2-break.py IMAGE ext TYPE DATA
+        Add a header extension of TYPE (e.g. 0x0537be77, crypto) holding
+        DATA (hex digits, "" for none) before the end-of-extensions
+        marker, keeping the backing file name after them.  With
+        --length N the extension says it holds N bytes whatever DATA is.
     qcow2-break.py IMAGE batch SPECFILE
         Make many broken copies of IMAGE in one run (python starts slowly
         in a TCG guest): each line of SPECFILE ("-": stdin) is
@@ -206,6 +211,10 @@ def parser():
         t = sub.add_parser(name)
         t.add_argument("guest_offset", type=lambda s: int(s, 0))
         t.add_argument("expr")
+    e = sub.add_parser("ext")
+    e.add_argument("type", type=lambda s: int(s, 0))
+    e.add_argument("data")
+    e.add_argument("--length", type=lambda s: int(s, 0))
     b = sub.add_parser("batch")
     b.add_argument("specfile")
     return p
@@ -236,8 +245,36 @@ def patch(img, a):
             pos += 8
         cur = struct.unpack(">Q", img.pread(pos, 8))[0]
         img.pwrite(pos, pack(">Q", img.eval(a.expr, cur), a.cmd))
+    elif a.cmd == "ext":
+        add_extension(img, a.type, bytes.fromhex(a.data), a.length)
     else:
         raise ValueError("%s: not a patching command" % a.cmd)
+
+
+def add_extension(img, etype, data, length):
+    """Insert a header extension before the end marker (qcow2.txt, "Header
+    extensions"): type, length, data padded to 8 bytes."""
+    start = img.h["header_length"] if img.h["version"] >= 3 else V2_HEADER_LEN
+    bfo, bfs = img.h["backing_file_offset"], img.h["backing_file_size"]
+    end = bfo if bfo else img.cluster_size
+    head = img.pread(0, img.cluster_size)
+    off = start
+    while off + 8 <= end:
+        t, n = struct.unpack_from(">II", head, off)
+        if t == 0:
+            break
+        off += 8 + (n + 7) // 8 * 8
+    new = struct.pack(">II", etype, len(data) if length is None else length)
+    new += data + bytes(-len(data) % 8)
+    name = head[bfo:bfo + bfs] if bfo else b""
+    if off + len(new) + 8 + len(name) > img.cluster_size:
+        raise ValueError("no room for the extension in the header cluster")
+    img.pwrite(off, new + bytes(8))
+    if bfo:
+        bfo = off + len(new) + 8
+        img.pwrite(bfo, name)
+        img.pwrite(FIELDS["backing_file_offset"][0], struct.pack(">Q", bfo))
+        img.h["backing_file_offset"] = bfo
 
 
 def batch(p, image, specfile):
