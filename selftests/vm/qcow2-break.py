@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 """Read and patch the metadata of a qcow2 image, to make broken images.
 
-Start from a good image made by qemu-img and patch one header field or one
-table entry in place (big-endian, offsets per QEMU's docs/interop/qcow2.txt).
+Start from a good image made by qemu-img and patch header fields, table
+entries or header extensions in place (big-endian, offsets per QEMU's
+docs/interop/qcow2.txt).
 
     qcow2-break.py IMAGE info
         Print the header fields and a few derived values as NAME=VALUE
@@ -21,7 +22,7 @@ table entry in place (big-endian, offsets per QEMU's docs/interop/qcow2.txt).
         one with the host offset and the flags).
     qcow2-break.py IMAGE l2bitmap GUEST_OFFSET EXPR
         Set the subcluster bitmap of that entry (extended L2 images).
-    qcow2-break.py IMAGE ext TYPE DATA
+    qcow2-break.py IMAGE ext TYPE DATA [--length N]
         Add a header extension of TYPE (e.g. 0x0537be77, crypto) holding
         DATA (hex digits, "" for none) before the end-of-extensions
         marker, keeping the backing file name after them.  With
