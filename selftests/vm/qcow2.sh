@@ -699,6 +699,22 @@ test_qcow2_l2_cache_size_sets_slices_total() {
 	q2_same c "$img" "after reload with l2_cache_size 64K"
 }
 
+test_qcow2_table_round_trips() {
+	local base img lb li t
+	base=$(q2_raw base 4)
+	img=$(q2_new t 4M cluster_size=4096 -b "$base" -F raw)
+	q2_io "$img" "write -P 0x5a 1M 64k"
+	lb=$(losetup -r -f --show "$base")
+	q2_dm t "$img" backing "$lb" l2_cache_size 128K
+	li=/dev/${Q2_LOOP[t]}
+	t=$(dmsetup table t)
+	expect_eq "$t" "0 8192 bgraph-qcow2 $(cat /sys/block/${li#/dev/}/dev) 4 backing $(cat /sys/block/${lb#/dev/}/dev) l2_cache_size 131072" "table"
+	dmsetup reload --readonly t --table "$t"
+	dmsetup resume t
+	expect_eq "$(dmsetup table t)" "$t" "table after a reload of itself"
+	q2_same t "$img" "after a reload of its own table"
+}
+
 # ---- read-only ------------------------------------------------------
 
 test_qcow2_is_read_only_writable_table_and_writes_refused() {
