@@ -232,17 +232,12 @@ static const char *qcow2_name(struct qcow2_c *qc)
 	return qc->inst->node->name;
 }
 
-/*
- * Read @len bytes at byte @off of the file device into @buf (kmalloc or
- * vmalloc memory), synchronously with dm-io; bytes past the device's end
- * read as zeros.  Sleeps; not from map().
- */
-static int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len)
+static int qcow2_read_aligned(struct qcow2_c *qc, u64 off, void *buf, u64 len)
 {
-	u64 dev = bdev_nr_bytes(qc->file->bdev);
 	struct dm_io_region region = {
 		.bdev = qc->file->bdev,
 		.sector = off >> SECTOR_SHIFT,
+		.count = len >> SECTOR_SHIFT,
 	};
 	struct dm_io_request req = {
 		.bi_opf = REQ_OP_READ | REQ_SYNC,
@@ -250,6 +245,25 @@ static int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len)
 		.mem.ptr.addr = buf,	/* .vma shares the union */
 		.client = qc->io,
 	};
+
+	return dm_io(&req, 1, &region, NULL, IOPRIO_DEFAULT);
+}
+
+/*
+ * Read @len bytes at byte @off of the file device into @buf (kmalloc or
+ * vmalloc memory), synchronously with dm-io; bytes past the device's end
+ * read as zeros.  A range that is not aligned to the file device's
+ * logical block size (a compressed cluster, or a 512-byte header read on
+ * a 4Kn disk) goes through a bounce buffer: the block layer fails
+ * misaligned bios.  Sleeps; not from map().
+ */
+static int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len)
+{
+	u64 dev = bdev_nr_bytes(qc->file->bdev);
+	u32 lbs = bdev_logical_block_size(qc->file->bdev);
+	u64 start, end;
+	u8 *bounce;
+	int r;
 
 	if (off >= dev) {
 		memset(buf, 0, len);
@@ -259,8 +273,19 @@ static int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len)
 		memset(buf + (dev - off), 0, len - (dev - off));
 		len = dev - off;
 	}
-	region.count = len >> SECTOR_SHIFT;
-	return dm_io(&req, 1, &region, NULL, IOPRIO_DEFAULT);
+	if (IS_ALIGNED(off | len, lbs))
+		return qcow2_read_aligned(qc, off, buf, len);
+
+	start = round_down(off, lbs);
+	end = min(round_up(off + len, lbs), dev);
+	bounce = kvmalloc(end - start, GFP_NOIO);
+	if (!bounce)
+		return -ENOMEM;
+	r = qcow2_read_aligned(qc, start, bounce, end - start);
+	if (!r)
+		memcpy(buf, bounce + (off - start), len);
+	kvfree(bounce);
+	return r;
 }
 
 /*
@@ -854,6 +879,12 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = qcow2_load_header(qc, &ti->error);
 	if (r)
 		goto out;
+	if (qc->qi.cluster_size < bdev_logical_block_size(qc->file->bdev)) {
+		/* A cluster could not be remapped without a bounce copy. */
+		ti->error = "Cluster size is smaller than the file device's logical block size";
+		r = -EINVAL;
+		goto out;
+	}
 	if (ti->len > DIV_ROUND_UP(qc->qi.size, SECTOR_SIZE)) {
 		ti->error = "Target length is larger than the image's virtual size";
 		r = -EINVAL;

@@ -131,7 +131,7 @@ run_tests() {
 	for f in "$@"; do
 		# shellcheck disable=SC1090
 		source "$f"
-		tests+=($(grep -oE '^test_[a-z0-9_]+' "$f"))
+		tests+=($(grep -oE '^test_[a-z0-9_]+' "$f" | grep -E "${ONLY:-.}"))
 	done
 	total=${#tests[@]}
 	echo "TAP version 13"

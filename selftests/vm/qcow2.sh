@@ -658,6 +658,13 @@ test_qcow2_file_device_with_4k_sectors_reads_like_qemu() {
 		{ diag "$(dmesg | tail -n 3)"; fail "refused over a 4K-sector device"; return 1; }
 	expect_eq "$(blockdev --getss /dev/mapper/s4k)" 4096 "logical block size of the node"
 	q2_same s4k "$img" "over a 4K-sector file device"
+	# 2K clusters cannot be remapped onto 4K blocks: refused, with why.
+	img=$(q2_new s2k 4M cluster_size=2048)
+	truncate -s %4096 "$img"
+	l=$(losetup -r -b 4096 -f --show "$img")
+	dmsetup remove s4k
+	q2_refusals s2k "0 8192 bgraph-qcow2 $l" \
+		"Cluster size is smaller than the file device's logical block size"
 }
 
 # ---- status and the L2 cache ----------------------------------------

@@ -4,9 +4,15 @@
 # The in-VM selftest suite: load dm-bgraph.ko, run every test_* function
 # of the given files (default: all *.sh here but lib.sh and run.sh), print
 # KTAP, unload.  Run by selftests/run through tools/vm-run, or by hand:
-#   tools/vm-run -k 6.12 selftests/vm/run.sh [selftests/vm/raw.sh ...]
+#   tools/vm-run -k 6.12 selftests/vm/run.sh [--only REGEX] [selftests/vm/raw.sh ...]
+# --only runs just the tests whose names match REGEX.
 
 args=()
+ONLY=.
+if [ "${1-}" = --only ]; then
+	ONLY=$2
+	shift 2
+fi
 for f in "$@"; do
 	[ -f "$f" ] || { echo "Bail out! no test file $f"; exit 1; }
 	args+=("$(readlink -f "$f")")
