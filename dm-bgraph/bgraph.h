@@ -104,6 +104,15 @@ int bg_instance_add_child(struct bg_instance *inst, const char *path,
 			  enum bg_role role, unsigned int index,
 			  struct dm_dev **dev);
 
+/*
+ * A node whose table is writable but which writes nothing (a read_only
+ * option): open its children read-only.  Before adding them.
+ */
+static inline void bg_instance_set_read_only(struct bg_instance *inst)
+{
+	inst->writable = false;
+}
+
 /* Tear an instance down: its edges, their devices, its node reference. */
 void bg_instance_destroy(struct bg_instance *inst);
 

@@ -288,7 +288,7 @@ int bg_instance_add_child(struct bg_instance *inst, const char *path,
 	unsigned int bad;
 	int r;
 
-	if (role == BG_ROLE_BACKING)
+	if (role == BG_ROLE_BACKING || !inst->writable)
 		mode = BG_OPEN_READ;
 
 	edge = kzalloc(sizeof(*edge), GFP_KERNEL);

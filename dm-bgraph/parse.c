@@ -145,22 +145,55 @@ int bg_qcow2_parse_opts(unsigned int argc, char **argv,
 			struct bg_qcow2_args *a, const char **error)
 {
 	unsigned int i;
+	u64 nopt;
 
 	memset(a, 0, sizeof(*a));
 	if (!argc)
 		return 0;
-	if (parse_opt_count(argc, argv, error))
+	if (bg_parse_u64(argv[0], &nopt)) {
+		*error = "Invalid number of optional arguments";
 		return -EINVAL;
-	for (i = 1; i < argc; i += 2) {
-		const char *key = argv[i], *val = argv[i + 1];
+	}
+	if (nopt != argc - 1) {
+		*error = "Optional argument count does not match the arguments given";
+		return -EINVAL;
+	}
+	/* Keys with a value, and flags (dm-thin's style) without one. */
+	for (i = 1; i < argc; i++) {
+		const char *key = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 
+		if (!strcmp(key, "read_only")) {
+			if (a->read_only) {
+				*error = "Option read_only given twice";
+				return -EINVAL;
+			}
+			a->read_only = true;
+			continue;
+		}
+		if (!strcmp(key, "error_if_no_space")) {
+			if (a->error_if_no_space) {
+				*error = "Option error_if_no_space given twice";
+				return -EINVAL;
+			}
+			a->error_if_no_space = true;
+			continue;
+		}
+		if (strcmp(key, "backing") && strcmp(key, "l2_cache_size")) {
+			*error = "Unknown optional argument";
+			return -EINVAL;
+		}
+		if (!val) {
+			*error = "Option backing and l2_cache_size need a value";
+			return -EINVAL;
+		}
+		i++;
 		if (!strcmp(key, "backing")) {
 			if (a->backing) {
 				*error = "Option backing given twice";
 				return -EINVAL;
 			}
 			a->backing = val;
-		} else if (!strcmp(key, "l2_cache_size")) {
+		} else {
 			if (a->l2_cache_size) {
 				*error = "Option l2_cache_size given twice";
 				return -EINVAL;
@@ -170,9 +203,6 @@ int bg_qcow2_parse_opts(unsigned int argc, char **argv,
 				*error = "Invalid l2_cache_size: a byte count from 1 to 1G";
 				return -EINVAL;
 			}
-		} else {
-			*error = "Unknown optional argument";
-			return -EINVAL;
 		}
 	}
 	return 0;

@@ -46,14 +46,16 @@ int bg_raw_window(const struct bg_raw_args *a, u64 dev_bytes,
 struct bg_qcow2_args {
 	const char *backing;	/* a device path, or NULL */
 	u64 l2_cache_size;	/* bytes, 0 = the default */
+	bool read_only;		/* flag: refuse writes, open the file read-only */
+	bool error_if_no_space;	/* flag: -ENOSPC instead of waiting */
 };
 
 #define BG_QCOW2_MAX_CACHE	BIT_ULL(30)
 
 /*
  * bg_qcow2_parse_opts() - parse "[<#opt_args> <opt_args>...]" after
- * <file_dev>.  Keys: backing <dev>, l2_cache_size <bytes>.  @a->backing
- * points into @argv.
+ * <file_dev>.  Keys: backing <dev>, l2_cache_size <bytes>; flags:
+ * read_only, error_if_no_space.  @a->backing points into @argv.
  */
 int bg_qcow2_parse_opts(unsigned int argc, char **argv,
 			struct bg_qcow2_args *a, const char **error);

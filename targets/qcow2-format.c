@@ -531,6 +531,7 @@ static void map_unit(const struct qcow2_info *qi, u64 e, u64 bm, u64 off,
 
 	ext->len = unit - (off & (unit - 1));
 	ext->error = NULL;
+	ext->copied = false;
 
 	if (e & QCOW2_OFLAG_COMPRESSED) {
 		u64 coff = e & ((1ULL << qi->csize_shift) - 1);
@@ -605,6 +606,7 @@ static void map_unit(const struct qcow2_info *qi, u64 e, u64 bm, u64 off,
 		return;
 
 	ext->host_off = host + in_cluster;
+	ext->copied = e & QCOW2_OFLAG_COPIED;
 	/* A cluster cut short by the file's end reads zeros past it. */
 	if (ext->host_off >= qi->file_size)
 		ext->type = QCOW2_MAP_ZERO;
@@ -639,7 +641,8 @@ void qcow2_map(const struct qcow2_info *qi, const u64 *l2, u32 n,
 		if (next.type != ext->type)
 			break;
 		if (ext->type == QCOW2_MAP_DATA &&
-		    next.host_off != ext->host_off + done)
+		    (next.host_off != ext->host_off + done ||
+		     next.copied != ext->copied))
 			break;
 		done += next.len;
 	}
@@ -654,4 +657,210 @@ u64 qcow2_default_l2_cache(const struct qcow2_info *qi, u64 min)
 	if (bytes > QCOW2_MAX_L2_CACHE)
 		bytes = QCOW2_MAX_L2_CACHE;
 	return bytes < min ? min : bytes;
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing                                                          */
+/* ---------------------------------------------------------------- */
+
+u64 qcow2_refcount_get(const struct qcow2_info *qi, const u8 *block, u64 i)
+{
+	u32 bits = 1u << qi->refcount_order, per, k;
+	u64 v = 0;
+
+	if (bits < 8) {
+		per = 8 / bits;
+		return (block[i / per] >> ((i % per) * bits)) & ((1u << bits) - 1);
+	}
+	for (k = 0; k < bits / 8; k++)
+		v = v << 8 | block[i * (bits / 8) + k];
+	return v;
+}
+
+void qcow2_refcount_set(const struct qcow2_info *qi, u8 *block, u64 i, u64 v)
+{
+	u32 bits = 1u << qi->refcount_order, per, shift, k;
+	u8 mask;
+
+	if (bits < 8) {
+		per = 8 / bits;
+		shift = (i % per) * bits;
+		mask = ((1u << bits) - 1) << shift;
+		block[i / per] = (block[i / per] & ~mask) | ((v << shift) & mask);
+		return;
+	}
+	for (k = bits / 8; k > 0; k--) {
+		block[i * (bits / 8) + k - 1] = v & 0xff;
+		v >>= 8;
+	}
+}
+
+void qcow2_compressed_range(const struct qcow2_info *qi, u64 e, u64 *start,
+			    u64 *len)
+{
+	u64 coff = e & ((1ULL << qi->csize_shift) - 1);
+
+	*start = coff & ~511ULL;
+	*len = (((e >> qi->csize_shift) & qi->csize_mask) + 1) * 512;
+}
+
+/* Where subcluster @sc's data is now: for the parts a write leaves. */
+static enum qcow2_src state_src(const struct qcow2_info *qi, u64 e, u64 bm,
+				u32 sc)
+{
+	u64 host = e & QCOW2_OFFSET_MASK;
+
+	if (!qi->extended_l2) {
+		if (e & QCOW2_OFLAG_ZERO)
+			return QCOW2_SRC_ZERO;
+		return host ? QCOW2_SRC_HOST : QCOW2_SRC_BACKING;
+	}
+	if (bm >> (32 + sc) & 1)
+		return QCOW2_SRC_ZERO;
+	if (bm >> sc & 1)
+		return QCOW2_SRC_HOST;
+	return QCOW2_SRC_BACKING;
+}
+
+void qcow2_plan_write(const struct qcow2_info *qi, const u64 *l2, u64 off,
+		      u64 len, struct qcow2_wplan *p)
+{
+	u64 e = l2[0], bm = qi->extended_l2 ? l2[1] : 0;
+	u64 cs = qi->cluster_size, ss = 1ULL << qi->subcluster_bits;
+	u64 host = e & QCOW2_OFFSET_MASK, wmask, abits, zbits;
+	u32 first, last, sc;
+	bool copied = e & QCOW2_OFLAG_COPIED;
+	struct qcow2_extent ext;
+
+	memset(p, 0, sizeof(*p));
+	off &= cs - 1;
+	first = off >> qi->subcluster_bits;
+	last = (off + len - 1) >> qi->subcluster_bits;
+	wmask = (2ULL << last) - (1ULL << first);
+	abits = bm & 0xffffffffULL;
+	zbits = bm >> 32;
+
+	map_unit(qi, e, bm, off, &ext);
+	if (ext.type == QCOW2_MAP_INVALID) {
+		p->kind = QCOW2_W_INVALID;
+		p->error = ext.error;
+		return;
+	}
+	p->kind = QCOW2_W_COW;
+	p->alloc = true;
+	p->wbegin = 0;
+	p->wend = cs;
+	p->new_entry = QCOW2_OFLAG_COPIED;
+
+	if (e & QCOW2_OFLAG_COMPRESSED) {
+		p->src_host = ext.host_off;
+		p->src_csize = ext.csize;
+		qcow2_compressed_range(qi, e, &p->free_off, &p->free_len);
+		/* Every subcluster holds data now: all allocated. */
+		p->new_bitmap = qi->extended_l2 ? 0xffffffffULL : 0;
+		for (sc = 0; sc < (qi->extended_l2 ? QCOW2_SUBCLUSTERS : 1); sc++)
+			p->src[sc] = QCOW2_SRC_COMPRESSED;
+		goto covered;
+	}
+
+	if (!qi->extended_l2) {
+		if (host && copied && !(e & QCOW2_OFLAG_ZERO)) {
+			p->kind = QCOW2_W_INPLACE;
+			p->host = host;
+			return;
+		}
+		if (host && copied) {
+			/* Zero but allocated: fill the cluster with zeros. */
+			p->alloc = false;
+			p->host = host;
+			p->new_entry = host | QCOW2_OFLAG_COPIED;
+		} else if (host) {
+			/* Shared with a snapshot: copy it first. */
+			p->src_host = host;
+			p->free_off = host;
+			p->free_len = cs;
+		}
+		p->src[0] = state_src(qi, e, bm, 0);
+		goto covered;
+	}
+
+	/* Extended L2: allocate per subcluster. */
+	p->new_bitmap = (abits | wmask) | ((zbits & ~wmask) << 32);
+	p->src_host = host;
+	if (host && copied) {
+		if ((abits & wmask) == wmask) {
+			p->kind = QCOW2_W_INPLACE;
+			p->host = host;
+			return;
+		}
+		p->alloc = false;
+		p->host = host;
+		p->new_entry = e;
+	} else if (host) {
+		/* Shared: the new cluster gets every allocated subcluster. */
+		p->free_off = host;
+		p->free_len = cs;
+		for (sc = 0; sc < QCOW2_SUBCLUSTERS; sc++)
+			if (abits >> sc & 1)
+				p->src[sc] = QCOW2_SRC_HOST;
+	}
+	if (!host || copied) {
+		/* Only the subclusters written: no copy for the others. */
+		p->wbegin = (u64)first * ss;
+		p->wend = (u64)(last + 1) * ss;
+	}
+	for (sc = first; sc <= last; sc++)
+		p->src[sc] = state_src(qi, e, bm, sc);
+
+covered:
+	/* Subclusters the write covers whole need no old data. */
+	for (sc = 0; sc * ss < cs && sc < QCOW2_SUBCLUSTERS; sc++)
+		if (off <= sc * ss && (sc + 1) * ss <= off + len)
+			p->src[sc] = QCOW2_SRC_NONE;
+}
+
+int qcow2_plan_zero(const struct qcow2_info *qi, const u64 *l2, bool discard,
+		    bool backing, u64 *new_entry, u64 *new_bitmap,
+		    u64 *free_off, u64 *free_len)
+{
+	u64 e = l2[0], bm = qi->extended_l2 ? l2[1] : 0;
+	u64 host = e & QCOW2_OFFSET_MASK;
+	struct qcow2_extent ext;
+	bool keep;
+
+	*free_off = 0;
+	*free_len = 0;
+	*new_bitmap = 0;
+	map_unit(qi, e, bm, 0, &ext);
+	if (ext.type == QCOW2_MAP_INVALID)
+		return -EINVAL;
+	if (qi->version < 3)
+		return -EOPNOTSUPP;
+
+	if (e & QCOW2_OFLAG_COMPRESSED) {
+		qcow2_compressed_range(qi, e, free_off, free_len);
+		host = 0;
+	}
+	keep = host && (e & QCOW2_OFLAG_COPIED) && !discard;
+	if (host && !keep) {
+		*free_off = host;
+		*free_len = qi->cluster_size;
+	}
+	if (keep) {
+		*new_entry = host | QCOW2_OFLAG_COPIED;
+		if (qi->extended_l2)
+			*new_bitmap = 0xffffffffULL << 32;
+		else
+			*new_entry |= QCOW2_OFLAG_ZERO;
+		return 0;
+	}
+	/* Without a backing child, unallocated reads zeros already. */
+	if (discard && !backing) {
+		*new_entry = 0;
+		return 0;
+	}
+	*new_entry = qi->extended_l2 ? 0 : QCOW2_OFLAG_ZERO;
+	if (qi->extended_l2)
+		*new_bitmap = 0xffffffffULL << 32;
+	return 0;
 }

@@ -199,6 +199,7 @@ struct qcow2_extent {
 				 * COMPRESSED: of the compressed data
 				 */
 	u64 csize;		/* COMPRESSED: bytes to read, within the file */
+	bool copied;		/* DATA: refcount 1, may be written in place */
 	const char *error;	/* INVALID: the reason */
 };
 
@@ -208,7 +209,7 @@ struct qcow2_extent {
  * the entry, then with extended L2 the subcluster bitmap), the first for
  * the cluster that contains @off, the rest for the clusters after it.
  * The extent ends where the mapping changes kind or stops being
- * contiguous on the host, at a compressed cluster's end, at the last of
+ * contiguous on the host or the copied flag changes, at a compressed cluster's end, at the last of
  * the @n clusters, or at @off + @len, whichever comes first.  Never
  * returns a DATA or COMPRESSED extent reaching outside the file device.
  * @len > 0, @n > 0.
@@ -227,5 +228,108 @@ static inline u64 qcow2_cluster_buffer(const struct qcow2_info *qi)
  * the whole virtual disk, at most QCOW2_MAX_L2_CACHE, at least @min bytes.
  */
 u64 qcow2_default_l2_cache(const struct qcow2_info *qi, u64 min);
+
+
+/* ---------------------------------------------------------------- */
+/* Writing                                                          */
+/* ---------------------------------------------------------------- */
+
+#define QCOW2_COMPAT_LAZY_REFCOUNTS	BIT(0)
+#define QCOW2_HDR_INCOMPAT		72u	/* header field offsets (v3) */
+#define QCOW2_HDR_AUTOCLEAR		88u
+
+/* Refcount entries in one refcount block. */
+static inline u64 qcow2_refblock_entries(const struct qcow2_info *qi)
+{
+	return (qi->cluster_size * 8) >> qi->refcount_order;
+}
+
+/* The largest refcount the image's refcount_order can hold. */
+static inline u64 qcow2_refcount_max(const struct qcow2_info *qi)
+{
+	return qi->refcount_order == 6 ? ~0ULL :
+		(1ULL << (1u << qi->refcount_order)) - 1;
+}
+
+/*
+ * qcow2_refcount_get() / qcow2_refcount_set() - entry @i of the refcount
+ * block @block (qi->cluster_size bytes, on-disk layout: big-endian
+ * integers, or for orders 0-2 bit fields from the low bit of each byte
+ * up, as QEMU packs them).  @i < qcow2_refblock_entries(); set needs
+ * @v <= qcow2_refcount_max().
+ */
+u64 qcow2_refcount_get(const struct qcow2_info *qi, const u8 *block, u64 i);
+void qcow2_refcount_set(const struct qcow2_info *qi, u8 *block, u64 i, u64 v);
+
+/*
+ * qcow2_compressed_range() - the file bytes [*@start, *@start + *@len)
+ * whose clusters each hold one reference for compressed L2 entry @e
+ * (QEMU's qcow2_free_any_cluster() frees the same range).
+ */
+void qcow2_compressed_range(const struct qcow2_info *qi, u64 e, u64 *start,
+			    u64 *len);
+
+/* Where a subcluster's current contents come from, for copy-on-write. */
+enum qcow2_src {
+	QCOW2_SRC_NONE,		/* overwritten whole, or left unallocated */
+	QCOW2_SRC_ZERO,
+	QCOW2_SRC_BACKING,	/* the backing child at the guest offset */
+	QCOW2_SRC_HOST,		/* wplan.src_host + offset in the cluster */
+	QCOW2_SRC_COMPRESSED,	/* decompress wplan.src_host / src_csize */
+};
+
+enum qcow2_wkind {
+	QCOW2_W_INPLACE,	/* write to wplan.host + offset; no metadata */
+	QCOW2_W_COW,		/* write [wbegin, wend) of a (new) cluster */
+	QCOW2_W_INVALID,	/* a bad L2 entry: fail the write */
+};
+
+/*
+ * The plan for a write of [@off, @off + @len) within one cluster.
+ * For QCOW2_W_COW: allocate a cluster when @alloc (else reuse @host),
+ * fill bytes [wbegin, wend) of it from src[] per subcluster (those the
+ * write covers whole are QCOW2_SRC_NONE), copy the write in, write that
+ * range, then store new_entry (| the host offset when @alloc) and
+ * new_bitmap; once that entry is durable, drop one reference of every
+ * cluster in [free_off, free_off + free_len) (free_len 0: none).
+ */
+struct qcow2_wplan {
+	enum qcow2_wkind kind;
+	bool alloc;
+	u64 host;		/* INPLACE, or COW without @alloc */
+	u64 wbegin, wend;	/* COW: bytes within the cluster */
+	u64 new_entry, new_bitmap;
+	u64 free_off, free_len;
+	u64 src_host, src_csize;
+	u8 src[QCOW2_SUBCLUSTERS];
+	const char *error;	/* INVALID: the reason */
+};
+
+/*
+ * qcow2_plan_write() - plan a write of @len bytes at byte @off of the
+ * cluster whose L2 entry (and bitmap, with extended L2) is @l2.  @off and
+ * @len are multiples of 512 within the cluster, @len > 0.
+ */
+void qcow2_plan_write(const struct qcow2_info *qi, const u64 *l2, u64 off,
+		      u64 len, struct qcow2_wplan *p);
+
+/*
+ * qcow2_plan_zero() - the L2 entry and bitmap that make a whole cluster
+ * read zeros without writing data: for write-zeroes (@discard false) an
+ * allocated, unshared cluster keeps its host cluster; for a discard the
+ * cluster is freed and, with a backing child (@backing), marked zero so
+ * the backing data does not show through.  Returns -EOPNOTSUPP when the
+ * image cannot say "zero" (version 2; the caller writes zeros instead),
+ * -EINVAL for a bad entry.  Sets @free_off and @free_len like a wplan.
+ */
+int qcow2_plan_zero(const struct qcow2_info *qi, const u64 *l2, bool discard,
+		    bool backing, u64 *new_entry, u64 *new_bitmap,
+		    u64 *free_off, u64 *free_len);
+
+/* The L1 entry for an L2 table we own (refcount 1). */
+static inline u64 qcow2_l1_entry(u64 l2_off)
+{
+	return l2_off | QCOW2_OFLAG_COPIED;
+}
 
 #endif /* DM_BGRAPH_QCOW2_FORMAT_H */

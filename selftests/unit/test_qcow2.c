@@ -1437,7 +1437,7 @@ TEST(extent_never_longer_than_the_request)
 
 TEST(contiguous_data_clusters_merge)
 {
-	const u64 l2[4] = { DATA(HA), DATA(HA + CS4K), HA + 2 * CS4K,
+	const u64 l2[4] = { DATA(HA), DATA(HA + CS4K), DATA(HA + 2 * CS4K),
 			    DATA(HA + 3 * CS4K) };
 	struct qcow2_info qi;
 	struct qcow2_extent e;
@@ -1447,10 +1447,31 @@ TEST(contiguous_data_clusters_merge)
 	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
 	EXPECT_EQ(HA + 100, e.host_off);
 	EXPECT_EQ(4 * CS4K - 100, e.len);
+	EXPECT_TRUE(e.copied);
 	/* from the second cluster: the entries start at its own */
 	qcow2_map(&qi, l2 + 1, 3, CS4K + 7, 10 * CS4K, &e);
 	EXPECT_EQ(HA + CS4K + 7, e.host_off);
 	EXPECT_EQ(3 * CS4K - 7, e.len);
+}
+
+/* A shared cluster (no copied flag) must not be written in place. */
+TEST(data_splits_where_the_copied_flag_changes)
+{
+	const u64 l2[4] = { DATA(HA), DATA(HA + CS4K), HA + 2 * CS4K,
+			    HA + 3 * CS4K };
+	struct qcow2_info qi;
+	struct qcow2_extent e;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	MAP(&qi, l2, 100, 10 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(2 * CS4K - 100, e.len);
+	EXPECT_TRUE(e.copied);
+	qcow2_map(&qi, l2 + 2, 2, 2 * CS4K, 10 * CS4K, &e);
+	EXPECT_EQ(QCOW2_MAP_DATA, e.type);
+	EXPECT_EQ(HA + 2 * CS4K, e.host_off);
+	EXPECT_EQ(2 * CS4K, e.len);
+	EXPECT_FALSE(e.copied);
 }
 
 TEST(data_splits_where_the_host_offsets_jump)
