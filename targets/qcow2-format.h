@@ -229,7 +229,6 @@ static inline u64 qcow2_cluster_buffer(const struct qcow2_info *qi)
  */
 u64 qcow2_default_l2_cache(const struct qcow2_info *qi, u64 min);
 
-
 /* ---------------------------------------------------------------- */
 /* Writing                                                          */
 /* ---------------------------------------------------------------- */

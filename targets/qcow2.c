@@ -60,11 +60,16 @@
 struct l2c_way {
 	u64 key;		/* file offset of the slice + 1; 0: empty */
 	u32 stamp;		/* set clock at the last use */
+	bool dirty;		/* changed, not written: never evicted */
 };
 
 struct l2c_set {
 	spinlock_t lock;	/* the ways, their slices and the clock */
 	u32 clock;
+	u32 gen;		/* bumped when a slice changes or turns
+				 * clean: a slice read from the file before
+				 * may be stale and is not inserted
+				 */
 	struct l2c_way way[L2C_WAYS];
 };
 
@@ -159,27 +164,126 @@ static bool l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos,
 	return true;
 }
 
-/* Put a slice read from the file in the cache, over the least used one. */
-static void l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw)
+/* The generation of @slice_off's set, taken before reading the slice. */
+static u32 l2c_gen(struct l2_cache *c, u64 slice_off)
 {
 	struct l2c_set *set = l2c_set(c, slice_off);
-	unsigned int w, victim = 0;
 	unsigned long flags;
+	u32 gen;
 
 	spin_lock_irqsave(&set->lock, flags);
+	gen = set->gen;
+	spin_unlock_irqrestore(&set->lock, flags);
+	return gen;
+}
+
+/*
+ * Put a slice read from the file (when its set was at generation @gen) in
+ * the cache, over the least used clean one.  Returns false if it was not
+ * put: a slice of the set changed since (the copy may be stale), or every
+ * way holds a dirty slice.
+ */
+static bool l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw,
+		       u32 gen)
+{
+	struct l2c_set *set = l2c_set(c, slice_off);
+	unsigned long flags;
+	bool done = false;
+	int victim = -1;
+	unsigned int w;
+
+	spin_lock_irqsave(&set->lock, flags);
+	if (set->gen != gen)
+		goto out;
 	for (w = 0; w < L2C_WAYS; w++) {
-		if (set->way[w].key == slice_off + 1)
-			goto out;	/* another worker was first */
-		if (!set->way[w].key ||
+		struct l2c_way *way = &set->way[w];
+
+		if (way->key == slice_off + 1) {
+			done = true;	/* another worker was first */
+			goto out;
+		}
+		if (way->dirty)
+			continue;
+		if (victim < 0 || !way->key ||
 		    (set->way[victim].key &&
-		     (s32)(set->way[w].stamp - set->way[victim].stamp) < 0))
+		     (s32)(way->stamp - set->way[victim].stamp) < 0))
 			victim = w;
 	}
+	if (victim < 0)
+		goto out;
 	memcpy(l2c_slot(c, set, victim), raw, c->slice_bytes);
 	set->way[victim].key = slice_off + 1;
 	set->way[victim].stamp = ++set->clock;
+	done = true;
 out:
 	spin_unlock_irqrestore(&set->lock, flags);
+	return done;
+}
+
+/*
+ * l2c_store() - write @nwords host-endian words at byte @pos of the
+ * cached slice at @slice_off and mark it dirty.  False if it is not
+ * cached.  Under the node's meta_lock.
+ */
+static bool l2c_store(struct l2_cache *c, u64 slice_off, u32 pos,
+		      u32 nwords, const u64 *in)
+{
+	struct l2c_set *set = l2c_set(c, slice_off);
+	unsigned long flags;
+	unsigned int w;
+	__be64 *dst;
+	u32 i;
+
+	spin_lock_irqsave(&set->lock, flags);
+	for (w = 0; w < L2C_WAYS; w++)
+		if (set->way[w].key == slice_off + 1)
+			break;
+	if (w == L2C_WAYS) {
+		spin_unlock_irqrestore(&set->lock, flags);
+		return false;
+	}
+	dst = (__be64 *)(l2c_slot(c, set, w) + pos);
+	for (i = 0; i < nwords; i++)
+		dst[i] = cpu_to_be64(in[i]);
+	set->way[w].dirty = true;
+	set->way[w].stamp = ++set->clock;
+	set->gen++;
+	spin_unlock_irqrestore(&set->lock, flags);
+	return true;
+}
+
+/* Whether a slice at @slice_off could be inserted (a clean way exists). */
+static bool l2c_has_room(struct l2_cache *c, u64 slice_off)
+{
+	struct l2c_set *set = l2c_set(c, slice_off);
+	unsigned long flags;
+	unsigned int w;
+	bool room = false;
+
+	spin_lock_irqsave(&set->lock, flags);
+	for (w = 0; w < L2C_WAYS; w++)
+		room |= !set->way[w].dirty;
+	spin_unlock_irqrestore(&set->lock, flags);
+	return room;
+}
+
+/* Drop the clean slices in [@off, @off + @len): a new L2 table there. */
+static void l2c_invalidate(struct l2_cache *c, u64 off, u64 len)
+{
+	u64 so;
+
+	for (so = off; so < off + len; so += c->slice_bytes) {
+		struct l2c_set *set = l2c_set(c, so);
+		unsigned long flags;
+		unsigned int w;
+
+		spin_lock_irqsave(&set->lock, flags);
+		for (w = 0; w < L2C_WAYS; w++)
+			if (set->way[w].key == so + 1 && !set->way[w].dirty)
+				set->way[w].key = 0;
+		set->gen++;
+		spin_unlock_irqrestore(&set->lock, flags);
+	}
 }
 
 static void l2c_counts(struct l2_cache *c, u64 *hits, u64 *misses,
@@ -217,12 +321,77 @@ struct qcow2_c {
 	struct dm_io_client *io;
 	struct bio_set bs;		/* for splits in the worker */
 	u64 cache_arg;			/* l2_cache_size as given, or 0 */
+	bool writable;			/* the table writes, no read_only */
+	bool read_only;			/* the read_only option */
+	bool error_if_no_space;
+
+	/*
+	 * Writing.  Metadata is written back, QEMU's way: a new cluster's
+	 * refcount and L2 entry change in memory once its data is written,
+	 * and reach the file at a flush (or when the cache must evict), in
+	 * dependency order: refcount blocks, refcount table, flush, L2
+	 * slices, flush, L1, flush.  References dropped (a copied shared
+	 * cluster, a discard) are applied only after the entries that
+	 * dropped them are on disk.
+	 */
+	struct mutex meta_lock;		/* L1, refcounts, L2 changes */
+	struct mutex flush_lock;	/* one flush at a time */
+	unsigned long *l1_copied;	/* L1 entries with the copied flag */
+	unsigned long *l1_dirty;	/* logical blocks of L1 to write */
+	u64 *reftable;			/* host-endian refcount block offsets */
+	u32 reftable_n;
+	unsigned long *rt_dirty;	/* logical blocks of it to write */
+	struct qcow2_rb *rb;		/* refcount block cache */
+	u32 rb_slots;
+	u32 rb_clock;
+	u64 free_hint;			/* cluster index to search from */
+	struct list_head frees;		/* qcow2_free: after the next flush */
+	bool meta_dirty;		/* something above awaits a flush */
+	bool hdr_dirty;			/* we set the header's dirty bit */
+	u32 lbs;			/* file device logical block size */
+
+	/* Guest clusters being written by copy-on-write. */
+	spinlock_t inflight_lock;
+	struct list_head inflight;
+	wait_queue_head_t inflight_wq;
+
+	/*
+	 * Bios that may touch a cluster about to be freed: counted per
+	 * epoch from map() to end_io, and drained before references drop.
+	 */
+	atomic_t users[2];
+	unsigned int epoch;
+	wait_queue_head_t drain_wq;
+
+	/* Writes held for lack of space. */
+	spinlock_t held_lock;
+	struct bio_list held;
+	bool no_space;
+	bool suspending;
+};
+
+struct qcow2_rb {
+	u64 off;			/* file offset; 0: empty slot */
+	u8 *data;			/* a cluster */
+	u32 stamp;
+	bool dirty;
+};
+
+struct qcow2_free {
+	struct list_head list;
+	u64 off, len;
+};
+
+struct qcow2_inflight {
+	struct list_head list;
+	u64 cluster;			/* guest cluster index */
 };
 
 /* Per bio: the worker item of a deferred bio. */
 struct qcow2_io {
 	struct work_struct work;
 	struct qcow2_c *qc;
+	int epoch;			/* users[] it counts in, or -1 */
 };
 
 static struct workqueue_struct *qcow2_wq;
@@ -232,15 +401,17 @@ static const char *qcow2_name(struct qcow2_c *qc)
 	return qc->inst->node->name;
 }
 
-static int qcow2_read_aligned(struct qcow2_c *qc, u64 off, void *buf, u64 len)
+/* Synchronous dm-io of @len bytes at @off, both aligned to the device. */
+static int qcow2_dev_io(struct qcow2_c *qc, struct block_device *bdev,
+			blk_opf_t opf, u64 off, void *buf, u64 len)
 {
 	struct dm_io_region region = {
-		.bdev = qc->file->bdev,
+		.bdev = bdev,
 		.sector = off >> SECTOR_SHIFT,
 		.count = len >> SECTOR_SHIFT,
 	};
 	struct dm_io_request req = {
-		.bi_opf = REQ_OP_READ | REQ_SYNC,
+		.bi_opf = opf | REQ_SYNC,
 		.mem.type = is_vmalloc_addr(buf) ? DM_IO_VMA : DM_IO_KMEM,
 		.mem.ptr.addr = buf,	/* .vma shares the union */
 		.client = qc->io,
@@ -250,17 +421,18 @@ static int qcow2_read_aligned(struct qcow2_c *qc, u64 off, void *buf, u64 len)
 }
 
 /*
- * Read @len bytes at byte @off of the file device into @buf (kmalloc or
- * vmalloc memory), synchronously with dm-io; bytes past the device's end
- * read as zeros.  A range that is not aligned to the file device's
- * logical block size (a compressed cluster, or a 512-byte header read on
- * a 4Kn disk) goes through a bounce buffer: the block layer fails
- * misaligned bios.  Sleeps; not from map().
+ * Read @len bytes at byte @off of @bdev (the file or the backing child)
+ * into @buf (kmalloc or vmalloc memory), synchronously with dm-io; bytes
+ * past the device's end read as zeros.  A range that is not aligned to
+ * the device's logical block size (a compressed cluster, or a 512-byte
+ * header read on a 4Kn disk) goes through a bounce buffer: the block
+ * layer fails misaligned bios.  Sleeps; not from map().
  */
-static int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len)
+static int qcow2_dev_read(struct qcow2_c *qc, struct block_device *bdev,
+			  u64 off, void *buf, u64 len)
 {
-	u64 dev = bdev_nr_bytes(qc->file->bdev);
-	u32 lbs = bdev_logical_block_size(qc->file->bdev);
+	u64 dev = bdev_nr_bytes(bdev);
+	u32 lbs = bdev_logical_block_size(bdev);
 	u64 start, end;
 	u8 *bounce;
 	int r;
@@ -274,18 +446,35 @@ static int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len)
 		len = dev - off;
 	}
 	if (IS_ALIGNED(off | len, lbs))
-		return qcow2_read_aligned(qc, off, buf, len);
+		return qcow2_dev_io(qc, bdev, REQ_OP_READ, off, buf, len);
 
 	start = round_down(off, lbs);
 	end = min(round_up(off + len, lbs), dev);
 	bounce = kvmalloc(end - start, GFP_NOIO);
 	if (!bounce)
 		return -ENOMEM;
-	r = qcow2_read_aligned(qc, start, bounce, end - start);
+	r = qcow2_dev_io(qc, bdev, REQ_OP_READ, start, bounce, end - start);
 	if (!r)
 		memcpy(buf, bounce + (off - start), len);
 	kvfree(bounce);
 	return r;
+}
+
+static int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len)
+{
+	return qcow2_dev_read(qc, qc->file->bdev, off, buf, len);
+}
+
+/*
+ * Write @len bytes at @off of the file device, both aligned to its
+ * logical block size; never past its end.
+ */
+static int qcow2_write(struct qcow2_c *qc, u64 off, const void *buf, u64 len)
+{
+	if (off + len > bdev_nr_bytes(qc->file->bdev) || off + len < off)
+		return -EIO;
+	return qcow2_dev_io(qc, qc->file->bdev, REQ_OP_WRITE, off,
+			    (void *)buf, len);
 }
 
 /*
@@ -300,7 +489,7 @@ static int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 	const struct qcow2_info *qi = &qc->qi;
 	u32 words = qi->l2_entry_words;
 	u32 slice_entries = qc->cache.slice_bytes / (8 * words);
-	u64 l2_off = qc->l1[qcow2_l1_index(qi, off)];
+	u64 l2_off = READ_ONCE(qc->l1[qcow2_l1_index(qi, off)]);
 	u64 entries[MAP_MAX_ENTRIES * 2];
 	u64 l2i, slice_off, last, n;
 	u32 pos;
@@ -325,11 +514,14 @@ static int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 		 (u64)MAP_MAX_ENTRIES);
 
 	if (!l2c_lookup(&qc->cache, slice_off, pos, n * words, entries)) {
+		u32 gen;
+
 		if (!may_load)
 			return -EWOULDBLOCK;
 		raw = kmalloc(qc->cache.slice_bytes, GFP_NOIO);
 		if (!raw)
 			return -ENOMEM;
+		gen = l2c_gen(&qc->cache, slice_off);
 		r = qcow2_read(qc, slice_off, raw, qc->cache.slice_bytes);
 		if (r) {
 			kfree(raw);
@@ -338,7 +530,7 @@ static int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 			return r;
 		}
 		this_cpu_inc(qc->cache.stats->misses);
-		l2c_insert(&qc->cache, slice_off, raw);
+		l2c_insert(&qc->cache, slice_off, raw, gen);
 		l2c_decode(raw + pos, n * words, entries);
 		kfree(raw);
 	}
@@ -436,6 +628,38 @@ static int qcow2_unzstd(const u8 *in, u64 in_len, u8 *out, u64 out_len)
 }
 
 /*
+ * Read the compressed cluster of @csize bytes at @host_off and decompress
+ * it into @out (a cluster); @off is the guest offset, for the message.
+ */
+static int qcow2_decompress(struct qcow2_c *qc, u64 host_off, u64 csize,
+			    u8 *out, u64 off)
+{
+	u64 cs = qc->qi.cluster_size;
+	u64 start = round_down(host_off, SECTOR_SIZE);
+	u64 skip = host_off - start;
+	u64 rlen = round_up(skip + csize, SECTOR_SIZE);
+	u8 *in;
+	int r;
+
+	in = kvmalloc(rlen, GFP_NOIO);
+	if (!in)
+		return -ENOMEM;
+	r = qcow2_read(qc, start, in, rlen);
+	if (r)
+		goto out;
+	if (qc->qi.compression_type == QCOW2_COMPRESSION_ZSTD)
+		r = qcow2_unzstd(in + skip, csize, out, cs);
+	else
+		r = qcow2_inflate(in + skip, csize, out, cs);
+	if (r)
+		DMERR_LIMIT("%s: cannot decompress the cluster at %llu for guest offset %llu",
+			    qcow2_name(qc), host_off, off);
+out:
+	kvfree(in);
+	return r;
+}
+
+/*
  * Read a compressed cluster, decompress it and copy the part @bio covers
  * (guest offset @off) into it.  Worker context.
  */
@@ -443,32 +667,16 @@ static int qcow2_read_compressed(struct qcow2_c *qc, struct bio *bio, u64 off,
 				 const struct qcow2_extent *ext)
 {
 	u64 cs = qc->qi.cluster_size;
-	u64 start = round_down(ext->host_off, SECTOR_SIZE);
-	u64 skip = ext->host_off - start;
-	u64 rlen = round_up(skip + ext->csize, SECTOR_SIZE);
-	u8 *in, *out;
-	int r = -ENOMEM;
+	u8 *out;
+	int r;
 
-	in = kvmalloc(rlen, GFP_NOIO);
 	out = kvmalloc(cs, GFP_NOIO);
-	if (!in || !out)
-		goto out;
-	r = qcow2_read(qc, start, in, rlen);
-	if (r)
-		goto out;
-	if (qc->qi.compression_type == QCOW2_COMPRESSION_ZSTD)
-		r = qcow2_unzstd(in + skip, ext->csize, out, cs);
-	else
-		r = qcow2_inflate(in + skip, ext->csize, out, cs);
-	if (r) {
-		DMERR_LIMIT("%s: cannot decompress the cluster at %llu for guest offset %llu",
-			    qcow2_name(qc), ext->host_off, off);
-		goto out;
-	}
-	qcow2_copy_to_bio(bio, out + (off & (cs - 1)));
-out:
+	if (!out)
+		return -ENOMEM;
+	r = qcow2_decompress(qc, ext->host_off, ext->csize, out, off);
+	if (!r)
+		qcow2_copy_to_bio(bio, out + (off & (cs - 1)));
 	kvfree(out);
-	kvfree(in);
 	return r;
 }
 
@@ -480,6 +688,931 @@ static void qcow2_end(struct bio *bio, int r)
 {
 	bio->bi_status = errno_to_blk_status(r);
 	bio_endio(bio);
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing: epochs, refcounts, allocation, write-back               */
+/* ---------------------------------------------------------------- */
+
+static void qcow2_epoch_get(struct qcow2_c *qc, struct qcow2_io *io)
+{
+	int e = READ_ONCE(qc->epoch) & 1;
+
+	atomic_inc(&qc->users[e]);
+	/* Count before looking at L2, so a free waits for this bio. */
+	smp_mb__after_atomic();
+	io->epoch = e;
+}
+
+static void qcow2_epoch_put(struct qcow2_c *qc, struct qcow2_io *io)
+{
+	if (io->epoch < 0)
+		return;
+	if (atomic_dec_and_test(&qc->users[io->epoch]))
+		wake_up_all(&qc->drain_wq);
+	io->epoch = -1;
+}
+
+/*
+ * Wait until every bio that looked at L2 before now has completed: those
+ * may still read or write a cluster whose last reference was just dropped
+ * (flush_lock held, so epochs flip one at a time; not under meta_lock).
+ */
+static void qcow2_epoch_drain(struct qcow2_c *qc)
+{
+	unsigned int old = qc->epoch & 1;
+
+	WRITE_ONCE(qc->epoch, qc->epoch + 1);
+	/* Pairs with qcow2_epoch_get(): new bios count in the new epoch. */
+	smp_mb();
+	wait_event(qc->drain_wq, !atomic_read(&qc->users[old]));
+}
+
+static void qcow2_touch(struct qcow2_c *qc)
+{
+	WRITE_ONCE(qc->meta_dirty, true);
+}
+
+static int qcow2_rb_write(struct qcow2_c *qc, struct qcow2_rb *b)
+{
+	int r = qcow2_write(qc, b->off, b->data, qc->qi.cluster_size);
+
+	if (!r)
+		b->dirty = false;
+	return r;
+}
+
+/*
+ * The cached refcount block at file offset @off: read in, or zeroed when
+ * @fresh (a new block).  Evicts the least used slot, writing it first if
+ * dirty (a refcount block may reach the file early: it only adds).
+ * Under meta_lock.
+ */
+static struct qcow2_rb *qcow2_rb_get(struct qcow2_c *qc, u64 off, bool fresh,
+				     int *err)
+{
+	struct qcow2_rb *b, *victim = NULL;
+	u32 i;
+
+	for (i = 0; i < qc->rb_slots; i++) {
+		b = &qc->rb[i];
+		if (b->off == off) {
+			b->stamp = ++qc->rb_clock;
+			return b;
+		}
+		if (!victim || !b->off ||
+		    (victim->off && (s32)(b->stamp - victim->stamp) < 0))
+			victim = b;
+	}
+	if (victim->off && victim->dirty) {
+		*err = qcow2_rb_write(qc, victim);
+		if (*err)
+			return NULL;
+	}
+	victim->off = 0;
+	if (fresh) {
+		memset(victim->data, 0, qc->qi.cluster_size);
+	} else {
+		*err = qcow2_read(qc, off, victim->data, qc->qi.cluster_size);
+		if (*err)
+			return NULL;
+	}
+	victim->off = off;
+	victim->dirty = false;
+	victim->stamp = ++qc->rb_clock;
+	return victim;
+}
+
+/* Whether [@off, @off + cluster) is the header, the L1 or refcount table. */
+static bool qcow2_is_fixed_metadata(struct qcow2_c *qc, u64 off)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	u64 end = off + qi->cluster_size;
+
+	return off < qi->cluster_size ||
+	       (off < qi->l1_offset + qcow2_l1_bytes(qi) &&
+		end > qi->l1_offset) ||
+	       (off < qi->reftable_offset + qcow2_reftable_bytes(qi) &&
+		end > qi->reftable_offset);
+}
+
+/*
+ * qcow2_alloc() - take a free cluster of the file device: refcount 1, in
+ * memory.  Creates a refcount block where none covers the cluster (in the
+ * first cluster of the range it describes, which is free then).  Returns
+ * -ENOSPC when the device is full, -EFBIG when the refcount table would
+ * have to grow.  Under meta_lock.
+ */
+static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	u64 per = qcow2_refblock_entries(qi);
+	u64 nc = bdev_nr_bytes(qc->file->bdev) >> qi->cluster_bits;
+	struct qcow2_rb *b;
+	u64 c, ri, boff;
+	int r = 0;
+
+	for (c = max_t(u64, qc->free_hint, 1); c < nc; c++) {
+		ri = c / per;
+		if (ri >= qc->reftable_n) {
+			DMERR_LIMIT("%s: the refcount table is full; growing it is not supported",
+				    qcow2_name(qc));
+			return -EFBIG;
+		}
+		if (!qc->reftable[ri]) {
+			boff = (ri * per) << qi->cluster_bits;
+			if (qcow2_is_fixed_metadata(qc, boff)) {
+				DMERR_LIMIT("%s: no refcount block for image metadata at %llu",
+					    qcow2_name(qc), boff);
+				return -EIO;
+			}
+			b = qcow2_rb_get(qc, boff, true, &r);
+			if (!b)
+				return r;
+			qcow2_refcount_set(qi, b->data, 0, 1);
+			b->dirty = true;
+			qc->reftable[ri] = boff;
+			set_bit(ri * 8 / qc->lbs, qc->rt_dirty);
+			qcow2_touch(qc);
+			if (c == ri * per)
+				continue;	/* the block itself took it */
+		}
+		b = qcow2_rb_get(qc, qc->reftable[ri], false, &r);
+		if (!b)
+			return r;
+		if (qcow2_refcount_get(qi, b->data, c % per) ||
+		    qcow2_is_fixed_metadata(qc, c << qi->cluster_bits))
+			continue;
+		qcow2_refcount_set(qi, b->data, c % per, 1);
+		b->dirty = true;
+		qcow2_touch(qc);
+		qc->free_hint = c + 1;
+		*host = c << qi->cluster_bits;
+		return 0;
+	}
+	qc->free_hint = nc;
+	return -ENOSPC;
+}
+
+/*
+ * Drop one reference of every cluster in [@off, @off + @len), now (the
+ * entries that held them are on disk, or never were).  A cluster that
+ * reaches 0 becomes free, and the file device is told it may discard it.
+ * Under meta_lock.
+ */
+static void qcow2_unref(struct qcow2_c *qc, u64 off, u64 len)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	struct block_device *bdev = qc->file->bdev;
+	u64 per = qcow2_refblock_entries(qi);
+	u64 c, last = (off + len - 1) >> qi->cluster_bits;
+	struct qcow2_rb *b;
+	u64 v;
+	int r;
+
+	for (c = off >> qi->cluster_bits; len && c <= last; c++) {
+		u64 ri = c / per;
+
+		b = NULL;
+		if (ri < qc->reftable_n && qc->reftable[ri])
+			b = qcow2_rb_get(qc, qc->reftable[ri], false, &r);
+		v = b ? qcow2_refcount_get(qi, b->data, c % per) : 0;
+		if (!v) {
+			DMERR_LIMIT("%s: refcount of cluster %llu would drop below 0; leaving it",
+				    qcow2_name(qc), c);
+			continue;
+		}
+		qcow2_refcount_set(qi, b->data, c % per, v - 1);
+		b->dirty = true;
+		qcow2_touch(qc);
+		if (v > 1)
+			continue;
+		qc->free_hint = min(qc->free_hint, c);
+		if (bdev_max_discard_sectors(bdev))
+			blkdev_issue_discard(bdev, (c << qi->cluster_bits) >> SECTOR_SHIFT,
+					     qi->cluster_size >> SECTOR_SHIFT, GFP_NOIO);
+	}
+}
+
+/* Drop these references after the next flush.  Under meta_lock. */
+static void qcow2_unref_later(struct qcow2_c *qc, u64 off, u64 len)
+{
+	struct qcow2_free *f = kmalloc(sizeof(*f), GFP_NOIO);
+
+	if (!f) {
+		DMERR_LIMIT("%s: out of memory: cluster %llu leaks", qcow2_name(qc),
+			    off >> qc->qi.cluster_bits);
+		return;
+	}
+	f->off = off;
+	f->len = len;
+	list_add_tail(&f->list, &qc->frees);
+	qcow2_touch(qc);
+}
+
+/*
+ * Write the dirty logical blocks of a table of @n entries at @table_off:
+ * the L1 table (@l1) or the refcount table.
+ */
+static int qcow2_write_table(struct qcow2_c *qc, u64 table_off,
+			     const u64 *ent, u32 n, unsigned long *dirty,
+			     bool l1)
+{
+	u32 per = qc->lbs / 8, nblocks = DIV_ROUND_UP(n, per), b, k, i;
+	__be64 *buf;
+	int r = 0;
+
+	buf = kmalloc(qc->lbs, GFP_NOIO);
+	if (!buf)
+		return -ENOMEM;
+	for_each_set_bit(b, dirty, nblocks) {
+		for (k = 0; k < per; k++) {
+			u64 v = 0;
+
+			i = b * per + k;
+			if (i < n && ent[i]) {
+				v = ent[i];
+				if (l1 && test_bit(i, qc->l1_copied))
+					v |= QCOW2_OFLAG_COPIED;
+			}
+			buf[k] = cpu_to_be64(v);
+		}
+		r = qcow2_write(qc, table_off + (u64)b * qc->lbs, buf, qc->lbs);
+		if (r)
+			break;
+		clear_bit(b, dirty);
+	}
+	kfree(buf);
+	return r;
+}
+
+static bool qcow2_any_bit(const unsigned long *map, u32 n, u32 per)
+{
+	return find_first_bit(map, DIV_ROUND_UP(n, per)) < DIV_ROUND_UP(n, per);
+}
+
+/* Write every dirty L2 slice. Under meta_lock. */
+static int qcow2_l2_writeback(struct qcow2_c *qc, bool *wrote)
+{
+	struct l2_cache *c = &qc->cache;
+	unsigned long flags;
+	unsigned int w;
+	u32 i;
+	int r;
+
+	for (i = 0; i < c->nsets; i++) {
+		struct l2c_set *set = &c->sets[i];
+
+		for (w = 0; w < L2C_WAYS; w++) {
+			/* Only meta_lock holders dirty slices or clean them. */
+			if (!set->way[w].dirty)
+				continue;
+			r = qcow2_write(qc, set->way[w].key - 1,
+					l2c_slot(c, set, w), c->slice_bytes);
+			if (r)
+				return r;
+			*wrote = true;
+			spin_lock_irqsave(&set->lock, flags);
+			set->way[w].dirty = false;
+			set->gen++;
+			spin_unlock_irqrestore(&set->lock, flags);
+		}
+	}
+	return 0;
+}
+
+/*
+ * qcow2_writeback() - make every metadata change so far durable, in
+ * dependency order: refcount blocks and table, flush (this also makes
+ * the data written before durable), L2 slices, flush, L1, flush.  The
+ * file device is flushed even when nothing was dirty.  Under meta_lock.
+ */
+static int qcow2_writeback(struct qcow2_c *qc)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	u32 per = qc->lbs / 8;
+	bool wrote = false;
+	u32 i;
+	int r;
+
+	if (!READ_ONCE(qc->meta_dirty))
+		return blkdev_issue_flush(qc->file->bdev);
+	for (i = 0; i < qc->rb_slots; i++) {
+		if (qc->rb[i].off && qc->rb[i].dirty) {
+			r = qcow2_rb_write(qc, &qc->rb[i]);
+			if (r)
+				return r;
+		}
+	}
+	if (qcow2_any_bit(qc->rt_dirty, qc->reftable_n, per)) {
+		/* The new blocks first, then the table that points at them. */
+		r = blkdev_issue_flush(qc->file->bdev);
+		if (!r)
+			r = qcow2_write_table(qc, qi->reftable_offset, qc->reftable,
+					      qc->reftable_n, qc->rt_dirty, false);
+		if (r)
+			return r;
+	}
+	r = blkdev_issue_flush(qc->file->bdev);
+	if (r)
+		return r;
+	r = qcow2_l2_writeback(qc, &wrote);
+	if (r)
+		return r;
+	if (qcow2_any_bit(qc->l1_dirty, qi->l1_size, per)) {
+		if (wrote) {
+			r = blkdev_issue_flush(qc->file->bdev);
+			if (r)
+				return r;
+		}
+		r = qcow2_write_table(qc, qi->l1_offset, qc->l1, qi->l1_size,
+				      qc->l1_dirty, true);
+		if (r)
+			return r;
+		wrote = true;
+	}
+	if (wrote) {
+		r = blkdev_issue_flush(qc->file->bdev);
+		if (r)
+			return r;
+	}
+	WRITE_ONCE(qc->meta_dirty, false);
+	return 0;
+}
+
+/*
+ * qcow2_flush() - what a flush bio asks: everything written before is
+ * durable.  Then drop the references queued by copy-on-write and discard,
+ * once no bio that saw the old entries is left.
+ */
+static int qcow2_flush(struct qcow2_c *qc)
+{
+	struct qcow2_free *f, *tmp;
+	LIST_HEAD(frees);
+	u32 i;
+	int r;
+
+	mutex_lock(&qc->flush_lock);
+	mutex_lock(&qc->meta_lock);
+	r = qcow2_writeback(qc);
+	if (!r)
+		list_splice_init(&qc->frees, &frees);
+	mutex_unlock(&qc->meta_lock);
+	if (!r && !list_empty(&frees)) {
+		qcow2_epoch_drain(qc);
+		mutex_lock(&qc->meta_lock);
+		list_for_each_entry_safe(f, tmp, &frees, list) {
+			qcow2_unref(qc, f->off, f->len);
+			list_del(&f->list);
+			kfree(f);
+		}
+		/* No flush needed: a lost decrement is a leak, never harm. */
+		for (i = 0; i < qc->rb_slots; i++)
+			if (qc->rb[i].off && qc->rb[i].dirty && !r)
+				r = qcow2_rb_write(qc, &qc->rb[i]);
+		mutex_unlock(&qc->meta_lock);
+	}
+	mutex_unlock(&qc->flush_lock);
+	return r;
+}
+
+/* Set or clear header bits: @field is a u64 of the v3 header. */
+static int qcow2_header_update(struct qcow2_c *qc, u32 field, u64 set,
+			       u64 clear)
+{
+	__be64 *p;
+	u8 *buf;
+	int r;
+
+	buf = kmalloc(qc->lbs, GFP_NOIO);
+	if (!buf)
+		return -ENOMEM;
+	r = qcow2_read(qc, 0, buf, qc->lbs);
+	if (!r) {
+		p = (__be64 *)(buf + field);
+		*p = cpu_to_be64((be64_to_cpu(*p) | set) & ~clear);
+		r = qcow2_write(qc, 0, buf, qc->lbs);
+	}
+	if (!r)
+		r = blkdev_issue_flush(qc->file->bdev);
+	kfree(buf);
+	return r;
+}
+
+/*
+ * Lazy refcounts (compat bit 0): QEMU may leave refcounts stale while the
+ * header says dirty.  We keep them exact, but mark the image dirty while
+ * it is being written, as QEMU does, and clean on suspend.
+ */
+static int qcow2_mark_dirty(struct qcow2_c *qc)
+{
+	int r;
+
+	if (qc->hdr_dirty || !(qc->qi.compat & QCOW2_COMPAT_LAZY_REFCOUNTS))
+		return 0;
+	r = qcow2_header_update(qc, QCOW2_HDR_INCOMPAT, QCOW2_INCOMPAT_DIRTY, 0);
+	if (!r)
+		qc->hdr_dirty = true;
+	return r;
+}
+
+/* Everything written back and the header clean: suspend, removal. */
+static int qcow2_make_clean(struct qcow2_c *qc)
+{
+	int r = qcow2_flush(qc);
+
+	if (r) {
+		DMERR("%s: cannot write metadata back: %d", qcow2_name(qc), r);
+		return r;
+	}
+	mutex_lock(&qc->meta_lock);
+	if (qc->hdr_dirty && !READ_ONCE(qc->meta_dirty)) {
+		r = qcow2_header_update(qc, QCOW2_HDR_INCOMPAT, 0,
+					QCOW2_INCOMPAT_DIRTY);
+		if (!r)
+			qc->hdr_dirty = false;
+	}
+	mutex_unlock(&qc->meta_lock);
+	return r;
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing: L2 entries                                              */
+/* ---------------------------------------------------------------- */
+
+static void qcow2_slice_pos(struct qcow2_c *qc, u64 l2_off, u64 off,
+			    u64 *slice_off, u32 *pos)
+{
+	u32 words = qc->qi.l2_entry_words;
+	u32 slice_entries = qc->cache.slice_bytes / (8 * words);
+	u64 l2i = qcow2_l2_index(&qc->qi, off);
+
+	*slice_off = l2_off + (l2i / slice_entries) * qc->cache.slice_bytes;
+	*pos = (l2i % slice_entries) * 8 * words;
+}
+
+/*
+ * Make sure the slice at @slice_off is cached, writing metadata back when
+ * its set is all dirty.  Under meta_lock.
+ */
+static int qcow2_slice_load(struct qcow2_c *qc, u64 slice_off)
+{
+	u64 dummy;
+	void *raw;
+	u32 gen;
+	int r;
+
+	if (l2c_lookup(&qc->cache, slice_off, 0, 1, &dummy))
+		return 0;
+	if (!l2c_has_room(&qc->cache, slice_off)) {
+		r = qcow2_writeback(qc);
+		if (r)
+			return r;
+	}
+	raw = kmalloc(qc->cache.slice_bytes, GFP_NOIO);
+	if (!raw)
+		return -ENOMEM;
+	gen = l2c_gen(&qc->cache, slice_off);
+	r = qcow2_read(qc, slice_off, raw, qc->cache.slice_bytes);
+	if (!r) {
+		this_cpu_inc(qc->cache.stats->misses);
+		l2c_insert(&qc->cache, slice_off, raw, gen);
+	}
+	kfree(raw);
+	return r;
+}
+
+/*
+ * qcow2_l2_table() - the L2 table for guest offset @off, ours to change:
+ * allocated (zeroed on disk) when there is none, copied when it is shared
+ * with a snapshot.  The L1 entry changes in memory.  Under meta_lock.
+ */
+static int qcow2_l2_table(struct qcow2_c *qc, u64 off, u64 *l2_off)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	u64 i = qcow2_l1_index(qi, off), old = qc->l1[i], new;
+	u8 *buf;
+	int r;
+
+	if (old && test_bit(i, qc->l1_copied)) {
+		*l2_off = old;
+		return 0;
+	}
+	r = qcow2_alloc(qc, &new);
+	if (r)
+		return r;
+	buf = kvzalloc(qi->cluster_size, GFP_NOIO);
+	r = -ENOMEM;
+	if (buf) {
+		r = old ? qcow2_read(qc, old, buf, qi->cluster_size) : 0;
+		if (!r)
+			r = qcow2_write(qc, new, buf, qi->cluster_size);
+		kvfree(buf);
+	}
+	if (r) {
+		qcow2_unref(qc, new, qi->cluster_size);
+		return r;
+	}
+	l2c_invalidate(&qc->cache, new, qi->cluster_size);
+	WRITE_ONCE(qc->l1[i], new);
+	set_bit(i, qc->l1_copied);
+	set_bit(i * 8 / qc->lbs, qc->l1_dirty);
+	qcow2_touch(qc);
+	if (old)
+		qcow2_unref_later(qc, old, qi->cluster_size);
+	*l2_off = new;
+	return 0;
+}
+
+/* Read the L2 entry (and bitmap) of guest offset @off.  Under meta_lock. */
+static int qcow2_l2_get(struct qcow2_c *qc, u64 off, u64 *ent)
+{
+	u32 words = qc->qi.l2_entry_words;
+	u64 l2_off, slice_off;
+	u32 pos;
+	int r;
+
+	r = qcow2_l2_table(qc, off, &l2_off);
+	if (r)
+		return r;
+	qcow2_slice_pos(qc, l2_off, off, &slice_off, &pos);
+	for (;;) {
+		if (l2c_lookup(&qc->cache, slice_off, pos, words, ent))
+			return 0;
+		r = qcow2_slice_load(qc, slice_off);
+		if (r)
+			return r;
+	}
+}
+
+/* Store the L2 entry (and bitmap) of guest offset @off.  Under meta_lock. */
+static int qcow2_l2_set(struct qcow2_c *qc, u64 off, const u64 *ent)
+{
+	u32 words = qc->qi.l2_entry_words;
+	u64 l2_off, slice_off;
+	u32 pos;
+	int r;
+
+	r = qcow2_l2_table(qc, off, &l2_off);
+	if (r)
+		return r;
+	qcow2_slice_pos(qc, l2_off, off, &slice_off, &pos);
+	for (;;) {
+		if (l2c_store(&qc->cache, slice_off, pos, words, ent)) {
+			qcow2_touch(qc);
+			return 0;
+		}
+		r = qcow2_slice_load(qc, slice_off);
+		if (r)
+			return r;
+	}
+}
+
+static bool qcow2_inflight_busy(struct qcow2_c *qc, u64 cluster)
+{
+	struct qcow2_inflight *f;
+	bool busy = false;
+
+	spin_lock(&qc->inflight_lock);
+	list_for_each_entry(f, &qc->inflight, list)
+		busy |= f->cluster == cluster;
+	spin_unlock(&qc->inflight_lock);
+	return busy;
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing: one cluster                                             */
+/* ---------------------------------------------------------------- */
+
+/* Copy @len bytes of @bio from its start to @dst (the bio is unchanged). */
+static void qcow2_copy_from_bio(struct bio *bio, u8 *dst, u64 len)
+{
+	struct bvec_iter iter = bio->bi_iter;
+	struct bio_vec bv;
+
+	while (len) {
+		bv = bio_iter_iovec(bio, iter);
+		bv.bv_len = min_t(u64, bv.bv_len, len);
+		memcpy_from_bvec(dst, &bv);
+		dst += bv.bv_len;
+		len -= bv.bv_len;
+		bio_advance_iter_single(bio, &iter, bv.bv_len);
+	}
+}
+
+/*
+ * Fill bytes [wbegin, wend) of the cluster of guest offset @off from the
+ * plan's sources, put the write's @len bytes (from @bio, or zeros) in and
+ * write it all at @host + wbegin.  No lock: nobody else sees @host yet,
+ * or its range is not allocated yet in the bitmap.
+ */
+static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
+			   u64 len, const struct qcow2_wplan *p, u64 host)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	u64 cs = qi->cluster_size, ss = 1ULL << qi->subcluster_bits;
+	u64 base = off & ~(cs - 1), wlen = p->wend - p->wbegin;
+	u8 *buf, *cbuf = NULL, *dst;
+	u32 sc;
+	int r = -ENOMEM;
+
+	buf = kvmalloc(wlen, GFP_NOIO);
+	if (!buf)
+		return r;
+	for (sc = p->wbegin / ss; sc < p->wend / ss; sc++) {
+		dst = buf + sc * ss - p->wbegin;
+		switch (p->src[sc]) {
+		case QCOW2_SRC_BACKING:
+			if (qc->backing) {
+				r = qcow2_dev_read(qc, qc->backing->bdev,
+						   base + sc * ss, dst, ss);
+				if (r)
+					goto out;
+				break;
+			}
+			fallthrough;
+		case QCOW2_SRC_NONE:
+		case QCOW2_SRC_ZERO:
+			memset(dst, 0, ss);
+			break;
+		case QCOW2_SRC_HOST:
+			r = qcow2_read(qc, p->src_host + sc * ss, dst, ss);
+			if (r)
+				goto out;
+			break;
+		case QCOW2_SRC_COMPRESSED:
+			if (!cbuf) {
+				cbuf = kvmalloc(cs, GFP_NOIO);
+				r = cbuf ? qcow2_decompress(qc, p->src_host,
+							    p->src_csize, cbuf,
+							    off) : -ENOMEM;
+				if (r)
+					goto out;
+			}
+			memcpy(dst, cbuf + sc * ss, ss);
+			break;
+		}
+	}
+	dst = buf + (off - base) - p->wbegin;
+	if (bio && bio_op(bio) == REQ_OP_WRITE)
+		qcow2_copy_from_bio(bio, dst, len);
+	else
+		memset(dst, 0, len);
+	r = qcow2_write(qc, host + p->wbegin, buf, wlen);
+out:
+	kvfree(cbuf);
+	kvfree(buf);
+	return r;
+}
+
+/* Write @len zero bytes at @host of the file device. */
+static int qcow2_write_zeros(struct qcow2_c *qc, u64 host, u64 len)
+{
+	u8 *buf = kvzalloc(len, GFP_NOIO);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = qcow2_write(qc, host, buf, len);
+	kvfree(buf);
+	return r;
+}
+
+enum qcow2_wres {
+	QCOW2_WR_DONE,		/* written (or nothing to do) */
+	QCOW2_WR_INPLACE,	/* write the bio at *host */
+};
+
+/*
+ * qcow2_write_cluster() - carry out the first @len bytes of @bio, guest
+ * offset @off, all within one cluster: a write, write-zeroes or discard.
+ * Returns QCOW2_WR_INPLACE with *@host for the caller to remap a write
+ * of an allocated cluster we own; else does it all and returns
+ * QCOW2_WR_DONE, or a negative errno (-ENOSPC: the file device is full).
+ * Writes to one guest cluster that need copy-on-write run one at a time.
+ */
+static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
+			       u64 len, u64 *host)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	struct qcow2_inflight me = { .cluster = off >> qi->cluster_bits };
+	bool whole = len == qi->cluster_size;
+	enum req_op op = bio_op(bio);
+	struct qcow2_wplan p;
+	u64 ent[2] = {}, nent[2] = {}, foff, flen;
+	const char *why = "invalid L2 entry";
+	int r;
+
+	mutex_lock(&qc->meta_lock);
+	while (qcow2_inflight_busy(qc, me.cluster)) {
+		mutex_unlock(&qc->meta_lock);
+		wait_event(qc->inflight_wq, !qcow2_inflight_busy(qc, me.cluster));
+		mutex_lock(&qc->meta_lock);
+	}
+	r = qcow2_mark_dirty(qc);
+	if (r)
+		goto unlock;
+	if (op == REQ_OP_DISCARD && !whole)
+		goto unlock;	/* QEMU's rule: only whole clusters */
+	r = qcow2_l2_get(qc, off, ent);
+	if (r)
+		goto unlock;
+	if ((op == REQ_OP_DISCARD || op == REQ_OP_WRITE_ZEROES) && whole) {
+		r = qcow2_plan_zero(qi, ent, op == REQ_OP_DISCARD, !!qc->backing,
+				    &nent[0], &nent[1], &foff, &flen);
+		if (r == -EOPNOTSUPP && op == REQ_OP_DISCARD) {
+			/* Version 2: no zero flag; unallocated, then. */
+			nent[0] = 0;
+			nent[1] = 0;
+			r = 0;
+			foff = ent[0] & QCOW2_OFFSET_MASK;
+			flen = foff ? qi->cluster_size : 0;
+			if (ent[0] & QCOW2_OFLAG_COMPRESSED)
+				qcow2_compressed_range(qi, ent[0], &foff, &flen);
+		}
+		if (!r) {
+			r = qcow2_l2_set(qc, off, nent);
+			if (!r && flen)
+				qcow2_unref_later(qc, foff, flen);
+			goto unlock;
+		}
+		if (r != -EOPNOTSUPP)
+			goto bad;
+		r = 0;		/* version 2 write-zeroes: write zeros */
+	}
+
+	qcow2_plan_write(qi, ent, off, len, &p);
+	if (p.kind == QCOW2_W_INVALID) {
+		why = p.error;
+		goto bad;
+	}
+	if (p.kind == QCOW2_W_INPLACE) {
+		*host = p.host + (off & (qi->cluster_size - 1));
+		mutex_unlock(&qc->meta_lock);
+		if (op == REQ_OP_WRITE)
+			return QCOW2_WR_INPLACE;
+		/* Zeroes in place: the file device may not do write-zeroes. */
+		return qcow2_write_zeros(qc, *host, len) ?: QCOW2_WR_DONE;
+	}
+	if (p.alloc) {
+		r = qcow2_alloc(qc, host);
+		if (r)
+			goto unlock;
+	} else {
+		*host = p.host;
+	}
+	spin_lock(&qc->inflight_lock);
+	list_add(&me.list, &qc->inflight);
+	spin_unlock(&qc->inflight_lock);
+	mutex_unlock(&qc->meta_lock);
+
+	r = qcow2_cow_write(qc, bio, off, len, &p, *host);
+
+	mutex_lock(&qc->meta_lock);
+	if (!r) {
+		nent[0] = p.new_entry | (p.alloc ? *host : 0);
+		nent[1] = p.new_bitmap;
+		r = qcow2_l2_set(qc, off, nent);
+	}
+	if (r && p.alloc)
+		qcow2_unref(qc, *host, qi->cluster_size);	/* unreferenced */
+	else if (!r && p.free_len)
+		qcow2_unref_later(qc, p.free_off, p.free_len);
+	spin_lock(&qc->inflight_lock);
+	list_del(&me.list);
+	spin_unlock(&qc->inflight_lock);
+	wake_up_all(&qc->inflight_wq);
+	goto unlock;
+bad:
+	DMERR_LIMIT("%s: bad L2 entry for guest offset %llu: %s", qcow2_name(qc),
+		    off, why);
+	r = -EIO;
+unlock:
+	mutex_unlock(&qc->meta_lock);
+	return r ?: QCOW2_WR_DONE;
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing: bios, and writes held for lack of space                 */
+/* ---------------------------------------------------------------- */
+
+static void qcow2_hold(struct qcow2_c *qc, struct bio *bio,
+		       struct qcow2_io *io)
+{
+	bool event = false, requeue = false, fail = false;
+
+	qcow2_epoch_put(qc, io);
+	spin_lock(&qc->held_lock);
+	if (qc->suspending) {
+		requeue = dm_noflush_suspending(qc->inst->ti);
+		fail = !requeue;
+	} else {
+		event = !qc->no_space;
+		qc->no_space = true;
+		bio_list_add(&qc->held, bio);
+	}
+	spin_unlock(&qc->held_lock);
+	if (requeue || fail) {
+		bio->bi_status = requeue ? BLK_STS_DM_REQUEUE : BLK_STS_NOSPC;
+		bio_endio(bio);
+	}
+	if (event) {
+		DMWARN("%s: file device full: writes wait for it to grow and a resize message",
+		       qcow2_name(qc));
+		dm_table_event(qc->inst->ti->table);
+	}
+}
+
+static void qcow2_work(struct work_struct *work);
+
+/* Retry the held writes, or end them with @st. */
+static void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st)
+{
+	struct bio_list bios;
+	struct bio *bio;
+
+	spin_lock(&qc->held_lock);
+	bios = qc->held;
+	bio_list_init(&qc->held);
+	qc->no_space = false;
+	spin_unlock(&qc->held_lock);
+	while ((bio = bio_list_pop(&bios))) {
+		struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
+
+		if (fail) {
+			bio->bi_status = st;
+			bio_endio(bio);
+			continue;
+		}
+		INIT_WORK(&io->work, qcow2_work);
+		queue_work(qcow2_wq, &io->work);
+	}
+}
+
+/*
+ * A deferred write, write-zeroes or discard, cluster by cluster: pieces
+ * written in place are remapped and submitted; the others are done here
+ * and end after the loop (after a write-back, for FUA).
+ */
+static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
+			    struct qcow2_io *io)
+{
+	u64 cs = qc->qi.cluster_size, off, len, host;
+	bool fua = bio->bi_opf & REQ_FUA, cow = false, rest = true;
+	struct bio_list done;
+	struct bio *piece;
+	int r = 0;
+
+	bio_list_init(&done);
+	if (fua || (bio->bi_opf & REQ_PREFLUSH)) {
+		/* Metadata of clusters written in place must be durable too. */
+		mutex_lock(&qc->meta_lock);
+		r = qcow2_writeback(qc);
+		mutex_unlock(&qc->meta_lock);
+		if (r)
+			goto end;
+	}
+	do {
+		off = (u64)dm_target_offset(qc->inst->ti,
+					    bio->bi_iter.bi_sector) << SECTOR_SHIFT;
+		len = min_t(u64, bio->bi_iter.bi_size, cs - (off & (cs - 1)));
+		r = qcow2_write_cluster(qc, bio, off, len, &host);
+		if (r == -ENOSPC && !qc->error_if_no_space) {
+			while ((piece = bio_list_pop(&done)))
+				bio_endio(piece);
+			qcow2_hold(qc, bio, io);
+			return;
+		}
+		if (r < 0)
+			break;
+		piece = bio;
+		if (len < bio->bi_iter.bi_size) {
+			piece = bio_split(bio, len >> SECTOR_SHIFT, GFP_NOIO,
+					  &qc->bs);
+			bio_chain(piece, bio);
+		}
+		if (r == QCOW2_WR_INPLACE) {
+			qcow2_remap(piece, qc->file, host);
+			submit_bio_noacct(piece);
+		} else {
+			cow = true;
+			bio_list_add(&done, piece);
+		}
+	} while (piece != bio);
+	rest = false;
+	if (!r && fua && cow) {
+		mutex_lock(&qc->meta_lock);
+		r = qcow2_writeback(qc);
+		mutex_unlock(&qc->meta_lock);
+	}
+end:
+	while ((piece = bio_list_pop(&done))) {
+		if (r < 0)
+			piece->bi_status = errno_to_blk_status(r);
+		bio_endio(piece);
+	}
+	if (rest)	/* the rest of @bio was not written */
+		qcow2_end(bio, r);
 }
 
 /* Carry out one extent that covers all of @bio.  Worker context. */
@@ -526,7 +1659,18 @@ static void qcow2_work(struct work_struct *work)
 	u64 off;
 	int r;
 
+	if (!bio_sectors(bio)) {
+		/* A flush with metadata to write back. */
+		qcow2_end(bio, qcow2_flush(qc));
+		goto out;
+	}
+	if (io->epoch < 0)
+		qcow2_epoch_get(qc, io);	/* a held write, retried */
 	blk_start_plug(&plug);
+	if (bio_data_dir(bio) == WRITE) {
+		qcow2_write_bio(qc, bio, io);
+		goto unplug;
+	}
 	do {
 		off = (u64)dm_target_offset(qc->inst->ti,
 					    bio->bi_iter.bi_sector) << SECTOR_SHIFT;
@@ -544,7 +1688,9 @@ static void qcow2_work(struct work_struct *work)
 		}
 		qcow2_do_extent(qc, piece, off, &ext);
 	} while (piece != bio);
+unplug:
 	blk_finish_plug(&plug);
+out:
 	memalloc_noio_restore(noio);
 }
 
@@ -569,18 +1715,36 @@ static int qcow2_defer(struct qcow2_c *qc, struct bio *bio)
 static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 {
 	struct qcow2_c *qc = ti->private;
+	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
 	struct qcow2_extent ext;
 	u64 off;
 
+	io->epoch = -1;
 	if (unlikely(!bio_sectors(bio))) {
-		/* An empty flush: the file device holds everything. */
-		bio_set_dev(bio, qc->file->bdev);
+		/* An empty flush: with no metadata to write, pass it on. */
+		if (!qc->writable || (!READ_ONCE(qc->meta_dirty) &&
+				      list_empty_careful(&qc->frees))) {
+			bio_set_dev(bio, qc->file->bdev);
+			return DM_MAPIO_REMAPPED;
+		}
+		return qcow2_defer(qc, bio);
+	}
+	qcow2_epoch_get(qc, io);
+	off = (u64)dm_target_offset(ti, bio->bi_iter.bi_sector) << SECTOR_SHIFT;
+	if (bio_data_dir(bio) == WRITE) {
+		if (!qc->writable)
+			return DM_MAPIO_KILL;
+		/* In place: a plain write to clusters we own, L2 cached. */
+		if (bio_op(bio) != REQ_OP_WRITE ||
+		    ((bio->bi_opf & REQ_FUA) && READ_ONCE(qc->meta_dirty)) ||
+		    qcow2_lookup(qc, off, bio->bi_iter.bi_size, false, &ext) ||
+		    ext.type != QCOW2_MAP_DATA || !ext.copied)
+			return qcow2_defer(qc, bio);
+		dm_accept_partial_bio(bio, ext.len >> SECTOR_SHIFT);
+		qcow2_remap(bio, qc->file, ext.host_off);
 		return DM_MAPIO_REMAPPED;
 	}
-	if (unlikely(bio_data_dir(bio) == WRITE))
-		return DM_MAPIO_KILL;	/* read-only in this version */
 
-	off = (u64)dm_target_offset(ti, bio->bi_iter.bi_sector) << SECTOR_SHIFT;
 	if (qcow2_lookup(qc, off, bio->bi_iter.bi_size, false, &ext))
 		return qcow2_defer(qc, bio);
 
@@ -608,11 +1772,18 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 	}
 }
 
+static int qcow2_end_io(struct dm_target *ti, struct bio *bio,
+			blk_status_t *error)
+{
+	qcow2_epoch_put(ti->private, dm_per_bio_data(bio, sizeof(struct qcow2_io)));
+	return DM_ENDIO_DONE;
+}
+
 /*
  * Status.
  * INFO:  <l2_hits> <l2_misses> <slices_used> <slices_total> <flags>
  *        flags: "-", or a comma list of dirty and corrupt (the image's
- *        header bits).
+ *        header bits) and no_space (writes wait for room).
  * TABLE: the table line, with only the options that were given.
  * IMA:   target_name, target_version, file_device, backing_device,
  *        l2_cache_size.
@@ -622,21 +1793,27 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 			 unsigned int maxlen)
 {
 	struct qcow2_c *qc = ti->private;
-	unsigned int nopt = 2 * !!qc->backing + 2 * !!qc->cache_arg;
+	unsigned int nopt = 2 * !!qc->backing + 2 * !!qc->cache_arg +
+			    qc->read_only + qc->error_if_no_space;
+	const char *flag[3];
 	u64 hits, misses, used;
-	unsigned int sz = 0;
+	unsigned int sz = 0, n = 0, i;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
 		l2c_counts(&qc->cache, &hits, &misses, &used);
 		DMEMIT("%llu %llu %llu %llu ", hits, misses, used,
 		       (u64)qc->cache.nsets * L2C_WAYS);
-		if (!qc->qi.dirty && !qc->qi.corrupt)
+		if (qc->qi.dirty || qc->hdr_dirty)
+			flag[n++] = "dirty";
+		if (qc->qi.corrupt)
+			flag[n++] = "corrupt";
+		if (READ_ONCE(qc->no_space))
+			flag[n++] = "no_space";
+		if (!n)
 			DMEMIT("-");
-		else
-			DMEMIT("%s%s%s", qc->qi.dirty ? "dirty" : "",
-			       qc->qi.dirty && qc->qi.corrupt ? "," : "",
-			       qc->qi.corrupt ? "corrupt" : "");
+		for (i = 0; i < n; i++)
+			DMEMIT("%s%s", i ? "," : "", flag[i]);
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", qc->file->name);
@@ -646,6 +1823,10 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 			DMEMIT(" backing %s", qc->backing->name);
 		if (qc->cache_arg)
 			DMEMIT(" l2_cache_size %llu", qc->cache_arg);
+		if (qc->read_only)
+			DMEMIT(" read_only");
+		if (qc->error_if_no_space)
+			DMEMIT(" error_if_no_space");
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
@@ -670,11 +1851,69 @@ static int qcow2_iterate_devices(struct dm_target *ti,
 	return r;
 }
 
+static void qcow2_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	struct qcow2_c *qc = ti->private;
+	u32 cs_sectors = qc->qi.cluster_size >> SECTOR_SHIFT;
+
+	if (!qc->writable)
+		return;
+	/* Discard frees whole clusters: say so. */
+	limits->discard_granularity = qc->qi.cluster_size;
+	limits->max_hw_discard_sectors = cs_sectors * 1024;
+	limits->max_discard_sectors = cs_sectors * 1024;
+}
+
+static void qcow2_presuspend(struct dm_target *ti)
+{
+	struct qcow2_c *qc = ti->private;
+
+	spin_lock(&qc->held_lock);
+	qc->suspending = true;
+	spin_unlock(&qc->held_lock);
+	/* Held writes would block the suspend: requeue, or fail them. */
+	if (dm_noflush_suspending(ti))
+		qcow2_release_held(qc, true, BLK_STS_DM_REQUEUE);
+	else
+		qcow2_release_held(qc, true, BLK_STS_NOSPC);
+}
+
+static void qcow2_postsuspend(struct dm_target *ti)
+{
+	struct qcow2_c *qc = ti->private;
+
+	if (qc->writable)
+		qcow2_make_clean(qc);
+}
+
 static void qcow2_resume(struct dm_target *ti)
 {
 	struct qcow2_c *qc = ti->private;
 
+	spin_lock(&qc->held_lock);
+	qc->suspending = false;
+	spin_unlock(&qc->held_lock);
 	bg_instance_resume(qc->inst);
+}
+
+/*
+ * Messages: "resize": the file device grew; retry the writes that wait
+ * for room.
+ */
+static int qcow2_message(struct dm_target *ti, unsigned int argc, char **argv,
+			 char *result, unsigned int maxlen)
+{
+	struct qcow2_c *qc = ti->private;
+
+	if (argc == 1 && !strcasecmp(argv[0], "resize")) {
+		mutex_lock(&qc->meta_lock);
+		qc->free_hint = 0;
+		mutex_unlock(&qc->meta_lock);
+		qcow2_release_held(qc, false, BLK_STS_OK);
+		return 0;
+	}
+	DMWARN("%s: unknown message; the only one is \"resize\"", qcow2_name(qc));
+	return -EINVAL;
 }
 
 /* ---------------------------------------------------------------- */
@@ -737,7 +1976,7 @@ out:
  * qcow2_load_table() into a new array at *@out.
  */
 static int qcow2_load_one_table(struct qcow2_c *qc, u64 off, u32 n, bool l1,
-				u64 **out, char **error)
+				u64 **out, unsigned long *copied, char **error)
 {
 	u64 bytes = round_up((u64)n * 8, SECTOR_SIZE);
 	const char *why;
@@ -762,6 +2001,14 @@ static int qcow2_load_one_table(struct qcow2_c *qc, u64 off, u32 n, bool l1,
 		goto out;
 	}
 	r = qcow2_load_table(&qc->qi, raw, n, l1, *out, &bad, &why);
+	if (!r && copied) {
+		const __be64 *e = (const __be64 *)raw;
+		u32 i;
+
+		for (i = 0; i < n; i++)
+			if (be64_to_cpu(e[i]) & QCOW2_OFLAG_COPIED)
+				set_bit(i, copied);
+	}
 	if (r) {
 		DMERR("%s: %s table entry %u is bad", qcow2_name(qc),
 		      l1 ? "L1" : "refcount", bad);
@@ -770,6 +2017,48 @@ static int qcow2_load_one_table(struct qcow2_c *qc, u64 off, u32 n, bool l1,
 out:
 	kvfree(raw);
 	return r;
+}
+
+/*
+ * A writable table: refuse an image QEMU would not write without a
+ * repair, and allocate what writing needs.
+ */
+static int qcow2_writable_init(struct qcow2_c *qc, char **error)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	u32 i;
+
+	if (qi->corrupt) {
+		*error = "image is marked corrupt: run 'qemu-img check -r all' first";
+		return -EINVAL;
+	}
+	if (qi->dirty) {
+		*error = "image is dirty (lazy refcounts): run 'qemu-img check -r all' first";
+		return -EINVAL;
+	}
+	if (qi->tables_past_end) {
+		*error = "image tables run past the end of the file device: grow the file to write";
+		return -EINVAL;
+	}
+	qc->lbs = bdev_logical_block_size(qc->file->bdev);
+	qc->l1_copied = bitmap_zalloc(max(qi->l1_size, 1u), GFP_KERNEL);
+	qc->l1_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_l1_bytes(qi), qc->lbs) + 1,
+				     GFP_KERNEL);
+	qc->rt_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_reftable_bytes(qi), qc->lbs) + 1,
+				     GFP_KERNEL);
+	qc->rb_slots = clamp_t(u32, SZ_1M >> qi->cluster_bits, 2, 16);
+	qc->rb = kcalloc(qc->rb_slots, sizeof(*qc->rb), GFP_KERNEL);
+	if (!qc->l1_copied || !qc->l1_dirty || !qc->rt_dirty || !qc->rb)
+		goto nomem;
+	for (i = 0; i < qc->rb_slots; i++) {
+		qc->rb[i].data = kvmalloc(qi->cluster_size, GFP_KERNEL);
+		if (!qc->rb[i].data)
+			goto nomem;
+	}
+	return 0;
+nomem:
+	*error = "Cannot allocate the writing state";
+	return -ENOMEM;
 }
 
 /* Load the L1 table and check that no metadata overlaps. */
@@ -783,12 +2072,12 @@ static int qcow2_load_tables(struct qcow2_c *qc, char **error)
 	int r;
 
 	r = qcow2_load_one_table(qc, qi->l1_offset, qi->l1_size, true,
-				 &qc->l1, error);
+				 &qc->l1, qc->l1_copied, error);
 	if (r)
 		return r;
 	r = qcow2_load_one_table(qc, qi->reftable_offset,
 				 qcow2_reftable_bytes(qi) / 8, false,
-				 &reftable, error);
+				 &reftable, NULL, error);
 	if (r)
 		goto out;
 	n = qcow2_overlap_ranges(qi, qc->l1, reftable);
@@ -801,6 +2090,12 @@ static int qcow2_load_tables(struct qcow2_c *qc, char **error)
 	r = qcow2_check_overlaps(qi, qc->l1, reftable, scratch, n, &why);
 	if (r)
 		*error = (char *)why;
+	if (!r && qc->writable) {
+		/* Kept for allocation. */
+		qc->reftable = reftable;
+		qc->reftable_n = qcow2_reftable_bytes(qi) / 8;
+		reftable = NULL;
+	}
 out:
 	kvfree(scratch);
 	kvfree(reftable);
@@ -813,6 +2108,18 @@ out:
 
 static void qcow2_free(struct qcow2_c *qc)
 {
+	struct qcow2_free *f, *tmp;
+	u32 i;
+
+	list_for_each_entry_safe(f, tmp, &qc->frees, list)
+		kfree(f);
+	for (i = 0; qc->rb && i < qc->rb_slots; i++)
+		kvfree(qc->rb[i].data);
+	kfree(qc->rb);
+	kvfree(qc->reftable);
+	bitmap_free(qc->l1_copied);
+	bitmap_free(qc->l1_dirty);
+	bitmap_free(qc->rt_dirty);
 	l2c_exit(&qc->cache);
 	bioset_exit(&qc->bs);
 	if (qc->io)
@@ -841,23 +2148,33 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = (char *)error;
 		return r;
 	}
-	if (dm_table_get_mode(ti->table) & BG_OPEN_WRITE) {
-		ti->error = "Writing is not supported yet: load the table read-only";
-		return -EROFS;
-	}
-
 	qc = kzalloc(sizeof(*qc), GFP_KERNEL);
 	if (!qc) {
 		ti->error = "Cannot allocate the qcow2 context";
 		return -ENOMEM;
 	}
 	qc->cache_arg = args.l2_cache_size;
+	qc->read_only = args.read_only;
+	qc->error_if_no_space = args.error_if_no_space;
+	qc->writable = (dm_table_get_mode(ti->table) & BG_OPEN_WRITE) &&
+		       !args.read_only;
+	mutex_init(&qc->meta_lock);
+	mutex_init(&qc->flush_lock);
+	INIT_LIST_HEAD(&qc->frees);
+	spin_lock_init(&qc->inflight_lock);
+	INIT_LIST_HEAD(&qc->inflight);
+	init_waitqueue_head(&qc->inflight_wq);
+	init_waitqueue_head(&qc->drain_wq);
+	spin_lock_init(&qc->held_lock);
+	bio_list_init(&qc->held);
 
 	qc->inst = bg_instance_create(ti, "qcow2");
 	if (IS_ERR(qc->inst)) {
 		r = PTR_ERR(qc->inst);
 		goto out;
 	}
+	if (args.read_only)
+		bg_instance_set_read_only(qc->inst);
 	r = bg_instance_add_child(qc->inst, argv[0], BG_ROLE_FILE, 0,
 				  &qc->file);
 	if (r)
@@ -890,9 +2207,24 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto out;
 	}
+	if (qc->writable) {
+		r = qcow2_writable_init(qc, &ti->error);
+		if (r)
+			goto out;
+	}
 	r = qcow2_load_tables(qc, &ti->error);
 	if (r)
 		goto out;
+	if (qc->writable && qc->qi.autoclear) {
+		/* QEMU's rule: a writer that does not know them clears them. */
+		DMINFO("%s: clearing autoclear features 0x%llx", qcow2_name(qc),
+		       qc->qi.autoclear);
+		r = qcow2_header_update(qc, QCOW2_HDR_AUTOCLEAR, 0, ~0ULL);
+		if (r) {
+			ti->error = "Cannot write the image header";
+			goto out;
+		}
+	}
 
 	slice = min_t(u64, qc->qi.cluster_size, L2C_MAX_SLICE);
 	/*
@@ -917,6 +2249,11 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		       qc->qi.corrupt ? "corrupt" : "dirty");
 
 	ti->num_flush_bios = 1;
+	if (qc->writable) {
+		ti->num_discard_bios = 1;
+		ti->num_write_zeroes_bios = 1;
+		ti->discards_supported = true;
+	}
 	ti->per_io_data_size = sizeof(struct qcow2_io);
 	ti->private = qc;
 	return 0;
@@ -928,19 +2265,28 @@ out:
 
 static void qcow2_dtr(struct dm_target *ti)
 {
-	qcow2_free(ti->private);
+	struct qcow2_c *qc = ti->private;
+
+	if (qc->writable)
+		qcow2_make_clean(qc);
+	qcow2_free(qc);
 }
 
 static struct target_type qcow2_target = {
 	.name		= "bgraph-qcow2",
-	.version	= {1, 0, 0},
+	.version	= {1, 1, 0},
 	.features	= DM_TARGET_NOWAIT,
 	.module		= THIS_MODULE,
 	.ctr		= qcow2_ctr,
 	.dtr		= qcow2_dtr,
 	.map		= qcow2_map_bio,
+	.end_io		= qcow2_end_io,
 	.status		= qcow2_status,
+	.message	= qcow2_message,
 	.iterate_devices = qcow2_iterate_devices,
+	.io_hints	= qcow2_io_hints,
+	.presuspend	= qcow2_presuspend,
+	.postsuspend	= qcow2_postsuspend,
 	.resume		= qcow2_resume,
 };
 
