@@ -368,6 +368,7 @@ struct qcow2_c {
 	struct bio_list held;
 	bool no_space;
 	bool suspending;
+	bool reread;			/* image read again at first resume */
 };
 
 struct qcow2_rb {
@@ -1878,6 +1879,51 @@ static void qcow2_presuspend(struct dm_target *ti)
 		qcow2_release_held(qc, true, BLK_STS_NOSPC);
 }
 
+static int qcow2_load_header(struct qcow2_c *qc, char **error);
+static int qcow2_load_tables(struct qcow2_c *qc, char **error);
+
+/*
+ * A writable table read the image in its constructor, while the table it
+ * replaces (if any) could still write; that one has written everything
+ * back in its postsuspend by now.  Read the image again before the first
+ * I/O.
+ */
+static int qcow2_preresume(struct dm_target *ti)
+{
+	struct qcow2_c *qc = ti->private;
+	struct qcow2_info old = qc->qi;
+	char *error = NULL;
+	int r;
+
+	if (!qc->writable || qc->reread)
+		return 0;
+	kvfree(qc->l1);
+	qc->l1 = NULL;
+	kvfree(qc->reftable);
+	qc->reftable = NULL;
+	bitmap_zero(qc->l1_copied, max(old.l1_size, 1u));
+	r = qcow2_load_header(qc, &error);
+	if (!r && (qc->qi.l1_size != old.l1_size ||
+		   qc->qi.reftable_clusters != old.reftable_clusters ||
+		   qc->qi.cluster_bits != old.cluster_bits)) {
+		error = "image tables changed size since the table was loaded";
+		r = -EINVAL;
+	}
+	if (!r && (qc->qi.dirty || qc->qi.corrupt)) {
+		error = "image became dirty or corrupt since the table was loaded";
+		r = -EINVAL;
+	}
+	if (!r)
+		r = qcow2_load_tables(qc, &error);
+	if (r) {
+		DMERR("%s: cannot resume: %s", qcow2_name(qc), error);
+		return r;
+	}
+	qc->free_hint = 0;
+	qc->reread = true;
+	return 0;
+}
+
 static void qcow2_postsuspend(struct dm_target *ti)
 {
 	struct qcow2_c *qc = ti->private;
@@ -2286,6 +2332,7 @@ static struct target_type qcow2_target = {
 	.iterate_devices = qcow2_iterate_devices,
 	.io_hints	= qcow2_io_hints,
 	.presuspend	= qcow2_presuspend,
+	.preresume	= qcow2_preresume,
 	.postsuspend	= qcow2_postsuspend,
 	.resume		= qcow2_resume,
 };
