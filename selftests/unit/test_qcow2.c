@@ -2502,4 +2502,1568 @@ TEST(contiguous_clusters_of_a_real_image_map_as_one_extent)
 	EXPECT_EQ(0, system(cmd));
 }
 
+/* ---------------------------------------------------------------- */
+/* Refcounts                                                        */
+/* ---------------------------------------------------------------- */
+
+/* A parsed header with refcount_order @order (only the fields it uses). */
+static void qi_order(struct __test_metadata *_metadata, u32 cb, u32 order,
+		     struct qcow2_info *qi)
+{
+	qi_for(_metadata, cb, false, 64 * MB, qi);
+	qi->refcount_order = order;
+}
+
+TEST(refblock_entries_and_max_per_order)
+{
+	static const u64 max[7] = { 1, 3, 15, 255, 65535, 0xffffffffULL,
+				    0xffffffffffffffffULL };
+	struct qcow2_info qi;
+	u32 cb, order;
+
+	for (cb = 9; cb <= 21; cb++) {
+		for (order = 0; order <= 6; order++) {
+			qi_order(_metadata, cb, order, &qi);
+			/* cluster_size bytes of (1 << order)-bit entries */
+			EXPECT_EQ((1ULL << cb) * 8 / (1u << order),
+				  qcow2_refblock_entries(&qi));
+			EXPECT_EQ(max[order], qcow2_refcount_max(&qi));
+		}
+	}
+}
+
+/* QEMU's layout, byte by byte: get_refcount_ro0() .. ro6(). */
+TEST(refcount_layout_is_qemus)
+{
+	struct qcow2_info qi;
+	u8 b[512];
+
+	qi_order(_metadata, 9, 0, &qi);
+	memset(b, 0, sizeof(b));
+	qcow2_refcount_set(&qi, b, 0, 1);
+	EXPECT_EQ(0x01, b[0]);
+	qcow2_refcount_set(&qi, b, 3, 1);
+	EXPECT_EQ(0x09, b[0]);
+	qcow2_refcount_set(&qi, b, 15, 1);
+	EXPECT_EQ(0x80, b[1]);
+	qcow2_refcount_set(&qi, b, 0, 0);
+	EXPECT_EQ(0x08, b[0]);
+	b[7] = 0x40;
+	EXPECT_EQ(1, qcow2_refcount_get(&qi, b, 62));
+	EXPECT_EQ(0, qcow2_refcount_get(&qi, b, 63));
+
+	qi_order(_metadata, 9, 1, &qi);
+	memset(b, 0, sizeof(b));
+	qcow2_refcount_set(&qi, b, 1, 2);
+	EXPECT_EQ(0x08, b[0]);
+	qcow2_refcount_set(&qi, b, 3, 3);
+	EXPECT_EQ(0xc8, b[0]);
+	qcow2_refcount_set(&qi, b, 6, 1);
+	EXPECT_EQ(0x10, b[1]);
+	b[9] = 0x1b;	/* 00 01 10 11 from the high bits down */
+	EXPECT_EQ(3, qcow2_refcount_get(&qi, b, 36));
+	EXPECT_EQ(2, qcow2_refcount_get(&qi, b, 37));
+	EXPECT_EQ(1, qcow2_refcount_get(&qi, b, 38));
+	EXPECT_EQ(0, qcow2_refcount_get(&qi, b, 39));
+
+	qi_order(_metadata, 9, 2, &qi);
+	memset(b, 0, sizeof(b));
+	qcow2_refcount_set(&qi, b, 1, 0xa);
+	EXPECT_EQ(0xa0, b[0]);
+	qcow2_refcount_set(&qi, b, 0, 0x5);
+	EXPECT_EQ(0xa5, b[0]);
+	b[100] = 0x3c;
+	EXPECT_EQ(0xc, qcow2_refcount_get(&qi, b, 200));
+	EXPECT_EQ(0x3, qcow2_refcount_get(&qi, b, 201));
+
+	qi_order(_metadata, 9, 3, &qi);
+	memset(b, 0, sizeof(b));
+	qcow2_refcount_set(&qi, b, 3, 0x7f);
+	EXPECT_EQ(0x7f, b[3]);
+	EXPECT_EQ(0, b[2] | b[4]);
+
+	qi_order(_metadata, 9, 4, &qi);
+	memset(b, 0, sizeof(b));
+	qcow2_refcount_set(&qi, b, 1, 0x1234);
+	EXPECT_EQ(0x12, b[2]);
+	EXPECT_EQ(0x34, b[3]);
+	b[510] = 0xbe;
+	b[511] = 0xef;
+	EXPECT_EQ(0xbeef, qcow2_refcount_get(&qi, b, 255));
+
+	qi_order(_metadata, 9, 5, &qi);
+	memset(b, 0, sizeof(b));
+	qcow2_refcount_set(&qi, b, 1, 0x01020304);
+	EXPECT_EQ(0, memcmp(b + 4, "\x01\x02\x03\x04", 4));
+	EXPECT_EQ(0, b[3] | b[8]);
+	EXPECT_EQ(0x01020304, qcow2_refcount_get(&qi, b, 1));
+
+	qi_order(_metadata, 9, 6, &qi);
+	memset(b, 0, sizeof(b));
+	qcow2_refcount_set(&qi, b, 1, 0x0102030405060708ULL);
+	EXPECT_EQ(0, memcmp(b + 8, "\x01\x02\x03\x04\x05\x06\x07\x08", 8));
+	EXPECT_EQ(0, b[7] | b[16]);
+	memcpy(b + 504, "\xf0\xe1\xd2\xc3\xb4\xa5\x96\x87", 8);
+	EXPECT_EQ(0xf0e1d2c3b4a59687ULL, qcow2_refcount_get(&qi, b, 63));
+}
+
+static u64 rng_next(u64 *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/*
+ * Every order: a set changes its entry only; the bytes it does not own
+ * stay as they were.  Random blocks, random values up to the max, and
+ * every entry of the block including the last (ASan checks the bounds).
+ */
+TEST(refcount_set_get_round_trip_every_order)
+{
+	struct qcow2_info qi;
+	u64 seed = 0x9e3779b97f4a7c15ULL;
+	u32 order, cb;
+
+	for (cb = 9; cb <= 12; cb += 3) {
+		for (order = 0; order <= 6; order++) {
+			u64 cs = 1ULL << cb, n, i, j, v, max, round;
+			u8 *b = malloc(cs), *before = malloc(cs);
+			u64 *model;
+
+			ASSERT_TRUE(b && before);
+			qi_order(_metadata, cb, order, &qi);
+			n = qcow2_refblock_entries(&qi);
+			max = qcow2_refcount_max(&qi);
+			model = calloc(n, sizeof(*model));
+			ASSERT_NE(NULL, model);
+			for (i = 0; i < cs; i++)
+				b[i] = rng_next(&seed);
+			for (i = 0; i < n; i++)
+				model[i] = qcow2_refcount_get(&qi, b, i);
+			for (round = 0; round < 1500; round++) {
+				i = round < 500 && round < n ? n - 1 - round :
+						rng_next(&seed) % n;
+				v = rng_next(&seed);
+				if (round % 5 == 0)
+					v = max;
+				else if (round % 5 == 1)
+					v = 0;
+				else if (order < 6)
+					v &= max;
+				memcpy(before, b, cs);
+				qcow2_refcount_set(&qi, b, i, v);
+				model[i] = v;
+				ASSERT_EQ(v, qcow2_refcount_get(&qi, b, i));
+				/* the bytes of other entries are untouched */
+				for (j = 0; j < cs; j++) {
+					u64 bit = j * 8;
+					u64 lo = i << order, hi = lo + (1u << order);
+
+					if (bit + 8 <= lo || bit >= hi)
+						ASSERT_EQ(before[j], b[j]);
+				}
+			}
+			for (i = 0; i < n; i++)
+				ASSERT_EQ(model[i], qcow2_refcount_get(&qi, b, i)) {
+					TH_LOG("order %u entry %llu", order,
+					       (unsigned long long)i);
+				}
+			free(model);
+			free(before);
+			free(b);
+		}
+	}
+}
+
+/* Sub-byte orders: every value at every position of a byte. */
+TEST(refcount_every_value_at_every_position_in_a_byte)
+{
+	struct qcow2_info qi;
+	u32 order, pos, per;
+	u64 v, w;
+	u8 b[512];
+
+	for (order = 0; order < 3; order++) {
+		qi_order(_metadata, 9, order, &qi);
+		per = 8 >> order;
+		for (pos = 0; pos < per; pos++) {
+			for (v = 0; v <= qcow2_refcount_max(&qi); v++) {
+				for (w = 0; w <= qcow2_refcount_max(&qi); w++) {
+					u32 k;
+
+					memset(b, 0, sizeof(b));
+					for (k = 0; k < per; k++)
+						qcow2_refcount_set(&qi, b, 8 * per + k, w);
+					qcow2_refcount_set(&qi, b, 8 * per + pos, v);
+					for (k = 0; k < per; k++)
+						ASSERT_EQ(k == pos ? v : w,
+							  qcow2_refcount_get(&qi, b, 8 * per + k));
+					/* the byte, as QEMU's shifts put it */
+					ASSERT_EQ(v, (b[8] >> (pos << order)) &
+						     qcow2_refcount_max(&qi));
+					ASSERT_EQ(0, b[7] | b[9]);
+				}
+			}
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* qcow2_compressed_range()                                         */
+/* ---------------------------------------------------------------- */
+
+TEST(compressed_range_is_qemus_free_range)
+{
+	static const struct {
+		u32 cb;
+		u64 coff, nsect, start, len;
+	} c[] = {
+		/* QEMU: (offset & ~511), nb_csectors * 512 */
+		{ 12, HA, 1, HA, 512 },
+		{ 12, HA + 100, 3, HA, 1536 },
+		{ 12, HA + 4000, 2, HA + 3584, 1024 },	/* into the next */
+		{ 12, HA + 511, 8, HA, 4096 },
+		{ 9, MB + 300, 2, MB, 1024 },		/* csize_mask 1 */
+		{ 16, MB + 65535, 256, MB + 65024, 131072 },
+		{ 21, 4 * MB + 1, 8192, 4 * MB, 4 * MB },
+		{ 21, (1ULL << 49) - 1, 1, (1ULL << 49) - 512, 512 },
+	};
+	struct qcow2_info qi;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(c); i++) {
+		u64 start = 1, len = 1;
+
+		qi_for(_metadata, c[i].cb, false, 64 * MB, &qi);
+		qcow2_compressed_range(&qi, comp(&qi, c[i].coff, c[i].nsect),
+				       &start, &len);
+		EXPECT_EQ(c[i].start, start) {
+			TH_LOG("case %u", i);
+		}
+		EXPECT_EQ(c[i].len, len) {
+			TH_LOG("case %u", i);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* qcow2_plan_write()                                               */
+/* ---------------------------------------------------------------- */
+
+static void plan(const struct qcow2_info *qi, u64 e, u64 bm, u64 off, u64 len,
+		 struct qcow2_wplan *p)
+{
+	const u64 l2[2] = { e, bm };
+
+	memset(p, 0xa5, sizeof(*p));
+	qcow2_plan_write(qi, l2, off, len, p);
+}
+
+/* No subcluster needs old data: every src[] is QCOW2_SRC_NONE. */
+static bool srcs_none(const struct qcow2_wplan *p)
+{
+	unsigned int i;
+
+	for (i = 0; i < QCOW2_SUBCLUSTERS; i++)
+		if (p->src[i] != QCOW2_SRC_NONE)
+			return false;
+	return true;
+}
+
+TEST(write_to_a_copied_cluster_is_in_place)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	plan(&qi, DATA(HA), 0, 512, 1024, &p);
+	EXPECT_EQ(QCOW2_W_INPLACE, p.kind);
+	EXPECT_EQ(HA, p.host);
+	EXPECT_EQ(0, p.free_len);
+	plan(&qi, DATA(HA), 0, 0, CS4K, &p);
+	EXPECT_EQ(QCOW2_W_INPLACE, p.kind);
+	EXPECT_EQ(HA, p.host);
+	/* the offset of a cluster's byte is taken within the cluster */
+	plan(&qi, DATA(HA), 0, 3 * CS4K + 512, 512, &p);
+	EXPECT_EQ(QCOW2_W_INPLACE, p.kind);
+	EXPECT_EQ(HA, p.host);
+}
+
+/* QEMU's handle_copied(): a ZERO_ALLOC cluster with the copied flag is kept. */
+TEST(write_to_a_copied_zero_cluster_fills_it_with_zeros)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	plan(&qi, ZERO_ALLOC(HA), 0, 1024, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_FALSE(p.alloc);
+	EXPECT_EQ(HA, p.host);
+	EXPECT_EQ(0, p.wbegin);
+	EXPECT_EQ(CS4K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_ZERO, p.src[0]);
+	/* the zero flag goes: the cluster holds data now */
+	EXPECT_EQ(DATA(HA), p.new_entry);
+	EXPECT_EQ(0, p.new_bitmap);
+	EXPECT_EQ(0, p.free_len);
+	/* a whole-cluster write needs no zeros */
+	plan(&qi, ZERO_ALLOC(HA), 0, 0, CS4K, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_FALSE(p.alloc);
+	EXPECT_EQ(QCOW2_SRC_NONE, p.src[0]);
+	EXPECT_EQ(DATA(HA), p.new_entry);
+}
+
+/* A cluster without the copied flag is shared (a snapshot): copy it. */
+TEST(write_to_a_shared_cluster_copies_it_and_drops_a_reference)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	plan(&qi, HA, 0, 2048, 1024, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(0, p.wbegin);
+	EXPECT_EQ(CS4K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_HOST, p.src[0]);
+	EXPECT_EQ(HA, p.src_host);
+	EXPECT_EQ(QCOW2_OFLAG_COPIED, p.new_entry);
+	EXPECT_EQ(HA, p.free_off);
+	EXPECT_EQ(CS4K, p.free_len);
+	/* overwritten whole: nothing to copy, the reference still goes */
+	plan(&qi, HA, 0, 0, CS4K, &p);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(QCOW2_SRC_NONE, p.src[0]);
+	EXPECT_EQ(HA, p.free_off);
+	EXPECT_EQ(CS4K, p.free_len);
+	/* a shared zero cluster: zeros, and its reference goes */
+	plan(&qi, HA | QCOW2_OFLAG_ZERO, 0, 512, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(QCOW2_SRC_ZERO, p.src[0]);
+	EXPECT_EQ(QCOW2_OFLAG_COPIED, p.new_entry);
+	EXPECT_EQ(HA, p.free_off);
+	EXPECT_EQ(CS4K, p.free_len);
+}
+
+TEST(write_to_an_unallocated_cluster_allocates_over_the_backing)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	plan(&qi, 0, 0, 512, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(0, p.wbegin);
+	EXPECT_EQ(CS4K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[0]);
+	EXPECT_EQ(QCOW2_OFLAG_COPIED, p.new_entry);
+	EXPECT_EQ(0, p.new_bitmap);
+	EXPECT_EQ(0, p.free_len);
+	plan(&qi, 0, 0, 0, CS4K, &p);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(QCOW2_SRC_NONE, p.src[0]);
+	EXPECT_EQ(0, p.free_len);
+	/* a stray copied flag without an offset is still unallocated */
+	plan(&qi, QCOW2_OFLAG_COPIED, 0, 512, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[0]);
+	EXPECT_EQ(0, p.free_len);
+}
+
+TEST(write_to_a_plain_zero_cluster_allocates_over_zeros)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	plan(&qi, ZERO_PLAIN, 0, CS4K - 512, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(QCOW2_SRC_ZERO, p.src[0]);
+	EXPECT_EQ(QCOW2_OFLAG_COPIED, p.new_entry);
+	EXPECT_EQ(0, p.free_len);
+}
+
+TEST(write_to_a_compressed_cluster_decompresses_and_frees_its_range)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	plan(&qi, comp(&qi, HA + 100, 3), 0, 0, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(0, p.wbegin);
+	EXPECT_EQ(CS4K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_COMPRESSED, p.src[0]);
+	EXPECT_EQ(HA + 100, p.src_host);
+	EXPECT_EQ(3 * 512 - 100, p.src_csize);
+	EXPECT_EQ(QCOW2_OFLAG_COPIED, p.new_entry);
+	EXPECT_EQ(0, p.new_bitmap);
+	/* QEMU's qcow2_free_any_cluster(): (offset & ~511), sectors * 512 */
+	EXPECT_EQ(HA, p.free_off);
+	EXPECT_EQ(1536, p.free_len);
+	plan(&qi, comp(&qi, HA + 3584, 2), 0, 0, CS4K, &p);
+	EXPECT_EQ(QCOW2_SRC_NONE, p.src[0]);
+	EXPECT_EQ(HA + 3584, p.free_off);
+	EXPECT_EQ(1024, p.free_len);
+	/* the size is clipped at the file's end, as for reads */
+	plan(&qi, comp(&qi, MB - 512, 4), 0, 0, 512, &p);
+	EXPECT_EQ(512, p.src_csize);
+	EXPECT_EQ(2048, p.free_len);
+}
+
+/* Every entry qcow2_map() refuses, qcow2_plan_write() refuses alike. */
+TEST(write_to_a_bad_entry_is_invalid_with_its_reason)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(bad_entries); i++) {
+		const struct bad_entry *c = &bad_entries[i];
+		struct qcow2_info qi;
+		struct qcow2_wplan p;
+
+		qi_for(_metadata, c->cluster_bits, c->extl2,
+		       c->extl2 ? 16 * MB : MB, &qi);
+		plan(&qi, c->entry, c->bitmap, c->off & ~511ULL, 512, &p);
+		EXPECT_EQ(QCOW2_W_INVALID, p.kind) {
+			TH_LOG("case %u planned as %d", i, p.kind);
+		}
+		ASSERT_NE(NULL, p.error) {
+			TH_LOG("case %u", i);
+		}
+		EXPECT_STREQ(c->error, p.error);
+	}
+}
+
+TEST(write_to_a_zero_cluster_of_a_v2_image_is_invalid)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	qi.version = 2;
+	plan(&qi, ZERO_PLAIN, 0, 0, 512, &p);
+	EXPECT_EQ(QCOW2_W_INVALID, p.kind);
+	EXPECT_STREQ("zero cluster in a version 2 image", p.error);
+	plan(&qi, ZERO_ALLOC(HA), 0, 0, CS4K, &p);
+	EXPECT_EQ(QCOW2_W_INVALID, p.kind);
+	/* but everything else plans as in v3 */
+	plan(&qi, DATA(HA), 0, 0, 512, &p);
+	EXPECT_EQ(QCOW2_W_INPLACE, p.kind);
+	plan(&qi, 0, 0, 0, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[0]);
+}
+
+/* Extended L2: 64 KiB clusters of 32 subclusters of 2 KiB. */
+TEST(extended_l2_write_to_allocated_subclusters_is_in_place)
+{
+	const u64 bm = SC_ALLOC(0) | SC_ALLOC(1) | SC_ALLOC(2) | SC_ALLOC(3) |
+		       SC_ZERO(4);
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	plan(&qi, DATA(MB), bm, 512, 3 * SC2K, &p);	/* subclusters 0-3 */
+	EXPECT_EQ(QCOW2_W_INPLACE, p.kind);
+	EXPECT_EQ(MB, p.host);
+	EXPECT_EQ(0, p.free_len);
+	plan(&qi, DATA(MB), SC_ALL, 0, CS64K, &p);
+	EXPECT_EQ(QCOW2_W_INPLACE, p.kind);
+	/* one more subcluster, a zero one: no longer in place */
+	plan(&qi, DATA(MB), bm, 512, 4 * SC2K, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+}
+
+/* QEMU's calculate_l2_meta() with keep_old: COW of the written subclusters. */
+TEST(extended_l2_write_to_unallocated_subclusters_of_a_copied_cluster)
+{
+	const u64 bm = SC_ALLOC(2) | SC_ZERO(4) | SC_ALLOC(9) | SC_ZERO(20);
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+	unsigned int i;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	/* from the middle of sc 2 (allocated) to the middle of sc 5 (unalloc.) */
+	plan(&qi, DATA(MB), bm, 2 * SC2K + 512, 3 * SC2K, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_FALSE(p.alloc);
+	EXPECT_EQ(MB, p.host);
+	EXPECT_EQ(2 * SC2K, p.wbegin);
+	EXPECT_EQ(6 * SC2K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_HOST, p.src[2]);
+	EXPECT_EQ(MB, p.src_host);
+	EXPECT_EQ(QCOW2_SRC_NONE, p.src[3]);	/* written whole */
+	EXPECT_EQ(QCOW2_SRC_NONE, p.src[4]);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[5]);
+	for (i = 0; i < QCOW2_SUBCLUSTERS; i++)
+		if (i != 2 && i != 5)
+			EXPECT_EQ(QCOW2_SRC_NONE, p.src[i]);
+	EXPECT_EQ(DATA(MB), p.new_entry);
+	/* alloc |= written, zero &= ~written */
+	EXPECT_EQ(SC_ALLOC(2) | SC_ALLOC(3) | SC_ALLOC(4) | SC_ALLOC(5) |
+		  SC_ALLOC(9) | SC_ZERO(20), p.new_bitmap);
+	EXPECT_EQ(0, p.free_len);
+
+	/* part of a zero subcluster: its zeros around the write */
+	plan(&qi, DATA(MB), bm, 4 * SC2K + 1024, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_FALSE(p.alloc);
+	EXPECT_EQ(4 * SC2K, p.wbegin);
+	EXPECT_EQ(5 * SC2K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_ZERO, p.src[4]);
+	EXPECT_EQ((bm & ~SC_ZERO(4)) | SC_ALLOC(4), p.new_bitmap);
+
+	/* the last subcluster */
+	plan(&qi, DATA(MB), bm, CS64K - 512, 512, &p);
+	EXPECT_EQ(31 * SC2K, p.wbegin);
+	EXPECT_EQ(CS64K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[31]);
+	EXPECT_EQ(bm | SC_ALLOC(31), p.new_bitmap);
+}
+
+/* QEMU: UNALLOCATED_PLAIN / ZERO_PLAIN COW only up to the subclusters. */
+TEST(extended_l2_write_to_an_unallocated_cluster_allocates_subclusters)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+	unsigned int i;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	plan(&qi, 0, 0, 3 * SC2K + 512, SC2K, &p);	/* sc 3 and 4 */
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(3 * SC2K, p.wbegin);
+	EXPECT_EQ(5 * SC2K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[3]);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[4]);
+	for (i = 0; i < QCOW2_SUBCLUSTERS; i++)
+		if (i != 3 && i != 4)
+			EXPECT_EQ(QCOW2_SRC_NONE, p.src[i]);
+	EXPECT_EQ(QCOW2_OFLAG_COPIED, p.new_entry);
+	EXPECT_EQ(SC_ALLOC(3) | SC_ALLOC(4), p.new_bitmap);
+	EXPECT_EQ(0, p.free_len);
+
+	/* zero subclusters: written ones lose the zero bit, others keep it */
+	plan(&qi, 0, SC_ZERO(3) | SC_ZERO(10), 3 * SC2K + 512, SC2K, &p);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(QCOW2_SRC_ZERO, p.src[3]);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[4]);
+	EXPECT_EQ(QCOW2_SRC_NONE, p.src[10]);
+	EXPECT_EQ(SC_ALLOC(3) | SC_ALLOC(4) | SC_ZERO(10), p.new_bitmap);
+
+	/* whole subclusters: nothing to read */
+	plan(&qi, 0, 0, 2 * SC2K, 2 * SC2K, &p);
+	EXPECT_EQ(2 * SC2K, p.wbegin);
+	EXPECT_EQ(4 * SC2K, p.wend);
+	EXPECT_TRUE(srcs_none(&p));
+	EXPECT_EQ(SC_ALLOC(2) | SC_ALLOC(3), p.new_bitmap);
+	plan(&qi, 0, SC_ALL << 32, 0, CS64K, &p);
+	EXPECT_EQ(0, p.wbegin);
+	EXPECT_EQ(CS64K, p.wend);
+	EXPECT_TRUE(srcs_none(&p));
+	EXPECT_EQ(SC_ALL, p.new_bitmap);
+}
+
+/* Shared: the new cluster must hold every allocated subcluster. */
+TEST(extended_l2_write_to_a_shared_cluster_copies_allocated_subclusters)
+{
+	const u64 bm = SC_ALLOC(0) | SC_ALLOC(7) | SC_ZERO(9) | SC_ALLOC(31);
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+	unsigned int i;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	plan(&qi, MB, bm, 3 * SC2K + 512, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(0, p.wbegin);
+	EXPECT_EQ(CS64K, p.wend);
+	EXPECT_EQ(MB, p.src_host);
+	EXPECT_EQ(QCOW2_SRC_HOST, p.src[0]);
+	EXPECT_EQ(QCOW2_SRC_HOST, p.src[7]);
+	EXPECT_EQ(QCOW2_SRC_HOST, p.src[31]);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[3]);
+	for (i = 0; i < QCOW2_SUBCLUSTERS; i++)
+		if (i != 0 && i != 3 && i != 7 && i != 31)
+			EXPECT_EQ(QCOW2_SRC_NONE, p.src[i]);
+	EXPECT_EQ(QCOW2_OFLAG_COPIED, p.new_entry);
+	EXPECT_EQ(bm | SC_ALLOC(3), p.new_bitmap);
+	EXPECT_EQ(MB, p.free_off);
+	EXPECT_EQ(CS64K, p.free_len);
+
+	/* overwriting an allocated subcluster whole: no copy of it */
+	plan(&qi, MB, bm, 7 * SC2K, SC2K, &p);
+	EXPECT_EQ(QCOW2_SRC_NONE, p.src[7]);
+	EXPECT_EQ(QCOW2_SRC_HOST, p.src[0]);
+	EXPECT_EQ(bm, p.new_bitmap);
+	EXPECT_EQ(CS64K, p.free_len);
+
+	/* the write over a zero subcluster, partly */
+	plan(&qi, MB, bm, 9 * SC2K, 512, &p);
+	EXPECT_EQ(QCOW2_SRC_ZERO, p.src[9]);
+	EXPECT_EQ((bm & ~SC_ZERO(9)) | SC_ALLOC(9), p.new_bitmap);
+
+	/* an allocated cluster with no allocated subcluster is shared too */
+	plan(&qi, MB, 0, 0, 512, &p);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[0]);
+	EXPECT_EQ(SC_ALLOC(0), p.new_bitmap);
+	EXPECT_EQ(MB, p.free_off);
+	EXPECT_EQ(CS64K, p.free_len);
+}
+
+TEST(extended_l2_write_to_a_compressed_cluster_allocates_it_all)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+	unsigned int i;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	plan(&qi, comp(&qi, MB + 512, 4), 0, 5 * SC2K, SC2K, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(0, p.wbegin);
+	EXPECT_EQ(CS64K, p.wend);
+	for (i = 0; i < QCOW2_SUBCLUSTERS; i++)
+		EXPECT_EQ(i == 5 ? QCOW2_SRC_NONE : QCOW2_SRC_COMPRESSED,
+			  p.src[i]);
+	EXPECT_EQ(MB + 512, p.src_host);
+	EXPECT_EQ(4 * 512, p.src_csize);
+	EXPECT_EQ(QCOW2_OFLAG_COPIED, p.new_entry);
+	/* QEMU's link_l2: the whole COW range, the cluster, is allocated */
+	EXPECT_EQ(SC_ALL, p.new_bitmap);
+	EXPECT_EQ(MB + 512, p.free_off);
+	EXPECT_EQ(2048, p.free_len);
+}
+
+/* 16 KiB clusters: 512-byte subclusters, always written whole. */
+TEST(extended_l2_512_byte_subclusters_need_no_copy)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 14, true, 16 * MB, &qi);
+	plan(&qi, 0, SC_ZERO(1), 512, 1536, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_TRUE(p.alloc);
+	EXPECT_EQ(512, p.wbegin);
+	EXPECT_EQ(2048, p.wend);
+	EXPECT_TRUE(srcs_none(&p));
+	EXPECT_EQ(SC_ALLOC(1) | SC_ALLOC(2) | SC_ALLOC(3), p.new_bitmap);
+	plan(&qi, DATA(MB), SC_ALLOC(0), 512, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_FALSE(p.alloc);
+	EXPECT_EQ(512, p.wbegin);
+	EXPECT_EQ(1024, p.wend);
+	EXPECT_TRUE(srcs_none(&p));
+	EXPECT_EQ(SC_ALLOC(0) | SC_ALLOC(1), p.new_bitmap);
+	plan(&qi, DATA(MB), SC_ALLOC(1), 512, 512, &p);
+	EXPECT_EQ(QCOW2_W_INPLACE, p.kind);
+}
+
+/*
+ * Plans checked by their effect: a model of one guest cluster, its old
+ * host cluster, the cluster a COW allocates, the backing child and the
+ * decompressed contents.  Carrying out a plan as its comment says must
+ * leave the guest reading the old contents with the write in them.
+ */
+#define SIM_OLD		(2 * MB)
+#define SIM_NEW		(4 * MB)
+
+struct sim {
+	const struct qcow2_info *qi;
+	u64 cs;
+	u8 *old, *new, *backing, *comp, *want, *got, *data;
+};
+
+static void sim_init(struct __test_metadata *_metadata, struct sim *s,
+		     const struct qcow2_info *qi)
+{
+	u64 i;
+
+	s->qi = qi;
+	s->cs = qi->cluster_size;
+	s->old = malloc(s->cs);
+	s->new = malloc(s->cs);
+	s->backing = malloc(s->cs);
+	s->comp = malloc(s->cs);
+	s->want = malloc(s->cs);
+	s->got = malloc(s->cs);
+	s->data = malloc(s->cs);
+	ASSERT_TRUE(s->old && s->new && s->backing && s->comp && s->want &&
+		    s->got && s->data);
+	for (i = 0; i < s->cs; i++) {
+		s->backing[i] = 0x10 + i % 7;
+		s->comp[i] = 0x20 + i % 11;
+		s->data[i] = 0x30 + i % 13;
+	}
+}
+
+static void sim_free(struct sim *s)
+{
+	free(s->old);
+	free(s->new);
+	free(s->backing);
+	free(s->comp);
+	free(s->want);
+	free(s->got);
+	free(s->data);
+}
+
+static u8 *sim_host(struct __test_metadata *_metadata, struct sim *s, u64 host)
+{
+	if (host == SIM_OLD)
+		return s->old;
+	if (host == SIM_NEW)
+		return s->new;
+	EXPECT_EQ(SIM_OLD, host) {
+		TH_LOG("host cluster %#llx", (unsigned long long)host);
+	}
+	return NULL;
+}
+
+/* What the guest reads from the cluster; false if it does not map. */
+static bool sim_view(struct __test_metadata *_metadata, struct sim *s,
+		     u64 e, u64 bm, bool backing, u8 *out)
+{
+	const u64 l2[2] = { e, bm };
+	struct qcow2_extent x;
+	u64 off = 0;
+	u8 *h;
+
+	while (off < s->cs) {
+		qcow2_map(s->qi, l2, 1, off, s->cs - off, &x);
+		switch (x.type) {
+		case QCOW2_MAP_DATA:
+			h = sim_host(_metadata, s, x.host_off & ~(s->cs - 1));
+			if (!h)
+				return false;
+			memcpy(out + off, h + (x.host_off & (s->cs - 1)), x.len);
+			break;
+		case QCOW2_MAP_ZERO:
+			memset(out + off, 0, x.len);
+			break;
+		case QCOW2_MAP_BACKING:
+			if (backing)
+				memcpy(out + off, s->backing + off, x.len);
+			else
+				memset(out + off, 0, x.len);
+			break;
+		case QCOW2_MAP_COMPRESSED:
+			memcpy(out + off, s->comp + off, x.len);
+			break;
+		default:
+			TH_LOG("entry %#llx bitmap %#llx: %s",
+			       (unsigned long long)e, (unsigned long long)bm,
+			       x.error);
+			return false;
+		}
+		if (!x.len)
+			return false;
+		off += x.len;
+	}
+	return true;
+}
+
+/* A random valid entry and bitmap over SIM_OLD, in @qi's geometry. */
+static void sim_entry(const struct qcow2_info *qi, u64 *seed, u64 *e, u64 *bm)
+{
+	u64 r = rng_next(seed), a = rng_next(seed), z = rng_next(seed);
+
+	*bm = 0;
+	switch (r % 7) {
+	case 0:
+		*e = 0;
+		break;
+	case 1:
+		*e = DATA(SIM_OLD);
+		break;
+	case 2:
+		*e = SIM_OLD;
+		break;
+	case 3:
+		*e = comp(qi, SIM_OLD + (r >> 8) % qi->cluster_size,
+			  1 + (r >> 32) % (qi->csize_mask < 8 ?
+					   qi->csize_mask + 1 : 8));
+		return;
+	case 4:
+		*e = qi->extended_l2 ? DATA(SIM_OLD) : ZERO_ALLOC(SIM_OLD);
+		break;
+	case 5:
+		*e = qi->extended_l2 ? SIM_OLD : SIM_OLD | QCOW2_OFLAG_ZERO;
+		break;
+	default:
+		*e = qi->extended_l2 ? 0 : ZERO_PLAIN;
+		break;
+	}
+	if (!qi->extended_l2)
+		return;
+	/* sparse or dense bitmaps, disjoint, none allocated without host */
+	if (r & BIT(40))
+		a &= rng_next(seed);
+	if (r & BIT(41))
+		z &= rng_next(seed);
+	a &= SC_ALL;
+	if (!(*e & QCOW2_OFFSET_MASK))
+		a = 0;
+	z &= SC_ALL & ~a;
+	*bm = a | z << 32;
+}
+
+static void sim_write(struct __test_metadata *_metadata, struct sim *s,
+		      u64 e, u64 bm, u64 off, u64 len)
+{
+	const u64 cs = s->cs, ss = 1ULL << s->qi->subcluster_bits;
+	const u64 l2[2] = { e, bm };
+	u64 host = e & QCOW2_OFFSET_MASK, ne, nbm, fo = 0, fl = 0, sc;
+	bool compressed = e & QCOW2_OFLAG_COMPRESSED;
+	struct qcow2_wplan p;
+	u8 *t;
+
+	memset(s->old, 0x5a, cs);
+	for (sc = 0; sc < cs / 512; sc++)
+		s->old[sc * 512] = sc;
+	ASSERT_TRUE(sim_view(_metadata, s, e, bm, true, s->want));
+	memcpy(s->want + off, s->data, len);
+
+	memset(&p, 0xa5, sizeof(p));
+	qcow2_plan_write(s->qi, l2, off, len, &p);
+	ASSERT_NE(QCOW2_W_INVALID, p.kind);
+	if (p.kind == QCOW2_W_INPLACE) {
+		/* only a cluster we own, and only where it holds data */
+		ASSERT_TRUE(host && (e & QCOW2_OFLAG_COPIED) && !compressed);
+		ASSERT_EQ(SIM_OLD, p.host);
+		memcpy(s->old + off, s->data, len);
+		ne = e;
+		nbm = bm;
+	} else {
+		ASSERT_EQ(QCOW2_W_COW, p.kind);
+		ASSERT_EQ(0, p.wbegin % ss);
+		ASSERT_EQ(0, p.wend % ss);
+		ASSERT_LE(p.wbegin, off);
+		ASSERT_LE(off + len, p.wend);
+		ASSERT_LE(p.wend, cs);
+		if (p.alloc) {
+			/* the caller adds the new cluster's offset */
+			ASSERT_EQ(0, p.new_entry & QCOW2_OFFSET_MASK);
+			ASSERT_TRUE(p.new_entry & QCOW2_OFLAG_COPIED);
+			t = s->new;
+			memset(t, 0xee, cs);
+			ne = p.new_entry | SIM_NEW;
+		} else {
+			ASSERT_TRUE(host && (e & QCOW2_OFLAG_COPIED));
+			ASSERT_EQ(SIM_OLD, p.host);
+			ASSERT_EQ(SIM_OLD, p.new_entry & QCOW2_OFFSET_MASK);
+			t = s->old;
+			ne = p.new_entry;
+		}
+		nbm = p.new_bitmap;
+		for (sc = 0; sc < cs / ss && sc < QCOW2_SUBCLUSTERS; sc++) {
+			u8 *d = t + sc * ss;
+
+			if (sc * ss < p.wbegin || sc * ss >= p.wend) {
+				ASSERT_EQ(QCOW2_SRC_NONE, p.src[sc]);
+				continue;
+			}
+			switch (p.src[sc]) {
+			case QCOW2_SRC_NONE:	/* whatever the writer puts */
+				memset(d, 0xdd, ss);
+				break;
+			case QCOW2_SRC_ZERO:
+				memset(d, 0, ss);
+				break;
+			case QCOW2_SRC_BACKING:
+				memcpy(d, s->backing + sc * ss, ss);
+				break;
+			case QCOW2_SRC_HOST:
+				memmove(d, sim_host(_metadata, s, p.src_host) +
+					   sc * ss, ss);
+				break;
+			case QCOW2_SRC_COMPRESSED:
+				ASSERT_TRUE(compressed);
+				ASSERT_EQ(e & ((1ULL << s->qi->csize_shift) - 1),
+					  p.src_host);
+				memcpy(d, s->comp + sc * ss, ss);
+				break;
+			default:
+				ASSERT_TRUE(false);
+			}
+		}
+		memcpy(t + off, s->data, len);
+		if (compressed)
+			qcow2_compressed_range(s->qi, e, &fo, &fl);
+		else if (host && p.alloc)
+			fo = host, fl = cs;
+	}
+	EXPECT_EQ(fl, p.free_len);
+	if (fl)
+		EXPECT_EQ(fo, p.free_off);
+	/* the old cluster's contents are gone if it loses its reference */
+	if (p.free_len)
+		memset(s->old, 0xcc, cs);
+	ASSERT_TRUE(sim_view(_metadata, s, ne, nbm, true, s->got));
+	ASSERT_EQ(0, memcmp(s->want, s->got, cs)) {
+		u64 i = 0;
+
+		while (s->want[i] == s->got[i])
+			i++;
+		TH_LOG("entry %#llx bitmap %#llx write %llu+%llu: byte %llu "
+		       "reads %#x, not %#x (new entry %#llx bitmap %#llx)",
+		       (unsigned long long)e, (unsigned long long)bm,
+		       (unsigned long long)off, (unsigned long long)len,
+		       (unsigned long long)i, s->got[i], s->want[i],
+		       (unsigned long long)ne, (unsigned long long)nbm);
+	}
+}
+
+static void sim_writes(struct __test_metadata *_metadata, u32 cb, bool extl2,
+		       unsigned int rounds)
+{
+	struct qcow2_info qi;
+	u64 seed = 0x2545f4914f6cdd1dULL ^ cb;
+	struct sim s;
+	unsigned int i;
+
+	qi_for(_metadata, cb, extl2, 16 * MB, &qi);
+	sim_init(_metadata, &s, &qi);
+	for (i = 0; i < rounds; i++) {
+		u64 e, bm, off, len, sectors = s.cs / 512, r = rng_next(&seed);
+
+		sim_entry(&qi, &seed, &e, &bm);
+		off = (r % sectors) * 512;
+		len = sectors - off / 512;
+		if (r & BIT(32))
+			len = 1 + (r >> 40) % len;
+		else if (r & BIT(33))
+			len = 1 + (r >> 40) % (len < 8 ? len : 8);
+		if ((r & (BIT(34) | BIT(35))) == BIT(34)) {
+			off = 0;	/* the whole cluster */
+			len = sectors;
+		}
+		sim_write(_metadata, &s, e, bm, off, len * 512);
+		if (_metadata->exit_code)	/* stop at the first failure */
+			break;
+	}
+	sim_free(&s);
+}
+
+TEST(planned_writes_read_back_4k_clusters)
+{
+	sim_writes(_metadata, 12, false, 4000);
+}
+
+TEST(planned_writes_read_back_512_byte_clusters)
+{
+	sim_writes(_metadata, 9, false, 2000);
+}
+
+TEST(planned_writes_read_back_extended_l2_64k)
+{
+	sim_writes(_metadata, 16, true, 3000);
+}
+
+TEST(planned_writes_read_back_extended_l2_16k)
+{
+	sim_writes(_metadata, 14, true, 3000);
+}
+
+TEST(planned_writes_read_back_extended_l2_2m)
+{
+	sim_writes(_metadata, 21, true, 150);
+}
+
+/* ---------------------------------------------------------------- */
+/* qcow2_plan_zero()                                                */
+/* ---------------------------------------------------------------- */
+
+struct zero_plan {
+	int r;
+	u64 entry, bitmap, free_off, free_len;
+};
+
+static struct zero_plan pz(const struct qcow2_info *qi, u64 e, u64 bm,
+			   bool discard, bool backing)
+{
+	const u64 l2[2] = { e, bm };
+	struct zero_plan z;
+
+	memset(&z, 0xa5, sizeof(z));
+	z.r = qcow2_plan_zero(qi, l2, discard, backing, &z.entry, &z.bitmap,
+			      &z.free_off, &z.free_len);
+	return z;
+}
+
+TEST(zero_plan_in_a_v2_image_is_not_supported)
+{
+	struct qcow2_info qi;
+	int d;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	qi.version = 2;
+	for (d = 0; d < 4; d++) {
+		EXPECT_EQ(-EOPNOTSUPP, pz(&qi, DATA(HA), 0, d & 1, d & 2).r);
+		EXPECT_EQ(-EOPNOTSUPP, pz(&qi, HA, 0, d & 1, d & 2).r);
+		EXPECT_EQ(-EOPNOTSUPP, pz(&qi, 0, 0, d & 1, d & 2).r);
+		EXPECT_EQ(-EOPNOTSUPP,
+			  pz(&qi, comp(&qi, HA, 1), 0, d & 1, d & 2).r);
+		/* a bad entry is still bad */
+		EXPECT_EQ(-EINVAL, pz(&qi, ZERO_PLAIN, 0, d & 1, d & 2).r);
+		EXPECT_EQ(-EINVAL, pz(&qi, DATA(HA) | BIT(1), 0, d & 1,
+				      d & 2).r);
+	}
+}
+
+TEST(zero_plan_for_a_bad_entry_is_einval)
+{
+	unsigned int i;
+	int d;
+
+	for (i = 0; i < ARRAY_SIZE(bad_entries); i++) {
+		const struct bad_entry *c = &bad_entries[i];
+		struct qcow2_info qi;
+
+		qi_for(_metadata, c->cluster_bits, c->extl2,
+		       c->extl2 ? 16 * MB : MB, &qi);
+		for (d = 0; d < 4; d++)
+			EXPECT_EQ(-EINVAL, pz(&qi, c->entry, c->bitmap, d & 1,
+					      d & 2).r) {
+				TH_LOG("case %u", i);
+			}
+	}
+}
+
+/* QEMU's zero_in_l2_slice() without BDRV_REQ_MAY_UNMAP: keep the cluster. */
+TEST(write_zeroes_keeps_a_copied_cluster)
+{
+	struct qcow2_info qi;
+	struct zero_plan z;
+	int b;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	for (b = 0; b < 2; b++) {
+		z = pz(&qi, DATA(HA), 0, false, b);
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(ZERO_ALLOC(HA), z.entry);
+		EXPECT_EQ(0, z.bitmap);
+		EXPECT_EQ(0, z.free_len);
+		z = pz(&qi, ZERO_ALLOC(HA), 0, false, b);
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(ZERO_ALLOC(HA), z.entry);
+		EXPECT_EQ(0, z.free_len);
+	}
+}
+
+TEST(write_zeroes_frees_shared_and_compressed_clusters)
+{
+	struct qcow2_info qi;
+	struct zero_plan z;
+	int b;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	for (b = 0; b < 2; b++) {
+		z = pz(&qi, HA, 0, false, b);
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(ZERO_PLAIN, z.entry);
+		EXPECT_EQ(HA, z.free_off);
+		EXPECT_EQ(CS4K, z.free_len);
+		z = pz(&qi, HA | QCOW2_OFLAG_ZERO, 0, false, b);
+		EXPECT_EQ(ZERO_PLAIN, z.entry);
+		EXPECT_EQ(HA, z.free_off);
+		EXPECT_EQ(CS4K, z.free_len);
+		z = pz(&qi, comp(&qi, HA + 3000, 3), 0, false, b);
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(ZERO_PLAIN, z.entry);
+		EXPECT_EQ(HA + 2560, z.free_off);
+		EXPECT_EQ(1536, z.free_len);
+		/* nothing to free: still zero, whatever the backing */
+		z = pz(&qi, 0, 0, false, b);
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(ZERO_PLAIN, z.entry);
+		EXPECT_EQ(0, z.free_len);
+		z = pz(&qi, ZERO_PLAIN, 0, false, b);
+		EXPECT_EQ(ZERO_PLAIN, z.entry);
+		EXPECT_EQ(0, z.free_len);
+	}
+}
+
+/* QEMU's discard_in_l2_slice(): drop the reference; zero over a backing. */
+TEST(discard_frees_the_cluster_and_hides_the_backing)
+{
+	const u64 entries[] = { DATA(HA), HA, ZERO_ALLOC(HA),
+				HA | QCOW2_OFLAG_ZERO };
+	struct qcow2_info qi;
+	struct zero_plan z;
+	unsigned int i;
+
+	qi_for(_metadata, 12, false, MB, &qi);
+	for (i = 0; i < ARRAY_SIZE(entries); i++) {
+		z = pz(&qi, entries[i], 0, true, true);
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(ZERO_PLAIN, z.entry);
+		EXPECT_EQ(HA, z.free_off);
+		EXPECT_EQ(CS4K, z.free_len);
+		z = pz(&qi, entries[i], 0, true, false);
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(0, z.entry);
+		EXPECT_EQ(HA, z.free_off);
+		EXPECT_EQ(CS4K, z.free_len);
+	}
+	z = pz(&qi, comp(&qi, HA, 2), 0, true, true);
+	EXPECT_EQ(ZERO_PLAIN, z.entry);
+	EXPECT_EQ(HA, z.free_off);
+	EXPECT_EQ(1024, z.free_len);
+	z = pz(&qi, comp(&qi, HA, 2), 0, true, false);
+	EXPECT_EQ(0, z.entry);
+	EXPECT_EQ(1024, z.free_len);
+	z = pz(&qi, 0, 0, true, true);
+	EXPECT_EQ(ZERO_PLAIN, z.entry);
+	EXPECT_EQ(0, z.free_len);
+	z = pz(&qi, 0, 0, true, false);
+	EXPECT_EQ(0, z.entry);
+	EXPECT_EQ(0, z.free_len);
+	z = pz(&qi, ZERO_PLAIN, 0, true, false);
+	EXPECT_EQ(0, z.entry);
+	EXPECT_EQ(0, z.free_len);
+}
+
+/* QEMU: extended L2 says zero with QCOW_L2_BITMAP_ALL_ZEROES. */
+TEST(extended_l2_zero_plans_use_the_bitmap)
+{
+	const u64 bm = SC_ALLOC(0) | SC_ZERO(5) | SC_ALLOC(31);
+	struct qcow2_info qi;
+	struct zero_plan z;
+	int b;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	for (b = 0; b < 2; b++) {
+		z = pz(&qi, DATA(MB), bm, false, b);
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(DATA(MB), z.entry);
+		EXPECT_EQ(SC_ALL << 32, z.bitmap);
+		EXPECT_EQ(0, z.free_len);
+		z = pz(&qi, MB, bm, false, b);		/* shared */
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(0, z.entry);
+		EXPECT_EQ(SC_ALL << 32, z.bitmap);
+		EXPECT_EQ(MB, z.free_off);
+		EXPECT_EQ(CS64K, z.free_len);
+		z = pz(&qi, 0, SC_ZERO(3), false, b);
+		EXPECT_EQ(0, z.entry);
+		EXPECT_EQ(SC_ALL << 32, z.bitmap);
+		EXPECT_EQ(0, z.free_len);
+		z = pz(&qi, comp(&qi, MB + 512, 4), 0, false, b);
+		EXPECT_EQ(0, z.r);
+		EXPECT_EQ(0, z.entry);
+		EXPECT_EQ(SC_ALL << 32, z.bitmap);
+		EXPECT_EQ(MB + 512, z.free_off);
+		EXPECT_EQ(2048, z.free_len);
+	}
+	/* discard: freed; zero over a backing, unallocated without one */
+	z = pz(&qi, DATA(MB), bm, true, true);
+	EXPECT_EQ(0, z.entry);
+	EXPECT_EQ(SC_ALL << 32, z.bitmap);
+	EXPECT_EQ(MB, z.free_off);
+	EXPECT_EQ(CS64K, z.free_len);
+	z = pz(&qi, DATA(MB), bm, true, false);
+	EXPECT_EQ(0, z.entry);
+	EXPECT_EQ(0, z.bitmap);
+	EXPECT_EQ(CS64K, z.free_len);
+	z = pz(&qi, 0, SC_ZERO(3), true, false);
+	EXPECT_EQ(0, z.entry);
+	EXPECT_EQ(0, z.bitmap);
+	EXPECT_EQ(0, z.free_len);
+	z = pz(&qi, 0, 0, true, true);
+	EXPECT_EQ(0, z.entry);
+	EXPECT_EQ(SC_ALL << 32, z.bitmap);
+	z = pz(&qi, comp(&qi, MB + 512, 4), 0, true, false);
+	EXPECT_EQ(0, z.entry);
+	EXPECT_EQ(0, z.bitmap);
+	EXPECT_EQ(2048, z.free_len);
+	/* a bad bitmap */
+	EXPECT_EQ(-EINVAL, pz(&qi, DATA(MB), SC_ALLOC(4) | SC_ZERO(4), false,
+			      false).r);
+	EXPECT_EQ(-EINVAL, pz(&qi, 0, SC_ALLOC(4), true, true).r);
+}
+
+/* Every plan reads zeros, and drops exactly the references it should. */
+static void sim_zeroes(struct __test_metadata *_metadata, u32 cb, bool extl2)
+{
+	struct qcow2_info qi;
+	u64 seed = 0x853c49e6748fea9bULL ^ cb;
+	struct sim s;
+	unsigned int i;
+
+	qi_for(_metadata, cb, extl2, 16 * MB, &qi);
+	sim_init(_metadata, &s, &qi);
+	memset(s.old, 0x77, s.cs);
+	for (i = 0; i < 2000; i++) {
+		u64 e, bm, fo = 0, fl = 0, host;
+		bool discard = i & 1, backing = i & 2, keep;
+		struct zero_plan z;
+
+		sim_entry(&qi, &seed, &e, &bm);
+		host = e & QCOW2_OFFSET_MASK;
+		z = pz(&qi, e, bm, discard, backing);
+		ASSERT_EQ(0, z.r);
+		if (!extl2)
+			ASSERT_EQ(0, z.bitmap);
+		ASSERT_TRUE(sim_view(_metadata, &s, z.entry, z.bitmap,
+				     backing, s.got));
+		for (fl = 0; fl < s.cs; fl++)
+			ASSERT_EQ(0, s.got[fl]) {
+				TH_LOG("entry %#llx bitmap %#llx discard %d "
+				       "backing %d: %#llx %#llx reads data",
+				       (unsigned long long)e,
+				       (unsigned long long)bm, discard, backing,
+				       (unsigned long long)z.entry,
+				       (unsigned long long)z.bitmap);
+			}
+		fl = 0;
+		keep = !(e & QCOW2_OFLAG_COMPRESSED) && host &&
+		       (e & QCOW2_OFLAG_COPIED) && !discard;
+		if (e & QCOW2_OFLAG_COMPRESSED)
+			qcow2_compressed_range(&qi, e, &fo, &fl);
+		else if (host && !keep)
+			fo = host, fl = s.cs;
+		ASSERT_EQ(fl, z.free_len);
+		if (fl)
+			ASSERT_EQ(fo, z.free_off);
+		/* a kept cluster stays ours; no other host offset appears */
+		ASSERT_EQ(keep ? DATA(host) : 0,
+			  z.entry & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COPIED));
+		/* discard without a backing child: unallocated */
+		if (discard && !backing)
+			ASSERT_TRUE(!z.entry && !z.bitmap);
+	}
+	sim_free(&s);
+}
+
+TEST(zero_plans_read_zeros_4k_clusters)
+{
+	sim_zeroes(_metadata, 12, false);
+}
+
+TEST(zero_plans_read_zeros_extended_l2)
+{
+	sim_zeroes(_metadata, 16, true);
+}
+
+/* ---------------------------------------------------------------- */
+/* Refcounts of real images                                         */
+/* ---------------------------------------------------------------- */
+
+/* The refcount of cluster @i, as qcow2_refcount_get() reads the file. */
+static u64 qimg_refcount(const struct qimg *im, u64 i)
+{
+	const struct qcow2_info *qi = &im->qi;
+	u64 n = qcow2_refblock_entries(qi), rt = i / n;
+
+	if (rt >= qcow2_reftable_bytes(qi) / 8 || !im->reftable[rt])
+		return 0;
+	return qcow2_refcount_get(qi, im->file + im->reftable[rt], i % n);
+}
+
+static void add_refs(u64 *refs, u64 n, u64 cb, u64 off, u64 len)
+{
+	u64 i;
+
+	for (i = off >> cb; len && i <= (off + len - 1) >> cb; i++)
+		if (i < n)
+			refs[i]++;
+}
+
+/*
+ * The references to each of the first @n clusters, counted from the
+ * metadata as `qemu-img check` counts them (no snapshots): the header,
+ * the L1 table, the refcount table and blocks, the L2 tables, the data
+ * clusters and, by qcow2_compressed_range(), the compressed ones.
+ */
+static void qimg_count_refs(struct qimg *im, u64 *refs, u64 n)
+{
+	const struct qcow2_info *qi = &im->qi;
+	const u32 cb = qi->cluster_bits, w = qi->l2_entry_words;
+	u64 i, j, rt = qcow2_reftable_bytes(qi) / 8;
+
+	memset(refs, 0, n * sizeof(*refs));
+	add_refs(refs, n, cb, 0, qi->cluster_size);
+	add_refs(refs, n, cb, qi->l1_offset, qcow2_l1_bytes(qi));
+	add_refs(refs, n, cb, qi->reftable_offset, qcow2_reftable_bytes(qi));
+	for (i = 0; i < rt; i++)
+		add_refs(refs, n, cb, im->reftable[i], im->reftable[i] ? 1 : 0);
+	for (i = 0; i < qi->l1_size; i++) {
+		const u8 *l2 = im->file + im->l1[i];
+
+		if (!im->l1[i])
+			continue;
+		add_refs(refs, n, cb, im->l1[i], 1);
+		for (j = 0; j < qcow2_l2_bytes(qi) / 8; j += w) {
+			u64 e = get_be64(l2 + 8 * j), off, len;
+
+			if (e & QCOW2_OFLAG_COMPRESSED) {
+				qcow2_compressed_range(qi, e, &off, &len);
+				add_refs(refs, n, cb, off, len);
+			} else if (e & QCOW2_OFFSET_MASK) {
+				add_refs(refs, n, cb, e & QCOW2_OFFSET_MASK, 1);
+			}
+		}
+	}
+}
+
+FIXTURE(refimg) {
+	char dir[64];
+	char path[128];
+};
+
+FIXTURE_VARIANT(refimg) {
+	const char *script;	/* sh -e; makes img.qcow2 from src.raw */
+	u32 refcount_order;
+	bool compressed;	/* some cluster holds compressed data */
+};
+
+FIXTURE_SETUP(refimg)
+{
+	char cmd[4096];
+
+	if (!have_qemu_img())
+		SKIP(return, "qemu-img or qemu-io not installed (qemu-utils)");
+	snprintf(self->dir, sizeof(self->dir), "/tmp/qcow2-unit.XXXXXX");
+	ASSERT_NE(NULL, mkdtemp(self->dir));
+	snprintf(self->path, sizeof(self->path), "%s/src.raw", self->dir);
+	ASSERT_EQ(0, write_source(self->path));
+	snprintf(self->path, sizeof(self->path), "%s/img.qcow2", self->dir);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && { set -e; %s\n} >mk.log 2>&1 || { cat mk.log; exit 1; }",
+		 self->dir, variant->script);
+	ASSERT_EQ(0, system(cmd)) {
+		TH_LOG("making the image failed: %s", variant->script);
+	}
+}
+
+FIXTURE_TEARDOWN(refimg)
+{
+	char cmd[128];
+
+	if (self->dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", self->dir);
+		if (system(cmd))
+			TH_LOG("could not remove %s", self->dir);
+	}
+}
+
+#define REFIMG(bits) \
+	MKIMG "-o cluster_size=4k,refcount_bits=" #bits " img.qcow2 1M\n" \
+	QIO "-c 'write -P 0x11 0 8k' -c 'write -P 0x22 512k 4k' " \
+	"-c 'write -z 64k 4k' -c 'write -P 0x33 1020k 4k' img.qcow2"
+
+FIXTURE_VARIANT_ADD(refimg, refcount_bits_1) {
+	.script = REFIMG(1), .refcount_order = 0,
+};
+
+FIXTURE_VARIANT_ADD(refimg, refcount_bits_2) {
+	.script = REFIMG(2), .refcount_order = 1,
+};
+
+FIXTURE_VARIANT_ADD(refimg, refcount_bits_4) {
+	.script = REFIMG(4), .refcount_order = 2,
+};
+
+FIXTURE_VARIANT_ADD(refimg, refcount_bits_8) {
+	.script = REFIMG(8), .refcount_order = 3,
+};
+
+FIXTURE_VARIANT_ADD(refimg, refcount_bits_16) {
+	.script = REFIMG(16), .refcount_order = 4,
+};
+
+FIXTURE_VARIANT_ADD(refimg, refcount_bits_32) {
+	.script = REFIMG(32), .refcount_order = 5,
+};
+
+FIXTURE_VARIANT_ADD(refimg, refcount_bits_64) {
+	.script = REFIMG(64), .refcount_order = 6,
+};
+
+/* Many refcount blocks: 512-byte clusters of 2-bit refcounts. */
+FIXTURE_VARIANT_ADD(refimg, c512_refcount_bits_2_many_blocks) {
+	.script = MKIMG "-o cluster_size=512,refcount_bits=2 img.qcow2 4M\n"
+		  QIO "-c 'write -P 0x44 0 300k' -c 'write -P 0x45 2M 400k' "
+		  "img.qcow2",
+	.refcount_order = 1,
+};
+
+/* Compressed clusters share host clusters: one reference each. */
+FIXTURE_VARIANT_ADD(refimg, c4k_compressed_refcount_bits_8) {
+	.script = "qemu-img convert -c -f raw -O qcow2 "
+		  "-o cluster_size=4k,refcount_bits=8 src.raw img.qcow2\n"
+		  QIO "-c 'write -P 0x46 4k 4k' img.qcow2",
+	.refcount_order = 3, .compressed = true,
+};
+
+FIXTURE_VARIANT_ADD(refimg, c512_compressed) {
+	.script = "qemu-img convert -c -f raw -O qcow2 -o cluster_size=512 "
+		  "src.raw img.qcow2",
+	.refcount_order = 4, .compressed = true,
+};
+
+FIXTURE_VARIANT_ADD(refimg, c64k_extended_l2_compressed_refcount_bits_32) {
+	.script = "qemu-img convert -c -f raw -O qcow2 -o cluster_size=64k,"
+		  "extended_l2=on,refcount_bits=32 src.raw img.qcow2\n"
+		  QIO "-c 'write -P 0x47 70k 2k' img.qcow2",
+	.refcount_order = 5, .compressed = true,
+};
+
+/*
+ * What qcow2_refcount_get() reads is what the metadata references: 1 for
+ * the header, L1, refcount table and blocks, L2 tables and data
+ * clusters, one per compressed range for shared compressed clusters, 0
+ * past the end of the file.  `qemu-img check` agrees first.
+ */
+TEST_F(refimg, refcounts_are_the_references)
+{
+	u64 n, i, clusters, past = 0, shared = 0, meta;
+	char cmd[256];
+	struct qimg im;
+	u64 *refs;
+
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", self->path);
+	ASSERT_EQ(0, system(cmd));
+	qimg_open(_metadata, &im, self->path);
+	ASSERT_EQ(variant->refcount_order, im.qi.refcount_order);
+	clusters = im.file_size >> im.qi.cluster_bits;
+	/* every entry of every refcount block, and one block beyond */
+	n = (qcow2_reftable_bytes(&im.qi) / 8 + 1) *
+	    qcow2_refblock_entries(&im.qi);
+	if (n > 64 * clusters)
+		n = 64 * clusters;
+	refs = calloc(n, sizeof(*refs));
+	ASSERT_NE(NULL, refs);
+	qimg_count_refs(&im, refs, n);
+	meta = 1 + 1 + 1;	/* header, an L1 and a refcount table cluster */
+	EXPECT_EQ(1, qimg_refcount(&im, 0));
+	EXPECT_EQ(1, qimg_refcount(&im, im.qi.l1_offset >> im.qi.cluster_bits));
+	EXPECT_EQ(1, qimg_refcount(&im,
+				   im.qi.reftable_offset >> im.qi.cluster_bits));
+	EXPECT_EQ(1, qimg_refcount(&im, im.reftable[0] >> im.qi.cluster_bits));
+	for (i = 0; i < n; i++) {
+		u64 rc = qimg_refcount(&im, i);
+
+		ASSERT_EQ(refs[i], rc) {
+			TH_LOG("cluster %llu of %llu", (unsigned long long)i,
+			       (unsigned long long)clusters);
+		}
+		if (i >= clusters)
+			past += !rc;
+		shared += rc > 1;
+	}
+	EXPECT_EQ(n - clusters, past);
+	EXPECT_EQ(variant->compressed, shared > 0);
+	/* the image's clusters are all in use: no holes */
+	for (i = 0; i < clusters; i++)
+		EXPECT_NE(0, refs[i]);
+	EXPECT_LT(meta, clusters);
+	free(refs);
+	qimg_close(&im);
+}
+
+/*
+ * Write a refcount with qcow2_refcount_set() into the image: `qemu-img
+ * check` must read exactly that value for exactly that cluster.
+ */
+TEST_F(refimg, qemu_img_check_reads_a_set_refcount)
+{
+	/* bytes of distinct values, to see their order */
+	static const u64 bump[7] = { 0, 3, 0xb, 0xa5, 0x0102, 0x01020304,
+				     0x0102030405060708ULL };
+	const u64 v = bump[variant->refcount_order];
+	char cmd[512], out[160], *line, *save = NULL, want[96];
+	u64 n, i, c = 0, ref, bn, *before;
+	struct qimg im;
+	u8 *block;
+	FILE *f;
+	int fd, lines = 0, found = 0, r;
+
+	qimg_open(_metadata, &im, self->path);
+	/* the first cluster of guest data, data or compressed */
+	for (i = 0; i < im.qi.l1_size && !c; i++) {
+		const u8 *l2 = im.file + im.l1[i];
+		u64 j;
+
+		for (j = 0; im.l1[i] && j < qcow2_l2_bytes(&im.qi) / 8 && !c;
+		     j += im.qi.l2_entry_words) {
+			u64 e = get_be64(l2 + 8 * j), len;
+
+			if (e & QCOW2_OFLAG_COMPRESSED)
+				qcow2_compressed_range(&im.qi, e, &c, &len);
+			else
+				c = e & QCOW2_OFFSET_MASK;
+		}
+	}
+	ASSERT_NE(0, c);
+	c >>= im.qi.cluster_bits;
+	ref = qimg_refcount(&im, c);
+	ASSERT_NE(v, ref);
+	n = qcow2_refblock_entries(&im.qi);
+	bn = im.reftable[c / n];
+	ASSERT_NE(0, bn);
+	block = malloc(im.qi.cluster_size);
+	before = calloc(n, sizeof(*before));
+	ASSERT_TRUE(block && before);
+	memcpy(block, im.file + bn, im.qi.cluster_size);
+	for (i = 0; i < n; i++)
+		before[i] = qcow2_refcount_get(&im.qi, block, i);
+	qcow2_refcount_set(&im.qi, block, c % n, v);
+	for (i = 0; i < n; i++)
+		ASSERT_EQ(i == c % n ? v : before[i],
+			  qcow2_refcount_get(&im.qi, block, i));
+	fd = open(self->path, O_WRONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ((ssize_t)im.qi.cluster_size,
+		  pwrite(fd, block, im.qi.cluster_size, bn));
+	close(fd);
+
+	snprintf(cmd, sizeof(cmd), "qemu-img check %s 2>&1", self->path);
+	f = popen(cmd, "r");
+	ASSERT_NE(NULL, f);
+	snprintf(want, sizeof(want), "cluster %llu refcount=%llu reference=%llu",
+		 (unsigned long long)c, (unsigned long long)v,
+		 (unsigned long long)ref);
+	while (fgets(out, sizeof(out), f)) {
+		char tag[32];
+
+		line = strtok_r(out, "\n", &save);
+		if (!line || !strstr(line, "refcount="))
+			continue;
+		lines++;
+		found += !!strstr(line, want);
+		/* every complaint is about that cluster and that value */
+		snprintf(tag, sizeof(tag), " refcount=%llu",
+			 (unsigned long long)v);
+		EXPECT_NE(NULL, strstr(line, tag)) {
+			TH_LOG("%s", line);
+		}
+		if (!strstr(line, "l2_entry="))
+			EXPECT_NE(NULL, strstr(line, want)) {
+				TH_LOG("%s", line);
+			}
+	}
+	r = pclose(f);
+	EXPECT_NE(0, r);	/* leaks or errors */
+	EXPECT_EQ(1, found) {
+		TH_LOG("no \"%s\"", want);
+	}
+	EXPECT_LE(1, lines);
+	free(before);
+	free(block);
+	qimg_close(&im);
+}
+
 TEST_HARNESS_MAIN
