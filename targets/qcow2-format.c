@@ -766,6 +766,7 @@ void qcow2_plan_write(const struct qcow2_info *qi, const u64 *l2, u64 off,
 	if (!qi->extended_l2) {
 		if (host && copied && !(e & QCOW2_OFLAG_ZERO)) {
 			p->kind = QCOW2_W_INPLACE;
+			p->alloc = false;
 			p->host = host;
 			return;
 		}
@@ -790,12 +791,14 @@ void qcow2_plan_write(const struct qcow2_info *qi, const u64 *l2, u64 off,
 	if (host && copied) {
 		if ((abits & wmask) == wmask) {
 			p->kind = QCOW2_W_INPLACE;
+			p->alloc = false;
 			p->host = host;
 			return;
 		}
 		p->alloc = false;
 		p->host = host;
-		p->new_entry = e;
+		/* Bit 0 is always 0 with extended L2 (QEMU rewrites it so). */
+		p->new_entry = host | QCOW2_OFLAG_COPIED;
 	} else if (host) {
 		/* Shared: the new cluster gets every allocated subcluster. */
 		p->free_off = host;

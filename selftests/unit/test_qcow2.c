@@ -4067,3 +4067,16 @@ TEST_F(refimg, qemu_img_check_reads_a_set_refcount)
 }
 
 TEST_HARNESS_MAIN
+
+/* Bit 0 is "always 0" with extended L2: a reused cluster's entry drops it. */
+TEST(extended_l2_cow_in_place_clears_the_ignored_zero_bit)
+{
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	plan(&qi, DATA(MB) | QCOW2_OFLAG_ZERO, SC_ALLOC(0), SC2K, 512, &p);
+	EXPECT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_FALSE(p.alloc);
+	EXPECT_EQ(DATA(MB), p.new_entry);
+}
