@@ -234,7 +234,9 @@ u64 qcow2_default_l2_cache(const struct qcow2_info *qi, u64 min);
 /* ---------------------------------------------------------------- */
 
 #define QCOW2_COMPAT_LAZY_REFCOUNTS	BIT(0)
-#define QCOW2_HDR_INCOMPAT		72u	/* header field offsets (v3) */
+#define QCOW2_HDR_REFTABLE		48u	/* header field offsets */
+#define QCOW2_HDR_REFTABLE_CLUSTERS	56u
+#define QCOW2_HDR_INCOMPAT		72u	/* (v3) */
 #define QCOW2_HDR_AUTOCLEAR		88u
 
 /* Refcount entries in one refcount block. */

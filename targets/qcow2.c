@@ -797,12 +797,99 @@ static bool qcow2_is_fixed_metadata(struct qcow2_c *qc, u64 off)
 		end > qi->reftable_offset);
 }
 
+static int qcow2_writeback(struct qcow2_c *qc);
+static void qcow2_unref(struct qcow2_c *qc, u64 off, u64 len);
+
+/*
+ * qcow2_grow_reftable() - the refcount table covers no cluster from
+ * index @c on: make a larger one, QEMU's way, in a self-describing area
+ * at the first cluster @c's range would describe: a refcount block for
+ * that range, then the new table; the header switches to it with one
+ * block write.  Under meta_lock, everything else written back first.
+ */
+static int qcow2_grow_reftable(struct qcow2_c *qc, u64 c)
+{
+	struct qcow2_info *qi = &qc->qi;
+	u64 per = qcow2_refblock_entries(qi), cs = qi->cluster_size;
+	u64 ri = c / per, area = ri * per, old_off = qi->reftable_offset;
+	u32 old_clusters = qi->reftable_clusters, clusters, n, i;
+	unsigned long *dirty = NULL;
+	u64 *table = NULL;
+	__be64 *raw = NULL;
+	u8 *buf = NULL;
+	int r;
+
+	/* Room for entry @ri and twice the old table, within QEMU's limit. */
+	clusters = max_t(u64, 2ULL * old_clusters,
+			 DIV_ROUND_UP((ri + 1) * 8, cs));
+	if ((u64)clusters * cs > QCOW2_MAX_REFTABLE_BYTES ||
+	    clusters + 1 > per ||
+	    ((area + 1 + clusters) << qi->cluster_bits) >
+	    bdev_nr_bytes(qc->file->bdev))
+		return -ENOSPC;
+	n = clusters * cs / 8;
+	r = qcow2_writeback(qc);
+	if (r)
+		return r;
+	r = -ENOMEM;
+	table = kvcalloc(n, sizeof(*table), GFP_NOIO);
+	raw = kvzalloc((u64)clusters * cs, GFP_NOIO);
+	buf = kvzalloc(cs, GFP_NOIO);
+	dirty = bitmap_zalloc(DIV_ROUND_UP((u64)n * 8, qc->lbs) + 1, GFP_NOIO);
+	if (!table || !raw || !buf || !dirty)
+		goto out;
+	memcpy(table, qc->reftable, (u64)qc->reftable_n * 8);
+	table[ri] = area << qi->cluster_bits;
+	for (i = 0; i < n; i++)
+		raw[i] = cpu_to_be64(table[i]);
+	/* The area's block counts itself and the table. */
+	for (i = 0; i <= clusters; i++)
+		qcow2_refcount_set(qi, buf, i, 1);
+	r = qcow2_write(qc, area << qi->cluster_bits, buf, cs);
+	if (!r)
+		r = qcow2_write(qc, (area + 1) << qi->cluster_bits, raw,
+				(u64)clusters * cs);
+	if (!r)
+		r = blkdev_issue_flush(qc->file->bdev);
+	if (r)
+		goto out;
+	/* Offset and size share the header's first block: one write. */
+	r = qcow2_read(qc, 0, buf, qc->lbs);
+	if (!r) {
+		*(__be64 *)(buf + QCOW2_HDR_REFTABLE) =
+			cpu_to_be64((area + 1) << qi->cluster_bits);
+		*(__be32 *)(buf + QCOW2_HDR_REFTABLE_CLUSTERS) =
+			cpu_to_be32(clusters);
+		r = qcow2_write(qc, 0, buf, qc->lbs);
+	}
+	if (!r)
+		r = blkdev_issue_flush(qc->file->bdev);
+	if (r)
+		goto out;
+	DMINFO("%s: refcount table grown to %u clusters at %llu", qcow2_name(qc),
+	       clusters, (area + 1) << qi->cluster_bits);
+	swap(qc->reftable, table);
+	swap(qc->rt_dirty, dirty);
+	qc->reftable_n = n;
+	qi->reftable_offset = (area + 1) << qi->cluster_bits;
+	qi->reftable_clusters = clusters;
+	/* The old table is referenced by nothing on disk now. */
+	qcow2_unref(qc, old_off, (u64)old_clusters * cs);
+	qc->free_hint = min(qc->free_hint, old_off >> qi->cluster_bits);
+out:
+	bitmap_free(dirty);
+	kvfree(buf);
+	kvfree(raw);
+	kvfree(table);
+	return r;
+}
+
 /*
  * qcow2_alloc() - take a free cluster of the file device: refcount 1, in
  * memory.  Creates a refcount block where none covers the cluster (in the
- * first cluster of the range it describes, which is free then).  Returns
- * -ENOSPC when the device is full, -EFBIG when the refcount table would
- * have to grow.  Under meta_lock.
+ * first cluster of the range it describes, which is free then), and a
+ * larger refcount table when the table covers no more.  Returns -ENOSPC
+ * when the device is full.  Under meta_lock.
  */
 static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
 {
@@ -816,9 +903,11 @@ static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
 	for (c = max_t(u64, qc->free_hint, 1); c < nc; c++) {
 		ri = c / per;
 		if (ri >= qc->reftable_n) {
-			DMERR_LIMIT("%s: the refcount table is full; growing it is not supported",
-				    qcow2_name(qc));
-			return -EFBIG;
+			r = qcow2_grow_reftable(qc, c);
+			if (r)
+				return r;
+			c--;	/* again, with the table that covers it */
+			continue;
 		}
 		if (!qc->reftable[ri]) {
 			boff = (ri * per) << qi->cluster_bits;
