@@ -1,0 +1,101 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# bgraph-qcow2 metadata that writing changes beyond L2 entries and
+# refcounts: the refcount table grows, a reloaded writable table reads
+# the image again, and the header's dirty bit follows lazy refcounts.
+# QEMU is the oracle: qemu-img check clean (no errors, no leaks) after the
+# node is removed, and qemu-img compare equal to what the node returned.
+
+# shellcheck source=qcow2.sh
+source "$(dirname "${BASH_SOURCE[0]}")/qcow2.sh"
+
+# qm_dm NAME IMG ROOM [ARGS...]: a writable node over IMG grown to ROOM.
+qm_dm() {
+	local name=$1 img=$2 room=$3 l s
+	shift 3
+	truncate -s ">$room" "$img" && truncate -s %512 "$img" || return 1
+	s=$(q2_sectors "$img") || return 1
+	l=$(losetup -f --show "$img") || return 1
+	Q2_LOOP[$name]=${l##*/}
+	dmsetup create "$name" --table "0 $s bgraph-qcow2 $l${1:+ $# $*}"
+}
+
+# qm_clean IMG WHAT: qemu-img check finds neither errors nor leaks.
+qm_clean() {
+	local out rc=0
+	out=$(qemu-img check "$1" 2>&1) || rc=$?
+	[ $rc -eq 0 ] && ! grep -q "leaked" <<<"$out" && return 0
+	diag "$out"
+	fail "$2: qemu-img check exit $rc"
+}
+
+# qm_incompat IMG: the header's incompatible feature bits, in hex.
+qm_incompat() {
+	od -An -tx1 -j72 -N8 "$1" | tr -d ' \n'
+}
+
+test_qcow2_write_grows_the_refcount_table() {
+	local img data=$SCRATCH/grow.data mb=6 rt1
+	# 512-byte clusters with 64-bit refcounts: a refcount block covers
+	# 32 KiB of file and the first table 2 MiB, so 6 MiB written grow
+	# the table twice.
+	img=$(q2_new grow 8M cluster_size=512,refcount_bits=64)
+	head -c $((mb << 20)) /dev/urandom >"$data"
+	qm_dm grow "$img" 16M
+	mark_log
+	dd if="$data" of=/dev/mapper/grow bs=256k oflag=direct status=none
+	expect_match "$(log_since_mark)" "grow: refcount table grown to 4 clusters" "kernel log"
+	cmp -n $((mb << 20)) "$data" /dev/mapper/grow || fail "the node reads other data"
+	dmsetup remove grow
+	losetup -d "/dev/${Q2_LOOP[grow]}"
+	qm_clean "$img" "after growing"
+	rt1=$(od -An -tu4 --endian=big -j56 -N4 "$img" | tr -d ' ')
+	expect_eq "$rt1" 4 "refcount_table_clusters in the header"
+	qemu-io -f qcow2 -c "read -v 0 512" "$img" >/dev/null || fail "qemu-io cannot read it"
+	qemu-img convert -O raw "$img" "$SCRATCH/grow.raw"
+	cmp -n $((mb << 20)) "$data" "$SCRATCH/grow.raw" || fail "qemu reads other data"
+}
+
+test_qcow2_writable_reload_reads_the_image_again() {
+	local img t a=$SCRATCH/rl.a b=$SCRATCH/rl.b
+	img=$(q2_new rl 8M cluster_size=65536)
+	head -c 1M /dev/urandom >"$a"
+	head -c 1M /dev/urandom >"$b"
+	qm_dm rl "$img" 16M
+	t=$(dmsetup table rl)
+	# The new table is read now; the old one then allocates clusters
+	# the new one must know about when it takes over.
+	dmsetup reload rl --table "$t"
+	dd if="$a" of=/dev/mapper/rl bs=64k seek=16 oflag=direct status=none
+	dmsetup resume rl
+	dd if="$b" of=/dev/mapper/rl bs=64k seek=64 oflag=direct status=none
+	cmp -n 1M "$a" <(dd if=/dev/mapper/rl bs=64k skip=16 count=16 status=none) ||
+		fail "data written before the resume"
+	cmp -n 1M "$b" <(dd if=/dev/mapper/rl bs=64k skip=64 count=16 status=none) ||
+		fail "data written after the resume"
+	dmsetup remove rl
+	losetup -d "/dev/${Q2_LOOP[rl]}"
+	qm_clean "$img" "after a reload between writes"
+	qemu-img convert -O raw "$img" "$SCRATCH/rl.raw"
+	cmp -n 1M "$a" "$SCRATCH/rl.raw" 0 1048576 ||
+		fail "qemu reads other data where the old table wrote"
+	cmp -n 1M "$b" "$SCRATCH/rl.raw" 0 4194304 ||
+		fail "qemu reads other data where the new table wrote"
+}
+
+test_qcow2_lazy_refcounts_dirty_while_written_clean_after() {
+	local img
+	img=$(q2_new lazy 4M lazy_refcounts=on)
+	q2_io "$img" "write -P 0x21 0 1M"
+	qm_dm lazy "$img" 8M
+	expect_eq "$(qm_incompat "$img")" 0000000000000000 "header before writing"
+	dd if=/dev/urandom of=/dev/mapper/lazy bs=64k seek=20 count=4 oflag=direct status=none
+	expect_eq "$(qm_incompat "$img")" 0000000000000001 "header while written"
+	expect_match "$(q2_status lazy)" " dirty$" "status flags"
+	dmsetup suspend lazy
+	expect_eq "$(qm_incompat "$img")" 0000000000000000 "header after suspend"
+	dmsetup resume lazy
+	dmsetup remove lazy
+	losetup -d "/dev/${Q2_LOOP[lazy]}"
+	qm_clean "$img" "lazy refcounts image"
+}
