@@ -8,6 +8,7 @@
 #   make bench      fio in a VM: bgraph vs. dm-linear, as ratios
 #   make unit       host unit tests only
 #   make fuzz       libFuzzer over the pure-logic sources, FUZZ_SECONDS each
+#   make tools      user-space tools into build/tools/ (log-writes-replay)
 #   make C=1        sparse;  make W=1  extra warnings
 #
 # Each kernel gets its own build directory build/<release>/, a tree of
@@ -32,7 +33,7 @@ MODULE_SRCS := Kbuild $(wildcard dm-bgraph/*.[ch] targets/*.[ch] jobs/*.[ch])
 
 KBUILD_ARGS := $(if $(C),C=$(C)) $(if $(W),W=$(W))
 
-.PHONY: all module modules-all unit fuzz check run bench setup clean sparse
+.PHONY: all module modules-all unit fuzz check run bench setup clean sparse tools
 
 all: module
 
@@ -60,6 +61,12 @@ unit:
 # FUZZ_SECONDS (default 120) per fuzzer; fails on any crash it finds.
 fuzz:
 	@$(MAKE) -s -C selftests/fuzz run
+
+tools: build/tools/log-writes-replay
+
+build/tools/%: tools/%.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -o $@ $<
 
 check: setup
 	@selftests/run
