@@ -822,6 +822,29 @@ covered:
 			p->src[sc] = QCOW2_SRC_NONE;
 }
 
+void qcow2_plan_align(const struct qcow2_info *qi, const u64 *l2, u32 align,
+		      struct qcow2_wplan *p)
+{
+	u64 bm = qi->extended_l2 ? l2[1] : 0, ss = 1ULL << qi->subcluster_bits;
+	u64 b = p->wbegin & ~((u64)align - 1);
+	u64 e = (p->wend + align - 1) & ~((u64)align - 1);
+	u64 pos;
+	u32 sc;
+
+	if (p->kind != QCOW2_W_COW || align <= ss)
+		return;
+	if (e > qi->cluster_size)
+		e = qi->cluster_size;
+	for (pos = b; pos < e; pos += ss) {
+		if (pos >= p->wbegin && pos < p->wend)
+			continue;
+		sc = pos >> qi->subcluster_bits;
+		p->src[sc] = (bm >> sc & 1) ? QCOW2_SRC_HOST : QCOW2_SRC_NONE;
+	}
+	p->wbegin = b;
+	p->wend = e;
+}
+
 int qcow2_plan_zero(const struct qcow2_info *qi, const u64 *l2, bool discard,
 		    bool backing, u64 *new_entry, u64 *new_bitmap,
 		    u64 *free_off, u64 *free_len)

@@ -315,6 +315,16 @@ void qcow2_plan_write(const struct qcow2_info *qi, const u64 *l2, u64 off,
 		      u64 len, struct qcow2_wplan *p);
 
 /*
+ * qcow2_plan_align() - widen a COW plan's [wbegin, wend) to multiples of
+ * @align bytes (the file device's logical block, when subclusters are
+ * smaller), the subclusters added keeping what they hold: an allocated
+ * one is copied from itself, the others (left unallocated or zero by the
+ * new bitmap) are filled with zeros.
+ */
+void qcow2_plan_align(const struct qcow2_info *qi, const u64 *l2, u32 align,
+		      struct qcow2_wplan *p);
+
+/*
  * qcow2_plan_zero() - the L2 entry and bitmap that make a whole cluster
  * read zeros without writing data: for write-zeroes (@discard false) an
  * allocated, unshared cluster keeps its host cluster; for a discard the

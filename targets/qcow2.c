@@ -1482,10 +1482,11 @@ enum qcow2_wres {
  * Writes to one guest cluster that need copy-on-write run one at a time.
  */
 static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
-			       u64 len, u64 *host)
+			       u64 *lenp, u64 *host)
 {
 	const struct qcow2_info *qi = &qc->qi;
 	struct qcow2_inflight me = { .cluster = off >> qi->cluster_bits };
+	u64 len = *lenp;
 	bool whole = len == qi->cluster_size;
 	enum req_op op = bio_op(bio);
 	struct qcow2_wplan p;
@@ -1531,7 +1532,29 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 		r = 0;		/* version 2 write-zeroes: write zeros */
 	}
 
+	if (qi->extended_l2 && (ent[0] & QCOW2_OFLAG_COPIED) &&
+	    (ent[0] & QCOW2_OFFSET_MASK)) {
+		/*
+		 * Our cluster: subclusters already allocated may be written
+		 * in place by other bios right now, so they are never read
+		 * and written back here.  Do the run of subclusters that
+		 * are (or are not) allocated like the first; the caller
+		 * comes back for the rest.
+		 */
+		u32 sb = qi->subcluster_bits, sc = (off & (qi->cluster_size - 1)) >> sb;
+		u32 last = ((off & (qi->cluster_size - 1)) + len - 1) >> sb, i;
+		bool a0 = ent[1] >> sc & 1;
+
+		for (i = sc + 1; i <= last; i++)
+			if ((ent[1] >> i & 1) != a0)
+				break;
+		if (i <= last) {
+			len = ((u64)i << sb) - (off & (qi->cluster_size - 1));
+			*lenp = len;
+		}
+	}
 	qcow2_plan_write(qi, ent, off, len, &p);
+	qcow2_plan_align(qi, ent, qc->lbs, &p);
 	if (p.kind == QCOW2_W_INVALID) {
 		why = p.error;
 		goto bad;
@@ -1666,7 +1689,7 @@ static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
 		off = (u64)dm_target_offset(qc->inst->ti,
 					    bio->bi_iter.bi_sector) << SECTOR_SHIFT;
 		len = min_t(u64, bio->bi_iter.bi_size, cs - (off & (cs - 1)));
-		r = qcow2_write_cluster(qc, bio, off, len, &host);
+		r = qcow2_write_cluster(qc, bio, off, &len, &host);
 		if (r == -ENOSPC && !qc->error_if_no_space) {
 			while ((piece = bio_list_pop(&done)))
 				bio_endio(piece);
