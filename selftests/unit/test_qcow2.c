@@ -4080,3 +4080,53 @@ TEST(extended_l2_cow_in_place_clears_the_ignored_zero_bit)
 	EXPECT_FALSE(p.alloc);
 	EXPECT_EQ(DATA(MB), p.new_entry);
 }
+
+/* 2K subclusters on a 4K-block file: the COW range widens to the block. */
+TEST(plan_align_widens_to_the_block_keeping_allocated_neighbours)
+{
+	const u64 bm = SC_ALLOC(3) | SC_ZERO(6);
+	const u64 l2[2] = { DATA(MB), bm };
+	struct qcow2_info qi;
+	struct qcow2_wplan p;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	/* subcluster 2, unallocated: its block also holds allocated 3 */
+	plan(&qi, DATA(MB), bm, 2 * SC2K + 512, 512, &p);
+	ASSERT_EQ(QCOW2_W_COW, p.kind);
+	EXPECT_EQ(2 * SC2K, p.wbegin);
+	EXPECT_EQ(3 * SC2K, p.wend);
+	qcow2_plan_align(&qi, l2, 4096, &p);
+	EXPECT_EQ(2 * SC2K, p.wbegin);
+	EXPECT_EQ(4 * SC2K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_BACKING, p.src[2]);
+	EXPECT_EQ(QCOW2_SRC_HOST, p.src[3]);
+	EXPECT_EQ(MB, p.src_host);
+	/* the bitmap still allocates only what the write covered */
+	EXPECT_EQ(bm | SC_ALLOC(2), p.new_bitmap);
+	/* subcluster 7: the block holds zero subcluster 6, filled with zeros */
+	plan(&qi, DATA(MB), bm, 7 * SC2K, SC2K, &p);
+	qcow2_plan_align(&qi, l2, 4096, &p);
+	EXPECT_EQ(6 * SC2K, p.wbegin);
+	EXPECT_EQ(8 * SC2K, p.wend);
+	EXPECT_EQ(QCOW2_SRC_NONE, p.src[6]);
+	EXPECT_EQ(SC_ZERO(6), p.new_bitmap >> 32 << 32);
+}
+
+TEST(plan_align_leaves_aligned_and_in_place_plans_alone)
+{
+	const u64 l2[2] = { DATA(MB), SC_ALL };
+	struct qcow2_info qi;
+	struct qcow2_wplan p, q;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	plan(&qi, DATA(MB), SC_ALL, 0, 512, &p);
+	ASSERT_EQ(QCOW2_W_INPLACE, p.kind);
+	q = p;
+	qcow2_plan_align(&qi, l2, 4096, &p);
+	EXPECT_EQ(0, memcmp(&p, &q, sizeof(p)));
+	plan(&qi, 0, 0, 4 * SC2K, 2 * SC2K, &p);
+	ASSERT_EQ(QCOW2_W_COW, p.kind);
+	q = p;
+	qcow2_plan_align(&qi, l2, 4096, &p);
+	EXPECT_EQ(0, memcmp(&p, &q, sizeof(p)));
+}
