@@ -99,6 +99,43 @@ struct mapped {
 };
 
 /*
+ * The write plans for the entry @l2 (a sector at @in_cluster, and the
+ * whole cluster zeroed or discarded) stay inside the cluster, cover the
+ * write, and never name a host cluster that is not aligned.
+ */
+static void check_plans(const struct qcow2_info *qi, const u64 *l2,
+			u64 in_cluster)
+{
+	u64 cs = qi->cluster_size, o = in_cluster & ~511ULL, ne, nb, fo, fl;
+	struct qcow2_wplan p;
+	int r, d;
+
+	memset(&p, 0xa5, sizeof(p));
+	qcow2_plan_write(qi, l2, o, 512, &p);
+	qcow2_plan_align(qi, l2, 4096, &p);
+	switch (p.kind) {
+	case QCOW2_W_INPLACE:
+		CHECK(p.host >= cs && p.host < qi->file_size && !(p.host & (cs - 1)));
+		break;
+	case QCOW2_W_COW:
+		CHECK(p.wbegin <= o && o + 512 <= p.wend && p.wend <= cs);
+		CHECK(p.alloc || (p.host >= cs && !(p.host & (cs - 1))));
+		CHECK(!p.free_len || p.free_off + p.free_len > p.free_off);
+		break;
+	case QCOW2_W_INVALID:
+		CHECK(p.error && p.error[0]);
+		break;
+	default:
+		CHECK(0);
+	}
+	for (d = 0; d < 4; d++) {
+		r = qcow2_plan_zero(qi, l2, d & 1, d & 2, &ne, &nb, &fo, &fl);
+		CHECK(!r || r == -EINVAL || r == -EOPNOTSUPP);
+		CHECK(r || !fl || fo + fl > fo);
+	}
+}
+
+/*
  * Map the first extent of [off, off + len) into @m and check what
  * qcow2_map() promises.
  */
@@ -122,6 +159,7 @@ static void map_one(struct image *im, u64 off, u64 len, struct mapped *m)
 	n = entries - l2i;
 	table_end = (off - in_cluster) + (n << cb);
 
+	check_plans(qi, l2, in_cluster);
 	memset(ext, 0xa5, sizeof(*ext));
 	qcow2_map(qi, l2, n, off, len, ext);
 	im->work += 4 + 2 * (ext->len >> qi->subcluster_bits);
@@ -193,7 +231,8 @@ static void map_one(struct image *im, u64 off, u64 len, struct mapped *m)
 /*
  * Map [off, off + len) extent by extent, within the work budget.  An
  * extent that was not cut short by its request or its entries is as long
- * as it can be: the next one differs in kind or is not contiguous.
+ * as it can be: the next one differs in kind or copied flag, or is not
+ * contiguous.
  */
 static void map_range(struct image *im, u64 off, u64 len)
 {
@@ -206,8 +245,9 @@ static void map_range(struct image *im, u64 off, u64 len)
 		if (!prev.cut && prev.ext.type != QCOW2_MAP_COMPRESSED)
 			CHECK(m.ext.type != prev.ext.type ||
 			      (m.ext.type == QCOW2_MAP_DATA &&
-			       m.ext.host_off !=
-			       prev.ext.host_off + prev.ext.len));
+			       (m.ext.host_off !=
+				prev.ext.host_off + prev.ext.len ||
+				m.ext.copied != prev.ext.copied)));
 		step = m.ext.len < len ? m.ext.len : len;
 		off += step;
 		len -= step;
