@@ -94,6 +94,13 @@ struct entry {
 	char mark[65536];
 };
 
+/* A write or discard of the current epoch, for --torn. */
+struct epoch_write {
+	unsigned long long index;
+	unsigned long long off, len;	/* bytes on the replay device */
+	unsigned char *undo;		/* what it overwrote; NULL: keep it */
+};
+
 struct replay {
 	const char *log_path;
 	const char *replay_path;
@@ -104,6 +111,9 @@ struct replay {
 	unsigned long long nr_entries;
 	unsigned int sectorsize;
 	bool list;
+	bool torn;
+	struct epoch_write *epoch;
+	size_t epoch_len, epoch_cap;
 	bool has_limit;
 	unsigned long long limit;
 	const char *start_mark;
@@ -111,8 +121,10 @@ struct replay {
 	unsigned long long check_mask;
 	const char *check_cmd;
 	unsigned char *chunk;
+	unsigned char *hdr;		/* one entry's header block */
 	/* counts for the summary line */
 	unsigned long long writes, discards, flushes, fuas, marks, checks;
+	unsigned long long torn_checks;
 };
 
 /* ---------------------------------------------------------------- */
@@ -175,6 +187,25 @@ static void read_at(struct replay *r, void *buf, size_t len,
 		if (n == 0)
 			die(EXIT_BAD, "%s: short read at byte %llu",
 			    r->log_path, off + done);
+		done += n;
+	}
+}
+
+static void read_replay(struct replay *r, void *buf, size_t len,
+			unsigned long long off)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(r->replayfd, (char *)buf + done, len - done,
+			  off + done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			die(EXIT_BAD, "%s: read at byte %llu: %s",
+			    r->replay_path, off + done,
+			    n < 0 ? strerror(errno) : "end of device");
 		done += n;
 	}
 }
@@ -342,17 +373,22 @@ static void apply_entry(struct replay *r, const struct entry *e,
 /* ---------------------------------------------------------------- */
 
 static void run_check(struct replay *r, const struct entry *e,
-		      const char *flags)
+		      const char *flags, const struct epoch_write *dropped)
 {
-	char index[24];
+	char index[24], drop[24] = "", without[48] = "";
 	int status;
 	pid_t pid;
 
 	sync_replay(r);
 	snprintf(index, sizeof(index), "%llu", e->index);
+	if (dropped) {
+		snprintf(drop, sizeof(drop), "%llu", dropped->index);
+		snprintf(without, sizeof(without), " without entry %s", drop);
+	}
 	if (setenv("REPLAY_ENTRY", index, 1) ||
 	    setenv("REPLAY_MARK", e->mark, 1) ||
-	    setenv("REPLAY_FLAGS", flags, 1))
+	    setenv("REPLAY_FLAGS", flags, 1) ||
+	    setenv("REPLAY_DROPPED", drop, 1))
 		die(EXIT_BAD, "setenv: %s", strerror(errno));
 	fflush(stdout);
 	fflush(stderr);
@@ -370,12 +406,137 @@ static void run_check(struct replay *r, const struct entry *e,
 	if (WIFEXITED(status) && !WEXITSTATUS(status))
 		return;
 	if (WIFEXITED(status))
-		die(EXIT_CHECK, "check failed at entry %llu (%s%s%s): exit status %d",
-		    e->index, flags, *e->mark ? " " : "", e->mark,
+		die(EXIT_CHECK, "check failed at entry %llu (%s%s%s)%s: exit status %d",
+		    e->index, flags, *e->mark ? " " : "", e->mark, without,
 		    WEXITSTATUS(status));
-	die(EXIT_CHECK, "check failed at entry %llu (%s%s%s): killed by signal %d",
-	    e->index, flags, *e->mark ? " " : "", e->mark,
+	die(EXIT_CHECK, "check failed at entry %llu (%s%s%s)%s: killed by signal %d",
+	    e->index, flags, *e->mark ? " " : "", e->mark, without,
 	    WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+}
+
+/* ---------------------------------------------------------------- */
+/* Torn epochs (--torn)                                             */
+/* ---------------------------------------------------------------- */
+
+/*
+ * The kernel logs plain writes only in a batch, just before the flush
+ * that was issued after they completed: the disk may have kept them in
+ * any order, so a crash before the flush ended may have kept any subset
+ * of the batch (the epoch).  --torn checks the subsets that lack one of
+ * them.  Before each write or discard of an epoch is replayed, what it
+ * overwrites is saved; at the FLUSH entry that ends the epoch, each in
+ * turn is undone where no later write of the epoch covers it, checked,
+ * and redone.  FUA and FLUSH entries with data are not undone (a FUA
+ * write was durable before later writes were issued; the kernel logs it
+ * alone, so it does not end an epoch).
+ */
+#define TORN_MAX_UNDO	(64ULL << 20)
+
+static void epoch_add(struct replay *r, const struct entry *e)
+{
+	unsigned long long ss = r->sectorsize;
+	struct epoch_write *w;
+
+	if (r->epoch_len == r->epoch_cap) {
+		r->epoch_cap = r->epoch_cap ? 2 * r->epoch_cap : 64;
+		r->epoch = realloc(r->epoch, r->epoch_cap * sizeof(*r->epoch));
+		if (!r->epoch)
+			die(EXIT_BAD, "out of memory");
+	}
+	w = &r->epoch[r->epoch_len++];
+	w->index = e->index;
+	w->off = e->sector * ss;
+	w->len = e->nr_sectors * ss;
+	w->undo = NULL;
+	if ((e->flags & (LW_FUA | LW_FLUSH)) || w->len > TORN_MAX_UNDO)
+		return;
+	w->undo = malloc(w->len);
+	if (!w->undo)
+		die(EXIT_BAD, "out of memory");
+	read_replay(r, w->undo, w->len, w->off);
+}
+
+static void epoch_reset(struct replay *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->epoch_len; i++)
+		free(r->epoch[i].undo);
+	r->epoch_len = 0;
+}
+
+/*
+ * Write, for each byte of epoch write i that no later write of the epoch
+ * covers, the byte of src (laid out like write i) to the replay device;
+ * with save, first read the device's bytes there into save.  Returns the
+ * number of such bytes.
+ */
+static unsigned long long epoch_patch(struct replay *r, size_t i,
+				      const unsigned char *src,
+				      unsigned char *save)
+{
+	const struct epoch_write *w = &r->epoch[i];
+	unsigned long long (*run)[2], done = 0, a, b, la, lb;
+	size_t n = 1, k, m, j;
+
+	/* runs of w left after subtracting each later write: at most j + 1 */
+	run = malloc((r->epoch_len - i + 1) * sizeof(*run));
+	if (!run)
+		die(EXIT_BAD, "out of memory");
+	run[0][0] = w->off;
+	run[0][1] = w->off + w->len;
+	for (j = i + 1; j < r->epoch_len && n; j++) {
+		la = r->epoch[j].off;
+		lb = la + r->epoch[j].len;
+		for (k = 0, m = n; k < m; k++) {
+			a = run[k][0];
+			b = run[k][1];
+			if (lb <= a || la >= b)
+				continue;
+			/* keep [a, la) in place, append [lb, b) */
+			run[k][1] = la > a ? la : a;
+			if (lb < b) {
+				run[n][0] = lb;
+				run[n][1] = b;
+				n++;
+			}
+		}
+	}
+	for (k = 0; k < n; k++) {
+		a = run[k][0];
+		b = run[k][1];
+		if (a >= b)
+			continue;
+		if (save)
+			read_replay(r, save + (a - w->off), b - a, a);
+		write_at(r, src + (a - w->off), b - a, a);
+		done += b - a;
+	}
+	free(run);
+	return done;
+}
+
+static void run_torn(struct replay *r, const struct entry *e,
+		     const char *flags)
+{
+	unsigned char *redo;
+	size_t i;
+
+	for (i = 0; i < r->epoch_len; i++) {
+		struct epoch_write *w = &r->epoch[i];
+
+		if (!w->undo)
+			continue;
+		redo = malloc(w->len ? w->len : 1);
+		if (!redo)
+			die(EXIT_BAD, "out of memory");
+		if (epoch_patch(r, i, w->undo, redo)) {
+			run_check(r, e, flags, w);
+			r->torn_checks++;
+			epoch_patch(r, i, redo, NULL);
+		}
+		free(redo);
+	}
 }
 
 /* ---------------------------------------------------------------- */
@@ -385,14 +546,13 @@ static void run_check(struct replay *r, const struct entry *e,
 static void replay_log(struct replay *r)
 {
 	unsigned long long pos = r->sectorsize, data;
-	unsigned char *hdr;
 	char flags[64];
 	unsigned long long first = 0;
 	bool started = !r->start_mark, found = false;
 	struct entry e;
 
-	hdr = malloc(r->sectorsize);
-	if (!hdr)
+	r->hdr = malloc(r->sectorsize);
+	if (!r->hdr)
 		die(EXIT_BAD, "out of memory");
 	if (r->list)
 		printf("# %s: %llu entries, sectorsize %u\n"
@@ -401,7 +561,7 @@ static void replay_log(struct replay *r)
 	for (e.index = 0; e.index < r->nr_entries; e.index++) {
 		if (r->has_limit && e.index >= r->limit)
 			break;
-		data = read_entry(r, hdr, pos, &e);
+		data = read_entry(r, r->hdr, pos, &e);
 		pos += r->sectorsize + data;
 		if (!started) {
 			started = (e.flags & LW_MARK) &&
@@ -414,6 +574,8 @@ static void replay_log(struct replay *r)
 			printf("%llu\t%llu\t%llu\t%s%s%s\n", e.index, e.sector,
 			       e.nr_sectors, flags, *e.mark ? "\t" : "",
 			       e.mark);
+		if (r->torn && e.nr_sectors)
+			epoch_add(r, &e);
 		if (r->replayfd >= 0)
 			apply_entry(r, &e, pos - data);
 
@@ -425,8 +587,13 @@ static void replay_log(struct replay *r)
 		r->fuas += !!(e.flags & LW_FUA);
 		r->marks += !!(e.flags & LW_MARK);
 
-		if (r->check_cmd && (e.flags & r->check_mask))
-			run_check(r, &e, flags);
+		if (r->check_cmd && (e.flags & r->check_mask)) {
+			if (r->torn && (e.flags & LW_FLUSH))
+				run_torn(r, &e, flags);
+			run_check(r, &e, flags, NULL);
+		}
+		if (e.flags & LW_FLUSH)
+			epoch_reset(r);
 		if (r->end_mark && (e.flags & LW_MARK) &&
 		    !strcmp(e.mark, r->end_mark)) {
 			found = true;
@@ -434,7 +601,9 @@ static void replay_log(struct replay *r)
 			break;
 		}
 	}
-	free(hdr);
+	free(r->hdr);
+	epoch_reset(r);
+	free(r->epoch);
 	if (!started)
 		die(EXIT_BAD, "mark '%s' is not in the log (%llu entries)",
 		    r->start_mark, r->nr_entries);
@@ -448,7 +617,10 @@ static void replay_log(struct replay *r)
 	       r->nr_entries);
 	printf("%llu writes, %llu discards, %llu flushes, %llu FUA, ",
 	       r->writes, r->discards, r->flushes, r->fuas);
-	printf("%llu marks; %llu checks passed\n", r->marks, r->checks);
+	printf("%llu marks; %llu checks passed", r->marks, r->checks);
+	if (r->torn)
+		printf(" (%llu of torn epochs)", r->torn_checks);
+	printf("\n");
 }
 
 static void print_help(FILE *f)
@@ -471,6 +643,10 @@ static void print_help(FILE *f)
 	      "                    (e.g. FLUSH|FUA) in its environment; stop at\n"
 	      "                    the first failing CMD, exit status 1\n"
 	      "  --check-cmd CMD   the command for --check\n"
+	      "  --torn            at a flush check, first check each state\n"
+	      "                    that lacks one write of those logged since\n"
+	      "                    the previous flush (not FUA writes), with\n"
+	      "                    REPLAY_DROPPED=<its index> (else empty)\n"
 	      "\n"
 	      "Discards are replayed as writes of zeros.  Exit status: 0 ok,\n"
 	      "1 a check failed, 2 usage error, 3 bad log or I/O error.\n", f);
@@ -513,10 +689,12 @@ int main(int argc, char **argv)
 		{ "end-mark", required_argument, NULL, 'e' },
 		{ "check", required_argument, NULL, 'c' },
 		{ "check-cmd", required_argument, NULL, 'C' },
+		{ "torn", no_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct replay r = { .logfd = -1, .replayfd = -1 };
+	/* static: what it points to stays reachable when die() exits */
+	static struct replay r = { .logfd = -1, .replayfd = -1 };
 	char *end;
 	int c;
 
@@ -551,6 +729,9 @@ int main(int argc, char **argv)
 		case 'C':
 			r.check_cmd = optarg;
 			break;
+		case 't':
+			r.torn = true;
+			break;
 		case 'h':
 			print_help(stdout);
 			return 0;
@@ -570,6 +751,8 @@ int main(int argc, char **argv)
 		die(EXIT_USAGE, "--check and --check-cmd go together");
 	if (r.check_cmd && !r.replay_path)
 		die(EXIT_USAGE, "--check needs --replay");
+	if (r.torn && !r.check_cmd)
+		die(EXIT_USAGE, "--torn needs --check");
 	if (r.has_limit && r.end_mark)
 		die(EXIT_USAGE, "--limit and --end-mark exclude each other");
 
@@ -579,7 +762,8 @@ int main(int argc, char **argv)
 	r.log_size = fd_size(r.logfd, r.log_path);
 	read_super(&r);
 	if (r.replay_path) {
-		r.replayfd = open(r.replay_path, O_WRONLY | O_CLOEXEC);
+		r.replayfd = open(r.replay_path,
+				  (r.torn ? O_RDWR : O_WRONLY) | O_CLOEXEC);
 		if (r.replayfd < 0)
 			die(EXIT_BAD, "%s: %s", r.replay_path, strerror(errno));
 		r.replay_size = fd_size(r.replayfd, r.replay_path);

@@ -290,6 +290,44 @@ def t_check_runs_at_each_kind_and_stops_on_failure(env):
            "replay went on after the failing check")
 
 
+def t_torn_checks_each_write_of_an_epoch_undone(env):
+    log = Log(512)
+    log.write(0, b"o" * 2048)           # 0: before the epoch
+    log.flush()                         # 1
+    log.write(0, b"A" * 1024)           # 2: sectors 0-1
+    log.write(1, b"B" * 1024)           # 3: sectors 1-2, covers A's sector 1
+    log.discard(3, 1)                   # 4: sector 3
+    log.write(5, b"C" * 512, FUA)       # 5: FUA, never undone
+    log.write(0, b"D" * 512)            # 6: sector 0, covers A's sector 0
+    log.flush()                         # 7
+    log.mark("m")                       # 8
+    lp = env.put("log", log.image())
+    rp = env.put("dev", b"-" * 4096)
+    rec = env.path("rec")
+    if os.path.exists(rec):
+        os.unlink(rec)
+    cmd = 'printf "%%s\\n" "$REPLAY_ENTRY:${REPLAY_DROPPED:--}:$(head -c 3072 %s | ' \
+          'od -An -v -c -w512 | cut -c1-4 | tr -d " \n")" >>%s' % (rp, rec)
+    rc, out, err = env.run("--log", lp, "--replay", rp, "--check", "flush",
+                           "--torn", "--check-cmd", cmd)
+    expect(rc == 0, "rc %d %s" % (rc, err))
+    got = open(rec).read().split()
+    # sectors 0..5 as their first character ("\0" for zeros)
+    want = ["1:0:------",               # without entry 0
+            "1:-:oooo--",
+            "7:3:DAo\\0-C",       # without B: sector 1 A's, 2 old
+            "7:4:DBBo-C",         # without the discard: sector 3 old
+            "7:6:ABB\\0-C",       # without D: sector 0 A's
+            "7:-:DBB\\0-C"]
+    expect(got == want, "torn checks: %r" % got)
+    # A (entry 2) is covered by B and D: nothing to undo, no check.
+    expect("6 checks passed (4 of torn epochs)" in out, "summary: %r" % out)
+    expect(env.get("dev")[:3072] == b"D" * 512 + b"B" * 1024 + bytes(512) +
+           b"-" * 512 + b"C" * 512, "state after the replay")
+    rc, out, err = env.run("--log", lp, "--replay", rp, "--torn")
+    expect(rc == 2, "--torn without --check: rc %d" % rc)
+
+
 def t_bad_logs_give_one_line_errors(env):
     good = Log(512)
     good.write(1, b"q" * 1024)
@@ -361,6 +399,7 @@ TESTS = [t_replay_matches_every_prefix, t_full_replay_equals_model,
          t_list_prints_entries_and_marks, t_end_mark_stops_after_the_mark,
          t_start_mark_brings_a_state_forward,
          t_check_runs_at_each_kind_and_stops_on_failure,
+         t_torn_checks_each_write_of_an_epoch_undone,
          t_bad_logs_give_one_line_errors, t_usage_errors_exit_2]
 
 
