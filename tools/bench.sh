@@ -14,6 +14,22 @@
 #   a warm L2 cache (covers the image) vs a thrashing one (16 slices)
 #
 # Workloads: 4k random read iodepth 16 and 1M sequential read iodepth 4.
+#
+# Then writes, 4k random write iodepth 16, on fresh brd devices:
+#   bgraph-qcow2 on a preallocated image (preallocation=full: every cluster
+#     allocated, refcount 1, so writes go in place) vs dm-linear over brd
+#     (goal >= 0.95) and vs writable qemu-nbd on a copy of the image
+#     (goal >= 3)
+#   an empty 4 GiB image (nearly every write allocates a cluster) vs the
+#     preallocated one (goal >= 0.6)
+#   a 64 KiB-cluster overlay over a raw backing (each write copies from
+#     backing): extended_l2=on vs off
+# The allocating runs are BENCH_WIOS writes (default 6000) instead of
+# BENCH_RUNTIME seconds, each on a fresh copy of its image (removed,
+# copied back onto its device, loaded again), so that they keep
+# allocating.  Skipped while bgraph-qcow2 refuses writable tables.
+#
+# BENCH_PARTS (default "reads writes") picks the parts.
 # BENCH_RUNTIME (s, default 5) and BENCH_REPS (default 5) per measurement;
 # the two devices of a pair are measured alternately, the order flipping
 # every rep (ABBA), and the median of the reps is kept.
@@ -22,6 +38,8 @@ export DM_DISABLE_UDEV=1
 src=${BGRAPH_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 runtime=${BENCH_RUNTIME:-5}
 reps=${BENCH_REPS:-5}
+wios=${BENCH_WIOS:-6000}
+parts=${BENCH_PARTS:-reads writes}
 size_mb=256
 work=/scratch/bench
 tmp=$(mktemp -d)
@@ -83,6 +101,31 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 row() { printf '%-20s %-16s %10s %8s %8s\n' "$@"; }
 
+# fio_wrun DEV RW BS DEPTH -> "iops bw_KiB" of writes, for BENCH_RUNTIME s.
+fio_wrun() {
+	fio_write "$@" --time_based --runtime="$runtime" --ramp_time=1
+}
+
+# fio_wcount DEV RW BS DEPTH -> the same, for BENCH_WIOS writes.
+fio_wcount() {
+	fio_write "$@" --number_ios="$wios"
+}
+
+fio_write() {
+	local dev=$1 rw=$2 bs=$3 qd=$4
+	shift 4
+	fio --name=b --filename="$dev" --rw="$rw" --bs="$bs" --iodepth="$qd" \
+		--ioengine=libaio --direct=1 --numjobs=1 "$@" --output-format=json 2>/dev/null |
+		python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]["write"]; print(int(j["iops"]), int(j["bw"]))'
+}
+
+# measure_one DEV: $reset DEV (if set), then $measure (default fio_run)
+# with compare's workload.
+measure_one() {
+	[ -z "${reset:-}" ] || "$reset" "$1" >&2
+	"${measure:-fio_run}" "$1" "$rw" "$bs" "$qd"
+}
+
 # compare WORKLOAD(rw bs depth) PEER_DEV PEER_NAME DEV NAME: ABBA medians,
 # one row per device, the ratio NAME / PEER_NAME on NAME's row.
 compare() {
@@ -92,11 +135,11 @@ compare() {
 	: >"$tmp/dev"
 	for rep in $(seq "$reps"); do
 		if [ $((rep % 2)) -eq 1 ]; then
-			fio_run "$2" "$rw" "$bs" "$qd" >>"$tmp/peer"
-			fio_run "$4" "$rw" "$bs" "$qd" >>"$tmp/dev"
+			measure_one "$2" >>"$tmp/peer"
+			measure_one "$4" >>"$tmp/dev"
 		else
-			fio_run "$4" "$rw" "$bs" "$qd" >>"$tmp/dev"
-			fio_run "$2" "$rw" "$bs" "$qd" >>"$tmp/peer"
+			measure_one "$4" >>"$tmp/dev"
+			measure_one "$2" >>"$tmp/peer"
 		fi
 	done
 	pi=$(cut -d' ' -f1 "$tmp/peer" | median)
@@ -110,25 +153,107 @@ compare() {
 
 echo "# kernel $(uname -r), $(nproc) vCPUs, ${runtime}s x $reps reps per device, ABBA order, medians"
 row workload device IOPS MiB/s ratio
-for w in "randread 4k 16" "read 1M 4"; do
-	compare "$w" /dev/mapper/bench-linear dm-linear /dev/mapper/bench-raw bgraph-raw
-done
-for w in "randread 4k 16" "read 1M 4"; do
-	compare "$w" /dev/mapper/bench-qlinear dm-linear /dev/mapper/bench-qcow2 bgraph-qcow2
-done
-for w in "randread 4k 16" "read 1M 4"; do
-	compare "$w" /dev/nbd0 qemu-nbd /dev/mapper/bench-qcow2 bgraph-qcow2
-done
-for w in "randread 4k 16" "read 1M 4"; do
-	compare "$w" /dev/mapper/bench-qcow2 qcow2-flat /dev/mapper/bench-top qcow2-chain3
-done
-# Warm the big cache first, so it measures hits only.
-dd if=/dev/mapper/bench-warm of=/dev/null bs=1M status=none
-compare "randread 4k 16" /dev/mapper/bench-warm l2-warm /dev/mapper/bench-cold l2-thrash
-echo "# L2 cache (hits misses used total flags): warm $(status_of bench-warm); thrash $(status_of bench-cold)"
+if [[ " $parts " == *" reads "* ]]; then
+	for w in "randread 4k 16" "read 1M 4"; do
+		compare "$w" /dev/mapper/bench-linear dm-linear /dev/mapper/bench-raw bgraph-raw
+	done
+	for w in "randread 4k 16" "read 1M 4"; do
+		compare "$w" /dev/mapper/bench-qlinear dm-linear /dev/mapper/bench-qcow2 bgraph-qcow2
+	done
+	for w in "randread 4k 16" "read 1M 4"; do
+		compare "$w" /dev/nbd0 qemu-nbd /dev/mapper/bench-qcow2 bgraph-qcow2
+	done
+	for w in "randread 4k 16" "read 1M 4"; do
+		compare "$w" /dev/mapper/bench-qcow2 qcow2-flat /dev/mapper/bench-top qcow2-chain3
+	done
+	# Warm the big cache first, so it measures hits only.
+	dd if=/dev/mapper/bench-warm of=/dev/null bs=1M status=none
+	compare "randread 4k 16" /dev/mapper/bench-warm l2-warm /dev/mapper/bench-cold l2-thrash
+	echo "# L2 cache (hits misses used total flags): warm $(status_of bench-warm); thrash $(status_of bench-cold)"
+fi
 
 qemu-nbd -d /dev/nbd0 >/dev/null
 dmsetup remove bench-cold bench-warm bench-top bench-mid bench-qcow2 bench-qlinear bench-raw bench-linear
+rmmod brd
+rm -f "$work"/*.qcow2
+
+# ---- writes -------------------------------------------------------------
+
+# Seven brd devices of 4 GiB; brd takes memory only for the pages written.
+#   ram0  preallocated image (128 MiB)	bench-wq
+#   ram1  128 MiB written once		bench-wlin (dm-linear)
+#   ram2  a copy of ram0			/dev/nbd1 (qemu-nbd)
+#   ram3  empty 4 GiB image		bench-walloc
+#   ram4  raw backing, 256 MiB random data, zeros after
+#   ram5  overlay of ram4, extended_l2=on	bench-xon
+#   ram6  overlay of ram4, extended_l2=off	bench-xoff
+modprobe brd rd_nr=7 rd_size=$((4 << 20))
+wsectors=$((128 * 2048))
+gsectors=$((4 << 21))
+qemu-img create -q -f qcow2 -o cluster_size=64k,preallocation=full "$work/wpre.qcow2" 128M
+qemu-img create -q -f qcow2 -o cluster_size=64k "$work/walloc.qcow2" 4G
+qemu-img create -q -f qcow2 -u -b /dev/ram4 -F raw -o cluster_size=64k,extended_l2=on "$work/xon.qcow2" 4G
+qemu-img create -q -f qcow2 -u -b /dev/ram4 -F raw -o cluster_size=64k,extended_l2=off "$work/xoff.qcow2" 4G
+put "$work/wpre.qcow2" /dev/ram0
+dd if=/dev/zero of=/dev/ram1 bs=1M count=128 oflag=direct status=none
+put "$work/wpre.qcow2" /dev/ram2
+head -c 256M /dev/urandom | dd of=/dev/ram4 bs=1M iflag=fullblock oflag=direct status=none
+
+# The tables of the nodes that fresh reloads, and their image and device.
+declare -A wtable wimage wdev
+wtable[bench-walloc]="0 $gsectors bgraph-qcow2 /dev/ram3"
+wtable[bench-xon]="0 $gsectors bgraph-qcow2 /dev/ram5 2 backing /dev/ram4"
+wtable[bench-xoff]="0 $gsectors bgraph-qcow2 /dev/ram6 2 backing /dev/ram4"
+wimage=([bench-walloc]=walloc [bench-xon]=xon [bench-xoff]=xoff)
+wdev=([bench-walloc]=/dev/ram3 [bench-xon]=/dev/ram5 [bench-xoff]=/dev/ram6)
+
+# fresh DEV: remove the node of /dev/mapper/DEV and load it again over a
+# fresh copy of its image, so that the next run allocates again.  Nodes
+# without an image (the in-place ones) stay.
+fresh() {
+	local node=${1#/dev/mapper/}
+	[ -n "${wimage[$node]:-}" ] || return 0
+	dmsetup remove "$node"
+	put "$work/${wimage[$node]}.qcow2" "${wdev[$node]}"
+	dmsetup create "$node" --table "${wtable[$node]}"
+}
+
+if [[ " $parts " != *" writes "* ]]; then
+	:
+elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev/null; then
+	dmsetup create bench-wlin --table "0 $wsectors linear /dev/ram1 0"
+	for n in bench-walloc bench-xon bench-xoff; do
+		put "$work/${wimage[$n]}.qcow2" "${wdev[$n]}"
+		dmsetup create "$n" --table "${wtable[$n]}"
+	done
+	qemu-nbd -f qcow2 --cache=none --aio=native -c /dev/nbd1 /dev/ram2
+	for _ in $(seq 50); do
+		[ "$(blockdev --getsize64 /dev/nbd1 2>/dev/null || echo 0)" -gt 0 ] && break
+		sleep 0.2
+	done
+	# One unmeasured run each first: the L2 slices, the page cache of
+	# qemu-nbd's metadata and fio itself warm up.
+	for d in /dev/mapper/bench-wq /dev/mapper/bench-wlin /dev/nbd1; do
+		fio_wrun "$d" randwrite 4k 16 >/dev/null
+	done
+	echo "# writes: randwrite 4k qd16; in place ${runtime}s, allocating $wios writes per run"
+	row workload device IOPS MiB/s ratio
+	measure=fio_wrun compare "randwrite 4k 16" /dev/mapper/bench-wlin dm-linear \
+		/dev/mapper/bench-wq qcow2-inplace
+	echo "# goal: qcow2-inplace / dm-linear >= 0.95"
+	measure=fio_wrun compare "randwrite 4k 16" /dev/nbd1 qemu-nbd /dev/mapper/bench-wq qcow2-inplace
+	echo "# goal: qcow2-inplace / qemu-nbd >= 3"
+	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-wq qcow2-inplace \
+		/dev/mapper/bench-walloc qcow2-alloc
+	echo "# goal: qcow2-alloc / qcow2-inplace >= 0.6"
+	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-xoff overlay-xl2-off \
+		/dev/mapper/bench-xon overlay-xl2-on
+	echo "# status (hits misses used total flags): in place $(status_of bench-wq); alloc $(status_of bench-walloc); xl2-on $(status_of bench-xon)"
+	qemu-nbd -d /dev/nbd1 >/dev/null
+	dmsetup remove bench-xoff bench-xon bench-walloc bench-wlin bench-wq
+else
+	echo "# writes: a writable bgraph-qcow2 table is refused; write benchmarks skipped"
+fi
 rmmod dm_bgraph
 rmmod brd
 rm -rf "$work" "$tmp"
