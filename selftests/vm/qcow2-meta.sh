@@ -29,11 +29,6 @@ qm_clean() {
 	fail "$2: qemu-img check exit $rc"
 }
 
-# qm_incompat IMG: the header's incompatible feature bits, in hex.
-qm_incompat() {
-	od -An -tx1 -j72 -N8 "$1" | tr -d ' \n'
-}
-
 test_qcow2_write_grows_the_refcount_table() {
 	local img data=$SCRATCH/grow.data mb=6 rt1
 	# 512-byte clusters with 64-bit refcounts: a refcount block covers
@@ -81,23 +76,6 @@ test_qcow2_writable_reload_reads_the_image_again() {
 		fail "qemu reads other data where the old table wrote"
 	cmp -n 1M "$b" "$SCRATCH/rl.raw" 0 4194304 ||
 		fail "qemu reads other data where the new table wrote"
-}
-
-test_qcow2_lazy_refcounts_dirty_while_written_clean_after() {
-	local img
-	img=$(q2_new lazy 4M lazy_refcounts=on)
-	q2_io "$img" "write -P 0x21 0 1M"
-	qm_dm lazy "$img" 8M
-	expect_eq "$(qm_incompat "$img")" 0000000000000000 "header before writing"
-	dd if=/dev/urandom of=/dev/mapper/lazy bs=64k seek=20 count=4 oflag=direct status=none
-	expect_eq "$(qm_incompat "$img")" 0000000000000001 "header while written"
-	expect_match "$(q2_status lazy)" " dirty$" "status flags"
-	dmsetup suspend lazy
-	expect_eq "$(qm_incompat "$img")" 0000000000000000 "header after suspend"
-	dmsetup resume lazy
-	dmsetup remove lazy
-	losetup -d "/dev/${Q2_LOOP[lazy]}"
-	qm_clean "$img" "lazy refcounts image"
 }
 
 # Sub-cluster writes: 512-byte ones on a 512-byte device mix allocated and
