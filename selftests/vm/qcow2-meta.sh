@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # bgraph-qcow2 metadata that writing changes beyond L2 entries and
 # refcounts: the refcount table grows, a reloaded writable table reads
-# the image again, and the header's dirty bit follows lazy refcounts.
+# the image again, and sub-cluster writes on 512-byte and 4K devices.
 # QEMU is the oracle: qemu-img check clean (no errors, no leaks) after the
 # node is removed, and qemu-img compare equal to what the node returned.
 
