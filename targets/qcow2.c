@@ -895,10 +895,18 @@ static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
 {
 	const struct qcow2_info *qi = &qc->qi;
 	u64 per = qcow2_refblock_entries(qi);
-	u64 nc = bdev_nr_bytes(qc->file->bdev) >> qi->cluster_bits;
+	u64 dev = bdev_nr_bytes(qc->file->bdev), nc = dev >> qi->cluster_bits;
 	struct qcow2_rb *b;
 	u64 c, ri, boff;
 	int r = 0;
+
+	/*
+	 * The device may have grown: clusters past the old end are valid
+	 * once allocated (readers see the size before the entry, which is
+	 * stored later under the L2 set's lock).
+	 */
+	if (dev > qi->file_size)
+		WRITE_ONCE(qc->qi.file_size, dev);
 
 	for (c = max_t(u64, qc->free_hint, 1); c < nc; c++) {
 		ri = c / per;
@@ -1697,7 +1705,7 @@ static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
 			return;
 		}
 		if (r < 0)
-			break;
+			goto end;	/* the rest of @bio is not written */
 		piece = bio;
 		if (len < bio->bi_iter.bi_size) {
 			piece = bio_split(bio, len >> SECTOR_SHIFT, GFP_NOIO,
@@ -1724,7 +1732,7 @@ end:
 			piece->bi_status = errno_to_blk_status(r);
 		bio_endio(piece);
 	}
-	if (rest)	/* the rest of @bio was not written */
+	if (rest)
 		qcow2_end(bio, r);
 }
 
