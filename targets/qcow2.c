@@ -2368,6 +2368,12 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto out;
 	}
+	if ((1U << qc->qi.subcluster_bits) < bdev_logical_block_size(qc->file->bdev)) {
+		/* Nor a subcluster (extended L2 with clusters under 128K on 4Kn). */
+		ti->error = "Subcluster size is smaller than the file device's logical block size";
+		r = -EINVAL;
+		goto out;
+	}
 	if (ti->len > DIV_ROUND_UP(qc->qi.size, SECTOR_SIZE)) {
 		ti->error = "Target length is larger than the image's virtual size";
 		r = -EINVAL;

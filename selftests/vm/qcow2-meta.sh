@@ -80,13 +80,22 @@ test_qcow2_writable_reload_reads_the_image_again() {
 
 # Sub-cluster writes: 512-byte ones on a 512-byte device mix allocated and
 # unallocated subclusters in one bio (never read back and rewritten, since
-# other bios may write the allocated ones in place); on a 4Kn device the
-# 2K subclusters are written in 4K blocks.
+# other bios may write the allocated ones in place); on a 4Kn device, 4K
+# subclusters (128K clusters; 2K ones could not be remapped and are
+# refused, with a reason).
 test_qcow2_write_extended_l2_subclusters_on_512_and_4k_devices() {
-	local base img ss l lb bs out
+	local base img ss l lb bs out cs
 	base=$(q2_raw xbase 16)
+	img=$(q2_new x2k 16M cluster_size=65536,extended_l2=on -b "$base" -F raw)
+	truncate -s 32M "$img"
+	l=$(losetup -b 4096 -f --show "$img")
+	q2_refusals x2k "0 32768 bgraph-qcow2 $l" \
+		"Subcluster size is smaller than the file device's logical block size"
+	losetup -d "$l"
 	for ss in 512 4096; do
-		img=$(q2_new "x$ss" 16M cluster_size=65536,extended_l2=on -b "$base" -F raw)
+		cs=65536
+		[ "$ss" = 512 ] || cs=131072
+		img=$(q2_new "x$ss" 16M cluster_size=$cs,extended_l2=on -b "$base" -F raw)
 		q2_io "$img" "write -P 3 1M 6k" "write -P 4 3M 64k"
 		truncate -s 32M "$img"
 		lb=$(losetup -r -f --show "$base")
