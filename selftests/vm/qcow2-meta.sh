@@ -6,28 +6,10 @@
 # QEMU is the oracle: qemu-img check clean (no errors, no leaks) after the
 # node is removed, and qemu-img compare equal to what the node returned.
 
-# shellcheck source=qcow2.sh
-source "$(dirname "${BASH_SOURCE[0]}")/qcow2.sh"
-
-# qm_dm NAME IMG ROOM [ARGS...]: a writable node over IMG grown to ROOM.
-qm_dm() {
-	local name=$1 img=$2 room=$3 l s
-	shift 3
-	truncate -s ">$room" "$img" && truncate -s %512 "$img" || return 1
-	s=$(q2_sectors "$img") || return 1
-	l=$(losetup -f --show "$img") || return 1
-	Q2_LOOP[$name]=${l##*/}
-	dmsetup create "$name" --table "0 $s bgraph-qcow2 $l${1:+ $# $*}"
-}
-
-# qm_clean IMG WHAT: qemu-img check finds neither errors nor leaks.
-qm_clean() {
-	local out rc=0
-	out=$(qemu-img check "$1" 2>&1) || rc=$?
-	[ $rc -eq 0 ] && ! grep -q "leaked" <<<"$out" && return 0
-	diag "$out"
-	fail "$2: qemu-img check exit $rc"
-}
+# The helpers of qcow2-write.sh (qw_dm, qw_check; it sources qcow2.sh);
+# run.sh registers only this file's tests.
+# shellcheck source=qcow2-write.sh
+source "$(dirname "${BASH_SOURCE[0]}")/qcow2-write.sh"
 
 test_qcow2_write_grows_the_refcount_table() {
 	local img data=$SCRATCH/grow.data mb=6 rt1
@@ -36,14 +18,14 @@ test_qcow2_write_grows_the_refcount_table() {
 	# the table twice.
 	img=$(q2_new grow 8M cluster_size=512,refcount_bits=64)
 	head -c $((mb << 20)) /dev/urandom >"$data"
-	qm_dm grow "$img" 16M
+	qw_dm grow "$img" 16M
 	mark_log
 	dd if="$data" of=/dev/mapper/grow bs=256k oflag=direct status=none
 	expect_match "$(log_since_mark)" "grow: refcount table grown to 4 clusters" "kernel log"
 	cmp -n $((mb << 20)) "$data" /dev/mapper/grow || fail "the node reads other data"
 	dmsetup remove grow
 	losetup -d "/dev/${Q2_LOOP[grow]}"
-	qm_clean "$img" "after growing"
+	qw_check "$img" "after growing"
 	rt1=$(od -An -tu4 --endian=big -j56 -N4 "$img" | tr -d ' ')
 	expect_eq "$rt1" 4 "refcount_table_clusters in the header"
 	qemu-io -f qcow2 -c "read -v 0 512" "$img" >/dev/null || fail "qemu-io cannot read it"
@@ -56,7 +38,7 @@ test_qcow2_writable_reload_reads_the_image_again() {
 	img=$(q2_new rl 8M cluster_size=65536)
 	head -c 1M /dev/urandom >"$a"
 	head -c 1M /dev/urandom >"$b"
-	qm_dm rl "$img" 16M
+	qw_dm rl "$img" 16M
 	t=$(dmsetup table rl)
 	# The new table is read now; the old one then allocates clusters
 	# the new one must know about when it takes over.
@@ -70,7 +52,7 @@ test_qcow2_writable_reload_reads_the_image_again() {
 		fail "data written after the resume"
 	dmsetup remove rl
 	losetup -d "/dev/${Q2_LOOP[rl]}"
-	qm_clean "$img" "after a reload between writes"
+	qw_check "$img" "after a reload between writes"
 	qemu-img convert -O raw "$img" "$SCRATCH/rl.raw"
 	cmp -n 1M "$a" "$SCRATCH/rl.raw" 0 1048576 ||
 		fail "qemu reads other data where the old table wrote"
@@ -110,7 +92,7 @@ test_qcow2_write_extended_l2_subclusters_on_512_and_4k_devices() {
 		dd if="/dev/mapper/x$ss" of="$SCRATCH/x$ss.raw" bs=1M status=none
 		dmsetup remove "x$ss"
 		losetup -d "$l" "$lb"
-		qm_clean "$img" "extended L2, ${ss}-byte sectors"
+		qw_check "$img" "extended L2, ${ss}-byte sectors"
 		out=$(qemu-img compare -F raw "$img" "$SCRATCH/x$ss.raw" 2>&1) ||
 			{ diag "$out"; fail "qemu reads other data (${ss}-byte sectors)"; }
 	done
