@@ -1322,8 +1322,11 @@ static int qcow2_l2_table(struct qcow2_c *qc, u64 off, u64 *l2_off)
 	return 0;
 }
 
-/* Read the L2 entry (and bitmap) of guest offset @off.  Under meta_lock. */
-static int qcow2_l2_get(struct qcow2_c *qc, u64 off, u64 *ent)
+/*
+ * Read (@store false) or store the L2 entry (and bitmap) of guest offset
+ * @off, loading its slice as needed.  Under meta_lock.
+ */
+static int qcow2_l2_access(struct qcow2_c *qc, u64 off, u64 *ent, bool store)
 {
 	u32 words = qc->qi.l2_entry_words;
 	u64 l2_off, slice_off;
@@ -1335,7 +1338,11 @@ static int qcow2_l2_get(struct qcow2_c *qc, u64 off, u64 *ent)
 		return r;
 	qcow2_slice_pos(qc, l2_off, off, &slice_off, &pos);
 	for (;;) {
-		if (l2c_lookup(&qc->cache, slice_off, pos, words, ent))
+		if (store && l2c_store(&qc->cache, slice_off, pos, words, ent)) {
+			qcow2_touch(qc);
+			return 0;
+		}
+		if (!store && l2c_lookup(&qc->cache, slice_off, pos, words, ent))
 			return 0;
 		r = qcow2_slice_load(qc, slice_off);
 		if (r)
@@ -1343,27 +1350,14 @@ static int qcow2_l2_get(struct qcow2_c *qc, u64 off, u64 *ent)
 	}
 }
 
-/* Store the L2 entry (and bitmap) of guest offset @off.  Under meta_lock. */
-static int qcow2_l2_set(struct qcow2_c *qc, u64 off, const u64 *ent)
+static int qcow2_l2_get(struct qcow2_c *qc, u64 off, u64 *ent)
 {
-	u32 words = qc->qi.l2_entry_words;
-	u64 l2_off, slice_off;
-	u32 pos;
-	int r;
+	return qcow2_l2_access(qc, off, ent, false);
+}
 
-	r = qcow2_l2_table(qc, off, &l2_off);
-	if (r)
-		return r;
-	qcow2_slice_pos(qc, l2_off, off, &slice_off, &pos);
-	for (;;) {
-		if (l2c_store(&qc->cache, slice_off, pos, words, ent)) {
-			qcow2_touch(qc);
-			return 0;
-		}
-		r = qcow2_slice_load(qc, slice_off);
-		if (r)
-			return r;
-	}
+static int qcow2_l2_set(struct qcow2_c *qc, u64 off, u64 *ent)
+{
+	return qcow2_l2_access(qc, off, ent, true);
 }
 
 static bool qcow2_inflight_busy(struct qcow2_c *qc, u64 cluster)
