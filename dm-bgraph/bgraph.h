@@ -58,6 +58,13 @@ struct bg_instance {
 	const char *kind;
 	bool writable;
 	struct list_head children;	/* bg_edge.parent_entry */
+	/*
+	 * nodes/<name>/stats of the live instance: set by a kind that has
+	 * counters, under bg_graph_lock, called with it held; bg_emit()
+	 * semantics.
+	 */
+	int (*stats_text)(struct bg_instance *inst, char *buf, size_t size);
+	void *private;			/* the target's, for stats_text */
 };
 
 struct bg_edge {
@@ -150,11 +157,18 @@ int bg_configfs_init(void);
 void bg_configfs_exit(void);
 int bg_configfs_add_node(struct bg_node *node);
 void bg_configfs_remove_node(struct bg_node *node);
+/* Pin a user-made directory of ours: its rmdir fails with EBUSY. Sleeps. */
+int bg_configfs_depend(struct config_item *item);
+void bg_configfs_undepend(struct config_item *item);
 
 /* targets */
 int bg_raw_init(void);
 void bg_raw_exit(void);
 int bg_qcow2_init(void);
 void bg_qcow2_exit(void);
+int bg_throttle_init(void);
+void bg_throttle_exit(void);
+/* throttle-groups/, set up before the configfs subsystem registers. */
+struct config_group *bg_throttle_groups_group(void);
 
 #endif /* DM_BGRAPH_BGRAPH_H */

@@ -5,7 +5,8 @@
  *   graph		every live edge, one per line: "<parent> <role> <child>"
  *   op_blockers	the op-blocker table
  *   nodes/<name>/	one directory per node, made and removed by the kernel
- *	kind size read_only dev children parents permissions blockers
+ *	kind size read_only dev children parents permissions blockers stats
+ *   throttle-groups/<group>/	made by users (targets/throttle.c)
  *
  * The node directories follow the dm devices; users cannot mkdir or rmdir
  * them.  Multi-line files are configfs binary attributes so that a large
@@ -133,6 +134,17 @@ static int bg_blockers_text(struct bg_node *node, char *buf, size_t size)
 	return len;
 }
 
+/* Counters of the node's kind, if it has any: the live instance's. */
+static int bg_stats_text(struct bg_node *node, char *buf, size_t size)
+{
+	struct bg_instance *inst;
+
+	list_for_each_entry(inst, &node->instances, entry)
+		if (bg_instance_live(inst) && inst->stats_text)
+			return inst->stats_text(inst, buf, size);
+	return 0;
+}
+
 static int bg_graph_text(struct bg_node *unused, char *buf, size_t size)
 {
 	struct bg_instance *inst;
@@ -210,12 +222,14 @@ BG_NODE_TEXT_ATTR(children, bg_children_text);
 BG_NODE_TEXT_ATTR(parents, bg_parents_text);
 BG_NODE_TEXT_ATTR(permissions, bg_perms_text);
 BG_NODE_TEXT_ATTR(blockers, bg_blockers_text);
+BG_NODE_TEXT_ATTR(stats, bg_stats_text);
 
 static struct configfs_bin_attribute *bg_node_bin_attrs[] = {
 	&bg_node_attr_children,
 	&bg_node_attr_parents,
 	&bg_node_attr_permissions,
 	&bg_node_attr_blockers,
+	&bg_node_attr_stats,
 	NULL,
 };
 
@@ -297,12 +311,24 @@ void bg_configfs_remove_node(struct bg_node *node)
 	config_group_put(&node->group);
 }
 
+int bg_configfs_depend(struct config_item *item)
+{
+	return configfs_depend_item(&bg_subsys, item);
+}
+
+void bg_configfs_undepend(struct config_item *item)
+{
+	configfs_undepend_item(item);
+}
+
 int bg_configfs_init(void)
 {
 	config_group_init(&bg_subsys.su_group);
 	mutex_init(&bg_subsys.su_mutex);
 	config_group_init_type_name(&bg_nodes_group, "nodes", &bg_nodes_type);
 	configfs_add_default_group(&bg_nodes_group, &bg_subsys.su_group);
+	configfs_add_default_group(bg_throttle_groups_group(),
+				   &bg_subsys.su_group);
 	return configfs_register_subsystem(&bg_subsys);
 }
 

@@ -28,8 +28,15 @@ static int __init dm_bgraph_init(void)
 		DMERR("cannot register target bgraph-qcow2: %d", r);
 		goto out_raw;
 	}
+	r = bg_throttle_init();
+	if (r) {
+		DMERR("cannot register target bgraph-throttle: %d", r);
+		goto out_qcow2;
+	}
 	return 0;
 
+out_qcow2:
+	bg_qcow2_exit();
 out_raw:
 	bg_raw_exit();
 out_configfs:
@@ -39,6 +46,7 @@ out_configfs:
 
 static void __exit dm_bgraph_exit(void)
 {
+	bg_throttle_exit();
 	bg_qcow2_exit();
 	bg_raw_exit();
 	bg_configfs_exit();
@@ -52,3 +60,4 @@ MODULE_AUTHOR("dm-bgraph developers");
 MODULE_LICENSE("GPL");
 MODULE_ALIAS("dm-bgraph-raw");
 MODULE_ALIAS("dm-bgraph-qcow2");
+MODULE_ALIAS("dm-bgraph-throttle");
