@@ -29,7 +29,10 @@
 # copied back onto its device, loaded again), so that they keep
 # allocating.  Skipped while bgraph-qcow2 refuses writable tables.
 #
-# BENCH_PARTS (default "reads writes") picks the parts.
+# Then the throttle part, tools/bench-throttle.sh: an unlimited
+# bgraph-throttle vs dm-linear, accuracy vs cgroup io.max, a shared group.
+#
+# BENCH_PARTS (default "reads writes throttle") picks the parts.
 # BENCH_RUNTIME (s, default 5) and BENCH_REPS (default 5) per measurement;
 # the two devices of a pair are measured alternately, the order flipping
 # every rep (ABBA), and the median of the reps is kept.
@@ -39,7 +42,7 @@ src=${BGRAPH_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 runtime=${BENCH_RUNTIME:-5}
 reps=${BENCH_REPS:-5}
 wios=${BENCH_WIOS:-6000}
-parts=${BENCH_PARTS:-reads writes}
+parts=${BENCH_PARTS:-reads writes throttle}
 size_mb=256
 work=/scratch/bench
 tmp=$(mktemp -d)
@@ -254,6 +257,13 @@ elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev
 else
 	echo "# writes: a writable bgraph-qcow2 table is refused; write benchmarks skipped"
 fi
-rmmod dm_bgraph
 rmmod brd
+
+# ---- throttle -----------------------------------------------------------
+
+if [[ " $parts " == *" throttle "* ]]; then
+	# shellcheck source=tools/bench-throttle.sh
+	source "$src/tools/bench-throttle.sh"
+fi
+rmmod dm_bgraph
 rm -rf "$work" "$tmp"
