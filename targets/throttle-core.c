@@ -136,11 +136,16 @@ static void bg_tstate_leak(struct bg_tstate *s, u64 now)
 		s->prev_leak = now;
 }
 
-/* QEMU's throttle_compute_wait() for one bucket, in drain-time terms. */
+/*
+ * QEMU's throttle_compute_wait() for one bucket, in drain-time terms.  QEMU
+ * looks at the burst bucket only once the main one is within its size, and
+ * so may wait twice; both leak together, so the request passes at the later
+ * of the two, which is what this returns.
+ */
 static u64 bg_tbucket_wait(const struct bg_tbucket *b, u64 level, u64 burst)
 {
 	const u64 tenth = BG_NSEC_PER_SEC / 10;
-	u64 size;
+	u64 size, wait = 0;
 
 	if (!b->avg)
 		return 0;
@@ -155,11 +160,11 @@ static u64 bg_tbucket_wait(const struct bg_tbucket *b, u64 level, u64 burst)
 	else
 		size = tenth;
 	if (level > size)
-		return level - size;
+		wait = level - size;
 	/* A burst longer than a second is held to max by a second bucket. */
-	if (b->burst_length > 1 && burst > tenth)
-		return burst - tenth;
-	return 0;
+	if (b->burst_length > 1 && burst > tenth && burst - tenth > wait)
+		wait = burst - tenth;
+	return wait;
 }
 
 u64 bg_tstate_wait(struct bg_tstate *s, bool is_write, u64 now)
