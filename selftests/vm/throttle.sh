@@ -477,6 +477,52 @@ test_remove_after_held_io_completes() {
 	th_cleanup
 }
 
+# Held bios go out in arrival order: ten writes to one block, submitted in
+# one io_submit() and held by the limit, leave the last one's data there.
+test_held_writes_are_released_in_arrival_order() {
+	local dev
+	th_cleanup
+	dev=$(th_devs 1)
+	mkdir "$TG/g1"
+	tg_set g1 iops-write 10
+	th_node t1 "$dev" g1
+	python3 - <<-"PY" || fail "arrival order"
+	import ctypes, mmap, os, struct
+	libc = ctypes.CDLL(None, use_errno=True)
+	SYS_io_setup, SYS_io_submit, SYS_io_getevents = 206, 209, 208
+	n = 10
+	fd = os.open("/dev/mapper/t1", os.O_RDWR | os.O_DIRECT)
+	ctx = ctypes.c_ulong(0)
+	assert libc.syscall(SYS_io_setup, n, ctypes.byref(ctx)) == 0
+	bufs = [mmap.mmap(-1, 4096) for _ in range(n)]
+	iocbs = []
+	for i, b in enumerate(bufs):
+	    b.write(bytes([i + 1]) * 4096)
+	    addr = ctypes.addressof(ctypes.c_char.from_buffer(b))
+	    # struct iocb: data, key, rw_flags, opcode (1: pwrite), prio,
+	    # fd, buf, nbytes, offset, reserved2, flags, resfd
+	    iocbs.append(ctypes.create_string_buffer(struct.pack(
+	        "=QIIHhIQQqQII", i, 0, 0, 1, 0, fd, addr, 4096, 0, 0, 0, 0), 64))
+	ptrs = (ctypes.c_void_p * n)(*[ctypes.addressof(c) for c in iocbs])
+	assert libc.syscall(SYS_io_submit, ctx, n, ptrs) == n
+	events = ctypes.create_string_buffer(32 * n)
+	got = 0
+	while got < n:
+	    r = libc.syscall(SYS_io_getevents, ctx, 1, n - got, events, None)
+	    assert r > 0, ctypes.get_errno()
+	    for k in range(r):
+	        _, _, res, _ = struct.unpack_from("=QQqq", events, 32 * k)
+	        assert res == 4096, res
+	    got += r
+	rd = mmap.mmap(-1, 4096)
+	os.preadv(fd, [rd], 0)
+	print("# block 0 holds write %d of %d" % (rd[0], n))
+	raise SystemExit(0 if rd[:] == bytes([n]) * 4096 else 1)
+	PY
+	expect_match "$(node_stat t1 write delayed_ios)" '^[5-9]$' "writes held"
+	th_cleanup
+}
+
 # A REQ_NOWAIT read that would wait gets EAGAIN instead.
 test_nowait_read_that_would_wait_gets_eagain() {
 	local dev
