@@ -82,16 +82,18 @@ th_cleanup() {
 	return 0
 }
 
-# sample_ios GROUP DIR SECONDS [AT FILE VALUE]: wait for the group's first
-# I/O in direction DIR (read, write, both), then print "<seconds since it>
-# <ios>" every 0.25 s for SECONDS; with AT, write VALUE to FILE AT seconds
-# after the first I/O.  One process: a fork per sample is slow under TCG,
-# and fio's start-up there takes seconds.
+# sample_ios GROUP DIR SECONDS AT FILE VALUE CMD...: start CMD (a fio run),
+# wait for the group's first I/O in direction DIR (read, write, both), then
+# print "<seconds since it> <ios>" every 0.25 s for SECONDS; unless AT is
+# "-", write VALUE to FILE AT seconds after the first I/O.  Fails if CMD
+# does.  One process that starts CMD itself: a fork per sample is slow
+# under TCG, and so is python's start, which fio could otherwise beat.
 sample_ios() {
-	python3 - "$TG/$1/stats" "$@" <<-"PY"
-	import sys, time
-	path, d, secs = sys.argv[1], sys.argv[3], float(sys.argv[4])
-	at = float(sys.argv[5]) if len(sys.argv) > 5 else None
+	python3 - "$TG/$1/stats" "${@:2}" <<-"PY"
+	import subprocess, sys, time
+	path, d, secs, at, afile, aval = sys.argv[1:7]
+	secs = float(secs)
+	at = None if at == "-" else float(at)
 	def ios():
 	    n = 0
 	    for line in open(path):
@@ -99,21 +101,24 @@ sample_ios() {
 	        if f[0] == d or d == "both":
 	            n += int(f[1].split("=")[1])
 	    return n
-	deadline = time.monotonic() + 60
 	base = ios()
+	cmd = subprocess.Popen(sys.argv[7:], stdout=subprocess.DEVNULL,
+	                       stderr=subprocess.DEVNULL)
+	deadline = time.monotonic() + 60
 	while ios() == base and time.monotonic() < deadline:
-	    time.sleep(0.01)
+	    time.sleep(0.005)
 	t0 = time.monotonic()
 	while True:
 	    t = time.monotonic() - t0
 	    print("%.3f %d" % (t, ios() - base), flush=True)
 	    if at is not None and t >= at:
-	        open(sys.argv[6], "w").write(sys.argv[7] + "\n")
-	        print("# set %s to %s at %.3f s" % (sys.argv[6], sys.argv[7], t))
+	        open(afile, "w").write(aval + "\n")
+	        print("# set %s to %s at %.3f s" % (afile, aval, t))
 	        at = None
 	    if t > secs:
 	        break
 	    time.sleep(0.25)
+	sys.exit(cmd.wait())
 	PY
 }
 
@@ -339,11 +344,9 @@ test_burst_runs_at_max_then_settles_at_the_average() {
 	tg_set g1 iops-total-max 400
 	tg_set g1 iops-total-max-length 3
 	th_node t1 "$dev" g1
-	fio --name=b --filename=/dev/mapper/t1 --direct=1 --ioengine=libaio \
-		--iodepth=8 --rw=randread --bs=4k --time_based --runtime=12 \
-		>/dev/null 2>&1 &
-	s=$(sample_ios g1 read 10)
-	wait
+	s=$(sample_ios g1 read 10 - - - fio --name=b --filename=/dev/mapper/t1 \
+		--direct=1 --ioengine=libaio --iodepth=8 --rw=randread --bs=4k \
+		--time_based --runtime=12)
 	diag "$(tr '\n' ' ' <<<"$s")"
 	early=$(rate_between "$s" 0.5 3)
 	late=$(rate_between "$s" 5.5 10)
@@ -384,11 +387,9 @@ test_a_limit_change_takes_effect_within_a_second() {
 	mkdir "$TG/g1"
 	tg_set g1 iops-read 100
 	th_node t1 "$dev" g1
-	fio --name=c --filename=/dev/mapper/t1 --direct=1 --ioengine=libaio \
-		--iodepth=16 --rw=randread --bs=4k --time_based --runtime=13 \
-		>/dev/null 2>&1 &
-	s=$(sample_ios g1 read 10 4 "$TG/g1/iops-read" 400)
-	wait
+	s=$(sample_ios g1 read 10 4 "$TG/g1/iops-read" 400 fio --name=c \
+		--filename=/dev/mapper/t1 --direct=1 --ioengine=libaio \
+		--iodepth=16 --rw=randread --bs=4k --time_based --runtime=12)
 	diag "$(tr '\n' ' ' <<<"$s")"
 	before=$(rate_between "$s" 0.5 4)
 	after=$(rate_between "$s" 5 10)
@@ -415,7 +416,7 @@ test_reload_moves_a_node_to_another_group_under_io() {
 	dmsetup resume t1
 	expect_eq "$(cat "$TG/fast/members")" "t1" "members of fast"
 	expect_eq "$(cat "$TG/slow/members")" "" "members of slow"
-	s=$(sample_ios fast both 7.5)
+	s=$(sample_ios fast both 7.5 - - - sleep 0)
 	wait $! || { cat /tmp/fio-move.out; fail "fio failed across the reload"; }
 	diag "$(tr '\n' ' ' <<<"$s")"
 	# Reads and writes together, under the new group's limit.
