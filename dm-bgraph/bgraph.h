@@ -120,6 +120,21 @@ static inline void bg_instance_set_read_only(struct bg_instance *inst)
 	inst->writable = false;
 }
 
+/*
+ * bg_instance_child_name() - the node name of the child @dev of @inst (its
+ * dm name or kernel name), into @name.  Sleeps.
+ */
+void bg_instance_child_name(struct bg_instance *inst, struct dm_dev *dev,
+			    char name[BG_NAME_LEN]);
+
+/*
+ * bg_instance_detach_child() - drop the edge from @inst to @dev from the
+ * graph while the table lives on (a child removed at run time).  @dev
+ * stays open: the caller puts it with dm_put_device() in its destructor,
+ * because dm's device list of a live table is not ours to shorten.  Sleeps.
+ */
+void bg_instance_detach_child(struct bg_instance *inst, struct dm_dev *dev);
+
 /* Tear an instance down: its edges, their devices, its node reference. */
 void bg_instance_destroy(struct bg_instance *inst);
 
@@ -168,6 +183,8 @@ int bg_qcow2_init(void);
 void bg_qcow2_exit(void);
 int bg_throttle_init(void);
 void bg_throttle_exit(void);
+int bg_quorum_init(void);
+void bg_quorum_exit(void);
 /* throttle-groups/, set up before the configfs subsystem registers. */
 struct config_group *bg_throttle_groups_group(void);
 

@@ -33,8 +33,15 @@ static int __init dm_bgraph_init(void)
 		DMERR("cannot register target bgraph-throttle: %d", r);
 		goto out_qcow2;
 	}
+	r = bg_quorum_init();
+	if (r) {
+		DMERR("cannot register target bgraph-quorum: %d", r);
+		goto out_throttle;
+	}
 	return 0;
 
+out_throttle:
+	bg_throttle_exit();
 out_qcow2:
 	bg_qcow2_exit();
 out_raw:
@@ -46,6 +53,7 @@ out_configfs:
 
 static void __exit dm_bgraph_exit(void)
 {
+	bg_quorum_exit();
 	bg_throttle_exit();
 	bg_qcow2_exit();
 	bg_raw_exit();

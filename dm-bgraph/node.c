@@ -367,6 +367,49 @@ out_free:
 	return r;
 }
 
+/* The edge of @inst to @dev, or NULL.  bg_graph_lock held. */
+static struct bg_edge *bg_instance_edge(struct bg_instance *inst,
+					struct dm_dev *dev)
+{
+	struct bg_edge *edge;
+
+	list_for_each_entry(edge, &inst->children, parent_entry)
+		if (edge->dev == dev)
+			return edge;
+	return NULL;
+}
+
+void bg_instance_child_name(struct bg_instance *inst, struct dm_dev *dev,
+			    char name[BG_NAME_LEN])
+{
+	struct bg_edge *edge;
+
+	mutex_lock(&bg_graph_lock);
+	edge = bg_instance_edge(inst, dev);
+	strscpy(name, edge ? edge->child->name : dev->name, BG_NAME_LEN);
+	mutex_unlock(&bg_graph_lock);
+}
+
+void bg_instance_detach_child(struct bg_instance *inst, struct dm_dev *dev)
+{
+	struct bg_edge *edge;
+
+	mutex_lock(&bg_cfs_lock);
+	mutex_lock(&bg_graph_lock);
+	edge = bg_instance_edge(inst, dev);
+	if (edge) {
+		list_del(&edge->parent_entry);
+		list_del(&edge->child_entry);
+		bg_node_update_ro(edge->child, dev->bdev->bd_disk);
+	}
+	mutex_unlock(&bg_graph_lock);
+	if (edge) {
+		bg_node_put(edge->child);
+		kfree(edge);
+	}
+	mutex_unlock(&bg_cfs_lock);
+}
+
 void bg_instance_destroy(struct bg_instance *inst)
 {
 	struct bg_node *node = inst->node;

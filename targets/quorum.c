@@ -1,0 +1,1097 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bgraph-quorum: N-way replication that votes on every read, after QEMU's
+ * block/quorum.c.  Writes, flushes, discards and write-zeroes go to every
+ * child and succeed when threshold children succeed; a read (read-pattern
+ * quorum) reads every child, and the vote of quorum-vote.c picks the data
+ * to return, the children to report and, with rewrite-corrupted, the ones
+ * to rewrite.  read-pattern fifo reads the first child and falls back to
+ * the next on error.
+ *
+ * Table: <threshold> <#children> <dev>... [<#opt_args> [rewrite-corrupted]
+ *        [read-pattern quorum|fifo] [blkverify]]
+ * See Documentation/bgraph-quorum.rst.
+ */
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/mempool.h>
+#include <linux/workqueue.h>
+#include <linux/rcupdate.h>
+#include <linux/kobject.h>
+#include <linux/device-mapper.h>
+
+#include "../dm-bgraph/bgraph.h"
+#include "quorum-vote.h"
+
+#define DM_MSG_PREFIX "bgraph-quorum"
+
+/*
+ * A quorum read holds one buffer per child; reads are split at 128 KiB so
+ * that a buffer is at most QUORUM_PAGES pages from the page pool.
+ */
+#define QUORUM_MAX_IO_SECTORS	256
+#define QUORUM_PAGES		(QUORUM_MAX_IO_SECTORS >> (PAGE_SHIFT - SECTOR_SHIFT))
+/* Reports waiting for the worker to send their uevents; more are dropped. */
+#define QUORUM_REPORTS		64
+
+struct quorum_child {
+	struct list_head entry;		/* on quorum_c.all */
+	struct dm_dev *dev;
+	unsigned int index;		/* N of children.N */
+	bool detached;			/* removed: put in the destructor */
+	char name[BG_NAME_LEN];		/* its node name */
+	atomic64_t bad_reads;		/* read fine, lost the vote */
+	atomic64_t rewrites;		/* rewritten with the winning data */
+	atomic64_t io_errors;		/* any request of it that failed */
+};
+
+/* The children as they are now, replaced whole (RCU) by the messages. */
+struct quorum_set {
+	struct rcu_head rcu;
+	unsigned int n;
+	struct quorum_child *child[BG_QUORUM_MAX];
+};
+
+enum quorum_report_type {
+	QUORUM_REPORT_BAD,		/* one child: bad read or I/O error */
+	QUORUM_FAILURE,			/* the node's request failed */
+};
+
+struct quorum_report {
+	enum quorum_report_type type;
+	struct quorum_child *child;	/* QUORUM_REPORT_BAD */
+	const char *op;
+	int err;			/* positive errno; 0: data lost the vote */
+	sector_t sector;
+	unsigned int sectors;
+};
+
+struct quorum_c {
+	struct dm_target *ti;
+	struct bg_instance *inst;
+	struct bg_quorum_args args;	/* args.dev[] only in the constructor */
+
+	struct mutex lock;		/* messages: set, all, next_index */
+	struct quorum_set __rcu *set;
+	struct list_head all;		/* every child of this table */
+	unsigned int next_index;
+
+	struct bio_set bs;
+	mempool_t *pages;		/* quorum reads' buffers */
+	struct mutex alloc_lock;	/* the one allocator that may wait */
+
+	struct workqueue_struct *wq;
+	struct work_struct io_work;	/* votes and fifo retries */
+	spinlock_t io_lock;
+	struct list_head io_list;	/* quorum_io.entry */
+
+	struct work_struct report_work;	/* uevents and dm events */
+	spinlock_t report_lock;
+	unsigned int report_head, nreports;
+	u64 events_dropped;
+	struct quorum_report reports[QUORUM_REPORTS];
+
+	atomic64_t quorum_failures;
+
+	/* io_work's scratch: the pages of each child's read, for the vote. */
+	struct bg_qseg segs[BG_QUORUM_MAX][QUORUM_PAGES];
+};
+
+enum quorum_kind {
+	QUORUM_IO_FANOUT,		/* write, flush, discard, write-zeroes */
+	QUORUM_IO_READ,			/* read-pattern quorum */
+	QUORUM_IO_FIFO,			/* read-pattern fifo: dm's clone remapped */
+};
+
+/* Per-bio data. */
+struct quorum_io {
+	struct quorum_c *qc;
+	struct bio *bio;
+	struct list_head entry;		/* on quorum_c.io_list */
+	enum quorum_kind kind;
+	unsigned int n;			/* children when the bio was mapped */
+	unsigned int next;		/* fifo: the child being read */
+	atomic_t pending;
+	sector_t sector;		/* the node's range, for reports */
+	unsigned int sectors;
+	struct bvec_iter iter;		/* fifo: the bio as mapped */
+	struct quorum_child *child[BG_QUORUM_MAX];
+	struct bio *sub[BG_QUORUM_MAX];	/* clones, reads, rewrites */
+	int err[BG_QUORUM_MAX];
+};
+
+/* ---------------------------------------------------------------- */
+/* Reports                                                          */
+/* ---------------------------------------------------------------- */
+
+static const char *quorum_op_name(struct bio *bio)
+{
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+		return "read";
+	case REQ_OP_DISCARD:
+		return "discard";
+	case REQ_OP_WRITE_ZEROES:
+		return "write_zeroes";
+	case REQ_OP_WRITE:
+		return bio_sectors(bio) ? "write" : "flush";
+	default:
+		return "other";
+	}
+}
+
+static const char *quorum_node(struct quorum_c *qc)
+{
+	return qc->inst->node->name;
+}
+
+/*
+ * Queue a report for the worker (uevent, dm event).  Any context.  The
+ * child's counters and the log line are the caller's.
+ */
+static void quorum_report(struct quorum_io *qio, enum quorum_report_type type,
+			  struct quorum_child *c, int err)
+{
+	struct quorum_c *qc = qio->qc;
+	struct quorum_report *r;
+	unsigned long flags;
+
+	spin_lock_irqsave(&qc->report_lock, flags);
+	if (qc->nreports == QUORUM_REPORTS) {
+		qc->events_dropped++;
+	} else {
+		r = &qc->reports[(qc->report_head + qc->nreports++) %
+				 QUORUM_REPORTS];
+		r->type = type;
+		r->child = c;
+		r->op = quorum_op_name(qio->bio);
+		r->err = -err;
+		r->sector = qio->sector;
+		r->sectors = qio->sectors;
+	}
+	spin_unlock_irqrestore(&qc->report_lock, flags);
+	queue_work(qc->wq, &qc->report_work);
+}
+
+/* A child's request failed with @err: count, log, report. */
+static void quorum_child_error(struct quorum_io *qio, struct quorum_child *c,
+			       int err)
+{
+	atomic64_inc(&c->io_errors);
+	DMERR_LIMIT("%s: children.%u (%s): %s error %d at sector %llu+%u",
+		    quorum_node(qio->qc), c->index, c->name,
+		    quorum_op_name(qio->bio), err,
+		    (unsigned long long)qio->sector, qio->sectors);
+	quorum_report(qio, QUORUM_REPORT_BAD, c, err);
+}
+
+/* The node's request fails with @err for want of quorum. */
+static void quorum_failure(struct quorum_io *qio, int err)
+{
+	atomic64_inc(&qio->qc->quorum_failures);
+	DMERR_LIMIT("%s: quorum failure: %s at sector %llu+%u: %d",
+		    quorum_node(qio->qc), quorum_op_name(qio->bio),
+		    (unsigned long long)qio->sector, qio->sectors, err);
+	quorum_report(qio, QUORUM_FAILURE, NULL, err);
+}
+
+static void quorum_send_uevent(struct quorum_c *qc, struct quorum_report *r)
+{
+	struct kobject *kobj =
+		&disk_to_dev(dm_disk(dm_table_get_md(qc->ti->table)))->kobj;
+	char node[BG_NAME_LEN + 16], child[BG_NAME_LEN + 16], role[48];
+	char op[32], sector[48], sectors[32], err[24];
+	char *envp[9];
+	int i = 0;
+
+	envp[i++] = r->type == QUORUM_FAILURE ?
+		    "BGRAPH_EVENT=QUORUM_FAILURE" :
+		    "BGRAPH_EVENT=QUORUM_REPORT_BAD";
+	snprintf(node, sizeof(node), "BGRAPH_NODE=%s", quorum_node(qc));
+	envp[i++] = node;
+	if (r->child) {
+		snprintf(child, sizeof(child), "BGRAPH_CHILD=%s", r->child->name);
+		snprintf(role, sizeof(role), "BGRAPH_ROLE=children.%u",
+			 r->child->index);
+		envp[i++] = child;
+		envp[i++] = role;
+	}
+	snprintf(op, sizeof(op), "BGRAPH_OP=%s", r->op);
+	snprintf(sector, sizeof(sector), "BGRAPH_SECTOR=%llu",
+		 (unsigned long long)r->sector);
+	snprintf(sectors, sizeof(sectors), "BGRAPH_SECTORS=%u", r->sectors);
+	snprintf(err, sizeof(err), "BGRAPH_ERROR=%d", r->err);
+	envp[i++] = op;
+	envp[i++] = sector;
+	envp[i++] = sectors;
+	envp[i++] = err;
+	envp[i] = NULL;
+	kobject_uevent_env(kobj, KOBJ_CHANGE, envp);
+}
+
+static void quorum_report_work(struct work_struct *work)
+{
+	struct quorum_c *qc = container_of(work, struct quorum_c, report_work);
+	struct quorum_report r;
+	bool any = false;
+
+	for (;;) {
+		spin_lock_irq(&qc->report_lock);
+		if (!qc->nreports) {
+			spin_unlock_irq(&qc->report_lock);
+			break;
+		}
+		r = qc->reports[qc->report_head];
+		qc->report_head = (qc->report_head + 1) % QUORUM_REPORTS;
+		qc->nreports--;
+		spin_unlock_irq(&qc->report_lock);
+		quorum_send_uevent(qc, &r);
+		any = true;
+	}
+	if (any)
+		dm_table_event(qc->ti->table);
+}
+
+/* ---------------------------------------------------------------- */
+/* Bio helpers                                                      */
+/* ---------------------------------------------------------------- */
+
+static unsigned int quorum_sub_index(struct quorum_io *qio, struct bio *sub)
+{
+	unsigned int i;
+
+	for (i = 0; qio->sub[i] != sub; i++)
+		;
+	return i;
+}
+
+static void quorum_queue(struct quorum_io *qio)
+{
+	struct quorum_c *qc = qio->qc;
+	unsigned long flags;
+
+	spin_lock_irqsave(&qc->io_lock, flags);
+	list_add_tail(&qio->entry, &qc->io_list);
+	spin_unlock_irqrestore(&qc->io_lock, flags);
+	queue_work(qc->wq, &qc->io_work);
+}
+
+/* A read buffer: its pages back to the pool, the bio to the bio set. */
+static void quorum_free_read(struct quorum_c *qc, struct bio *rd)
+{
+	struct bvec_iter_all iter;
+	struct bio_vec *bv;
+
+	bio_for_each_segment_all(bv, rd, iter)
+		mempool_free(bv->bv_page, qc->pages);
+	bio_put(rd);
+}
+
+static void quorum_free_subs(struct quorum_io *qio)
+{
+	unsigned int i;
+
+	for (i = 0; i < qio->n; i++) {
+		if (qio->sub[i])
+			quorum_free_read(qio->qc, qio->sub[i]);
+		qio->sub[i] = NULL;
+	}
+}
+
+/*
+ * Allocate what @qio sends to its children: clones of the bio, or read
+ * buffers.  With @gfp GFP_NOWAIT it may fail and then holds nothing; the
+ * caller retries with GFP_NOIO under alloc_lock, so that only one request
+ * at a time waits on the pools and it always gets a full set (dm-crypt's
+ * rule for its page pool).
+ */
+static bool quorum_alloc_subs(struct quorum_io *qio, gfp_t gfp)
+{
+	struct quorum_c *qc = qio->qc;
+	struct bio *bio = qio->bio, *sub;
+	unsigned int i, size, len;
+	struct page *page;
+
+	memset(qio->sub, 0, sizeof(qio->sub));
+	for (i = 0; i < qio->n; i++) {
+		struct block_device *bdev = qio->child[i]->dev->bdev;
+
+		if (qio->kind == QUORUM_IO_FANOUT) {
+			sub = bio_alloc_clone(bdev, bio, gfp, &qc->bs);
+			if (!sub)
+				goto fail;
+			qio->sub[i] = sub;
+			continue;
+		}
+		sub = bio_alloc_bioset(bdev, QUORUM_PAGES,
+				       REQ_OP_READ | (bio->bi_opf &
+				       (REQ_SYNC | REQ_META | REQ_PRIO)),
+				       gfp, &qc->bs);
+		if (!sub)
+			goto fail;
+		qio->sub[i] = sub;
+		sub->bi_iter.bi_sector = bio->bi_iter.bi_sector;
+		for (size = bio->bi_iter.bi_size; size; size -= len) {
+			page = mempool_alloc(qc->pages, gfp);
+			if (!page)
+				goto fail;
+			len = min_t(unsigned int, size, PAGE_SIZE);
+			__bio_add_page(sub, page, len, 0);
+		}
+	}
+	return true;
+
+fail:
+	if (qio->kind == QUORUM_IO_FANOUT) {
+		for (i = 0; i < qio->n && qio->sub[i]; i++)
+			bio_put(qio->sub[i]);
+		memset(qio->sub, 0, sizeof(qio->sub));
+	} else {
+		quorum_free_subs(qio);
+	}
+	return false;
+}
+
+static void quorum_submit_subs(struct quorum_io *qio, bio_end_io_t *end_io)
+{
+	struct quorum_c *qc = qio->qc;
+	unsigned int i;
+
+	if (!quorum_alloc_subs(qio, GFP_NOWAIT)) {
+		mutex_lock(&qc->alloc_lock);
+		quorum_alloc_subs(qio, GFP_NOIO);	/* waits, never fails */
+		mutex_unlock(&qc->alloc_lock);
+	}
+	atomic_set(&qio->pending, qio->n);
+	for (i = 0; i < qio->n; i++) {
+		qio->sub[i]->bi_end_io = end_io;
+		qio->sub[i]->bi_private = qio;
+		submit_bio_noacct(qio->sub[i]);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* Writes, flushes, discards, write-zeroes                          */
+/* ---------------------------------------------------------------- */
+
+static void quorum_fanout_done(struct quorum_io *qio)
+{
+	struct quorum_c *qc = qio->qc;
+	unsigned int i;
+	u32 failed;
+	int r;
+
+	r = bg_quorum_result(qio->err, qio->n, qc->args.threshold, &failed);
+	for (i = 0; i < qio->n; i++)
+		if (failed & BIT(i))
+			quorum_child_error(qio, qio->child[i], qio->err[i]);
+	if (r)
+		quorum_failure(qio, r);
+	qio->bio->bi_status = errno_to_blk_status(r);
+	bio_endio(qio->bio);
+}
+
+static void quorum_fanout_end(struct bio *sub)
+{
+	struct quorum_io *qio = sub->bi_private;
+	unsigned int i = quorum_sub_index(qio, sub);
+
+	qio->err[i] = blk_status_to_errno(sub->bi_status);
+	bio_put(sub);
+	if (atomic_dec_and_test(&qio->pending))
+		quorum_fanout_done(qio);
+}
+
+/* ---------------------------------------------------------------- */
+/* Reads                                                            */
+/* ---------------------------------------------------------------- */
+
+static void quorum_read_end(struct bio *rd)
+{
+	struct quorum_io *qio = rd->bi_private;
+	unsigned int i = quorum_sub_index(qio, rd);
+
+	qio->err[i] = blk_status_to_errno(rd->bi_status);
+	if (atomic_dec_and_test(&qio->pending))
+		quorum_queue(qio);	/* the vote needs process context */
+}
+
+static void quorum_read_finish(struct quorum_io *qio, int r)
+{
+	quorum_free_subs(qio);
+	qio->bio->bi_status = errno_to_blk_status(r);
+	bio_endio(qio->bio);
+}
+
+static void quorum_rewrite_end(struct bio *w)
+{
+	struct quorum_io *qio = w->bi_private;
+	unsigned int i = quorum_sub_index(qio, w);
+	struct quorum_child *c = qio->child[i];
+	int err = blk_status_to_errno(w->bi_status);
+
+	qio->sub[i] = NULL;
+	bio_put(w);		/* its pages are the winner's */
+	if (err)
+		quorum_child_error(qio, c, err);
+	else
+		atomic64_inc(&c->rewrites);
+	if (atomic_dec_and_test(&qio->pending))
+		quorum_read_finish(qio, 0);
+}
+
+/*
+ * rewrite-corrupted: write the winner's buffer over each child of
+ * @corrupt, then end the read (QEMU ends it after its rewrites too).
+ * Process context.
+ */
+static void quorum_rewrite(struct quorum_io *qio, unsigned int winner,
+			   u32 corrupt)
+{
+	struct quorum_c *qc = qio->qc;
+	struct bio *src = qio->sub[winner], *w;
+	struct bvec_iter_all iter;
+	struct bio_vec *bv;
+	unsigned int i;
+
+	atomic_set(&qio->pending, hweight32(corrupt));
+	for (i = 0; i < qio->n; i++) {
+		if (!(corrupt & BIT(i)))
+			continue;
+		w = bio_alloc_bioset(qio->child[i]->dev->bdev, QUORUM_PAGES,
+				     REQ_OP_WRITE, GFP_NOIO, &qc->bs);
+		w->bi_iter.bi_sector = qio->bio->bi_iter.bi_sector;
+		bio_for_each_segment_all(bv, src, iter)
+			__bio_add_page(w, bv->bv_page, bv->bv_len,
+				       bv->bv_offset);
+		w->bi_end_io = quorum_rewrite_end;
+		w->bi_private = qio;
+		qio->sub[i] = w;
+	}
+	for (i = 0; i < qio->n; i++)
+		if (corrupt & BIT(i))
+			submit_bio_noacct(qio->sub[i]);
+}
+
+/* Every child's read has ended: vote, answer, report, rewrite. */
+static void quorum_read_vote(struct quorum_io *qio)
+{
+	struct quorum_c *qc = qio->qc;
+	struct bg_qbuf buf[BG_QUORUM_MAX];
+	struct bvec_iter src_iter = {
+		.bi_size = qio->bio->bi_iter.bi_size,
+	};
+	struct bvec_iter dst_iter = qio->bio->bi_iter;
+	struct bvec_iter_all iter;
+	struct bg_qvote v;
+	struct bio_vec *bv;
+	unsigned int i, k;
+	int r;
+
+	for (i = 0; i < qio->n; i++) {
+		buf[i].err = qio->err[i];
+		buf[i].seg = qc->segs[i];
+		k = 0;
+		if (!qio->err[i]) {
+			bio_for_each_segment_all(bv, qio->sub[i], iter) {
+				qc->segs[i][k].base = page_address(bv->bv_page) +
+						      bv->bv_offset;
+				qc->segs[i][k++].len = bv->bv_len;
+			}
+		}
+		buf[i].nseg = k;
+	}
+	r = bg_quorum_vote(buf, qio->n, qc->args.threshold, qc->args.blkverify,
+			   &v);
+
+	for (i = 0; i < qio->n; i++)
+		if (v.failed & BIT(i))
+			quorum_child_error(qio, qio->child[i], qio->err[i]);
+	if (r) {
+		if (v.mismatch)
+			DMERR_LIMIT("%s: blkverify mismatch at sector %llu (byte %llu)",
+				    quorum_node(qc),
+				    (unsigned long long)(qio->sector +
+							 (v.mismatch_at >> SECTOR_SHIFT)),
+				    (unsigned long long)((qio->sector << SECTOR_SHIFT) +
+							 v.mismatch_at));
+		quorum_failure(qio, r);
+		quorum_read_finish(qio, r);
+		return;
+	}
+
+	bio_copy_data_iter(qio->bio, &dst_iter, qio->sub[v.winner], &src_iter);
+	for (i = 0; i < qio->n; i++) {
+		if (!(v.corrupt & BIT(i)))
+			continue;
+		atomic64_inc(&qio->child[i]->bad_reads);
+		DMERR_LIMIT("%s: children.%u (%s): bad read at sector %llu+%u",
+			    quorum_node(qc), qio->child[i]->index,
+			    qio->child[i]->name,
+			    (unsigned long long)qio->sector, qio->sectors);
+		quorum_report(qio, QUORUM_REPORT_BAD, qio->child[i], 0);
+	}
+	if (!qc->args.rewrite_corrupted || !v.corrupt) {
+		quorum_read_finish(qio, 0);
+		return;
+	}
+	/* Keep only the winner's buffer: the rewrites take its pages. */
+	for (i = 0; i < qio->n; i++) {
+		if (i != v.winner && qio->sub[i]) {
+			quorum_free_read(qc, qio->sub[i]);
+			qio->sub[i] = NULL;
+		}
+	}
+	quorum_rewrite(qio, v.winner, v.corrupt);
+}
+
+/* read-pattern fifo: dm's clone goes to the next child, as it was mapped. */
+static void quorum_fifo_retry(struct quorum_io *qio)
+{
+	struct bio *bio = qio->bio;
+
+	bio->bi_status = BLK_STS_OK;
+	bio->bi_iter = qio->iter;
+	bio_set_dev(bio, qio->child[qio->next]->dev->bdev);
+	submit_bio_noacct(bio);
+}
+
+static void quorum_io_work(struct work_struct *work)
+{
+	struct quorum_c *qc = container_of(work, struct quorum_c, io_work);
+	struct quorum_io *qio, *tmp;
+	struct blk_plug plug;
+	LIST_HEAD(list);
+
+	spin_lock_irq(&qc->io_lock);
+	list_splice_init(&qc->io_list, &list);
+	spin_unlock_irq(&qc->io_lock);
+
+	blk_start_plug(&plug);
+	list_for_each_entry_safe(qio, tmp, &list, entry) {
+		list_del(&qio->entry);
+		if (qio->kind == QUORUM_IO_FIFO)
+			quorum_fifo_retry(qio);
+		else
+			quorum_read_vote(qio);
+	}
+	blk_finish_plug(&plug);
+}
+
+/* ---------------------------------------------------------------- */
+/* Target methods                                                   */
+/* ---------------------------------------------------------------- */
+
+static int quorum_map(struct dm_target *ti, struct bio *bio)
+{
+	struct quorum_c *qc = ti->private;
+	struct quorum_io *qio = dm_per_bio_data(bio, sizeof(*qio));
+	struct quorum_set *set;
+
+	if (unlikely(op_is_write(bio_op(bio)) && bio_sectors(bio) &&
+		     bg_node_write_blocked(qc->inst->node)))
+		return DM_MAPIO_KILL;
+
+	qio->qc = qc;
+	qio->bio = bio;
+	qio->sector = bio->bi_iter.bi_sector;
+	qio->sectors = bio_sectors(bio);
+	if (bio_sectors(bio))
+		bio->bi_iter.bi_sector = dm_target_offset(ti, qio->sector);
+
+	rcu_read_lock();
+	set = rcu_dereference(qc->set);
+	qio->n = set->n;
+	memcpy(qio->child, set->child, set->n * sizeof(set->child[0]));
+	rcu_read_unlock();
+
+	if (bio_op(bio) != REQ_OP_READ) {
+		qio->kind = QUORUM_IO_FANOUT;
+		quorum_submit_subs(qio, quorum_fanout_end);
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (qc->args.read_pattern == BG_QREAD_FIFO) {
+		qio->kind = QUORUM_IO_FIFO;
+		qio->next = 0;
+		qio->iter = bio->bi_iter;
+		bio_set_dev(bio, qio->child[0]->dev->bdev);
+		return DM_MAPIO_REMAPPED;
+	}
+	qio->kind = QUORUM_IO_READ;
+	quorum_submit_subs(qio, quorum_read_end);
+	return DM_MAPIO_SUBMITTED;
+}
+
+/* Only fifo reads come back here with work to do: try the next child. */
+static int quorum_end_io(struct dm_target *ti, struct bio *bio,
+			 blk_status_t *error)
+{
+	struct quorum_io *qio = dm_per_bio_data(bio, sizeof(*qio));
+
+	if (qio->kind != QUORUM_IO_FIFO || !*error)
+		return DM_ENDIO_DONE;
+	quorum_child_error(qio, qio->child[qio->next],
+			   blk_status_to_errno(*error));
+	if (++qio->next < qio->n) {
+		quorum_queue(qio);
+		return DM_ENDIO_INCOMPLETE;
+	}
+	quorum_failure(qio, blk_status_to_errno(*error));
+	return DM_ENDIO_DONE;
+}
+
+/*
+ * Status.
+ * INFO:  <threshold> <#children>
+ *        [<dev> <bad_reads> <rewrites> <io_errors>]... <quorum_failures>
+ * TABLE: the table line with the children as they are now, so that a
+ *        reload with it keeps them; options rewrite-corrupted,
+ *        read-pattern fifo (quorum is not shown), blkverify.
+ * IMA:   target_name, target_version, threshold, children, read_pattern,
+ *        rewrite_corrupted, blkverify.
+ */
+static void quorum_status(struct dm_target *ti, status_type_t type,
+			  unsigned int status_flags, char *result,
+			  unsigned int maxlen)
+{
+	struct quorum_c *qc = ti->private;
+	bool fifo = qc->args.read_pattern == BG_QREAD_FIFO;
+	unsigned int nopt = qc->args.rewrite_corrupted + 2 * fifo +
+			    qc->args.blkverify;
+	struct quorum_set *set;
+	struct quorum_child *c;
+	unsigned int sz = 0, i;
+
+	rcu_read_lock();
+	set = rcu_dereference(qc->set);
+	switch (type) {
+	case STATUSTYPE_INFO:
+		DMEMIT("%u %u", qc->args.threshold, set->n);
+		for (i = 0; i < set->n; i++) {
+			c = set->child[i];
+			DMEMIT(" %s %llu %llu %llu", c->dev->name,
+			       (unsigned long long)atomic64_read(&c->bad_reads),
+			       (unsigned long long)atomic64_read(&c->rewrites),
+			       (unsigned long long)atomic64_read(&c->io_errors));
+		}
+		DMEMIT(" %llu", (unsigned long long)
+		       atomic64_read(&qc->quorum_failures));
+		break;
+	case STATUSTYPE_TABLE:
+		DMEMIT("%u %u", qc->args.threshold, set->n);
+		for (i = 0; i < set->n; i++)
+			DMEMIT(" %s", set->child[i]->dev->name);
+		if (nopt)
+			DMEMIT(" %u", nopt);
+		if (qc->args.rewrite_corrupted)
+			DMEMIT(" rewrite-corrupted");
+		if (fifo)
+			DMEMIT(" read-pattern fifo");
+		if (qc->args.blkverify)
+			DMEMIT(" blkverify");
+		break;
+	case STATUSTYPE_IMA:
+		DMEMIT_TARGET_NAME_VERSION(ti->type);
+		DMEMIT(",threshold=%u,children=%u,read_pattern=%s",
+		       qc->args.threshold, set->n, fifo ? "fifo" : "quorum");
+		DMEMIT(",rewrite_corrupted=%c,blkverify=%c;",
+		       qc->args.rewrite_corrupted ? 'y' : 'n',
+		       qc->args.blkverify ? 'y' : 'n');
+		break;
+	}
+	rcu_read_unlock();
+}
+
+/* nodes/<name>/stats: a line per child, then the node's counters. */
+static int quorum_stats_text(struct bg_instance *inst, char *buf, size_t size)
+{
+	struct quorum_c *qc = inst->private;
+	struct quorum_set *set;
+	struct quorum_child *c;
+	int len = 0;
+	unsigned int i;
+	u64 dropped;
+
+	rcu_read_lock();
+	set = rcu_dereference(qc->set);
+	for (i = 0; i < set->n; i++) {
+		c = set->child[i];
+		len = bg_emit(buf, size, len,
+			      "children.%u %s bad_reads=%llu rewrites=%llu io_errors=%llu\n",
+			      c->index, c->name,
+			      (unsigned long long)atomic64_read(&c->bad_reads),
+			      (unsigned long long)atomic64_read(&c->rewrites),
+			      (unsigned long long)atomic64_read(&c->io_errors));
+	}
+	rcu_read_unlock();
+	spin_lock_irq(&qc->report_lock);
+	dropped = qc->events_dropped;
+	spin_unlock_irq(&qc->report_lock);
+	return bg_emit(buf, size, len, "quorum_failures=%llu events_dropped=%llu\n",
+		       (unsigned long long)atomic64_read(&qc->quorum_failures),
+		       (unsigned long long)dropped);
+}
+
+static int quorum_iterate_devices(struct dm_target *ti,
+				  iterate_devices_callout_fn fn, void *data)
+{
+	struct quorum_c *qc = ti->private;
+	struct quorum_set *set;
+	unsigned int i;
+	int r = 0;
+
+	rcu_read_lock();
+	set = rcu_dereference(qc->set);
+	for (i = 0; !r && i < set->n; i++)
+		r = fn(ti, set->child[i]->dev, 0, ti->len, data);
+	rcu_read_unlock();
+	return r;
+}
+
+static void quorum_resume(struct dm_target *ti)
+{
+	struct quorum_c *qc = ti->private;
+
+	bg_instance_resume(qc->inst);
+}
+
+/* ---------------------------------------------------------------- */
+/* Children: the constructor's and the messages'                    */
+/* ---------------------------------------------------------------- */
+
+/*
+ * Open @path as children.@index and check it against @set, the children
+ * so far: not one of them, and of their size.  The caller adds it to the
+ * set.  On error ti->error holds the reason and the device is put back.
+ */
+static struct quorum_child *quorum_open_child(struct quorum_c *qc,
+					      const char *path,
+					      unsigned int index,
+					      struct quorum_set *set)
+{
+	struct dm_target *ti = qc->ti;
+	struct quorum_child *c;
+	struct dm_dev *dev;
+	unsigned int i;
+	int r;
+
+	c = kzalloc(sizeof(*c), GFP_KERNEL);
+	if (!c) {
+		ti->error = "Cannot allocate a quorum child";
+		return ERR_PTR(-ENOMEM);
+	}
+	r = bg_instance_add_child(qc->inst, path, BG_ROLE_CHILD, index, &dev);
+	if (r) {
+		kfree(c);
+		return ERR_PTR(r);
+	}
+	for (i = 0; i < set->n; i++) {
+		if (set->child[i]->dev == dev) {
+			ti->error = "The same device is given twice as a child";
+			r = -EINVAL;
+			goto out_put;
+		}
+	}
+	if (set->n && bdev_nr_bytes(dev->bdev) !=
+		      bdev_nr_bytes(set->child[0]->dev->bdev)) {
+		ti->error = "Children differ in size";
+		r = -EINVAL;
+		goto out_put;
+	}
+	c->dev = dev;
+	c->index = index;
+	bg_instance_child_name(qc->inst, dev, c->name);
+	atomic64_set(&c->bad_reads, 0);
+	atomic64_set(&c->rewrites, 0);
+	atomic64_set(&c->io_errors, 0);
+	list_add_tail(&c->entry, &qc->all);
+	return c;
+
+out_put:
+	bg_instance_detach_child(qc->inst, dev);
+	dm_put_device(ti, dev);
+	kfree(c);
+	return ERR_PTR(r);
+}
+
+/* Publish @set in place of the current one.  qc->lock held. */
+static void quorum_set_replace(struct quorum_c *qc, struct quorum_set *set)
+{
+	struct quorum_set *old = rcu_replace_pointer(qc->set, set,
+						     lockdep_is_held(&qc->lock));
+
+	qc->args.nr_children = set->n;
+	kfree_rcu(old, rcu);
+}
+
+static int quorum_add_child(struct quorum_c *qc, const char *path)
+{
+	struct quorum_set *old, *set;
+	struct quorum_child *c;
+	const char *error;
+	int r;
+
+	set = kzalloc(sizeof(*set), GFP_KERNEL);
+	if (!set)
+		return -ENOMEM;
+	mutex_lock(&qc->lock);
+	old = rcu_dereference_protected(qc->set, lockdep_is_held(&qc->lock));
+	r = bg_quorum_can_add(&qc->args, &error);
+	if (r) {
+		DMERR("%s: add_child %s refused: %s", quorum_node(qc), path,
+		      error);
+		goto out;
+	}
+	r = mempool_resize(qc->pages, (old->n + 1) * QUORUM_PAGES);
+	if (r) {
+		DMERR("%s: add_child %s: cannot grow the page pool",
+		      quorum_node(qc), path);
+		goto out;
+	}
+	c = quorum_open_child(qc, path, qc->next_index, old);
+	if (IS_ERR(c)) {
+		r = PTR_ERR(c);
+		DMERR("%s: add_child %s refused: %s", quorum_node(qc), path,
+		      qc->ti->error);
+		goto out;
+	}
+	memcpy(set->child, old->child, old->n * sizeof(old->child[0]));
+	set->n = old->n;
+	set->child[set->n++] = c;
+	qc->next_index++;
+	quorum_set_replace(qc, set);
+	set = NULL;
+	DMINFO("%s: children.%u (%s) added", quorum_node(qc), c->index,
+	       c->name);
+out:
+	mutex_unlock(&qc->lock);
+	kfree(set);
+	return r;
+}
+
+static int quorum_remove_child(struct quorum_c *qc, const char *arg)
+{
+	struct quorum_set *old, *set;
+	struct quorum_child *c = NULL;
+	const char *error;
+	unsigned int index, i;
+	int r;
+
+	if (!strncmp(arg, "children.", 9))
+		arg += 9;
+	if (kstrtouint(arg, 10, &index)) {
+		DMERR("%s: remove_child: not a child index: %s",
+		      quorum_node(qc), arg);
+		return -EINVAL;
+	}
+	set = kzalloc(sizeof(*set), GFP_KERNEL);
+	if (!set)
+		return -ENOMEM;
+	mutex_lock(&qc->lock);
+	old = rcu_dereference_protected(qc->set, lockdep_is_held(&qc->lock));
+	for (i = 0; i < old->n; i++) {
+		if (old->child[i]->index == index)
+			c = old->child[i];
+		else
+			set->child[set->n++] = old->child[i];
+	}
+	if (!c) {
+		DMERR("%s: remove_child: no child children.%u",
+		      quorum_node(qc), index);
+		r = -EINVAL;
+		goto out;
+	}
+	r = bg_quorum_can_remove(&qc->args, &error);
+	if (r) {
+		DMERR("%s: remove_child children.%u refused: %s",
+		      quorum_node(qc), index, error);
+		goto out;
+	}
+	quorum_set_replace(qc, set);
+	set = NULL;
+	/* dm's device list of a live table is not ours: put in the dtr. */
+	c->detached = true;
+	bg_instance_detach_child(qc->inst, c->dev);
+	DMINFO("%s: children.%u (%s) removed", quorum_node(qc), c->index,
+	       c->name);
+out:
+	mutex_unlock(&qc->lock);
+	kfree(set);
+	return r;
+}
+
+/*
+ * Messages:
+ *   add_child <dev>      a new child, children.<next index>, declared in
+ *                        sync by the user (nothing is copied to it)
+ *   remove_child <N>     children.N leaves the vote and the graph
+ */
+static int quorum_message(struct dm_target *ti, unsigned int argc,
+			  char **argv, char *result, unsigned int maxlen)
+{
+	struct quorum_c *qc = ti->private;
+
+	if (argc == 2 && !strcmp(argv[0], "add_child"))
+		return quorum_add_child(qc, argv[1]);
+	if (argc == 2 && !strcmp(argv[0], "remove_child"))
+		return quorum_remove_child(qc, argv[1]);
+	DMERR("%s: unknown message: add_child <dev> or remove_child <N>",
+	      quorum_node(qc));
+	return -EINVAL;
+}
+
+/* ---------------------------------------------------------------- */
+/* Constructor and destructor                                       */
+/* ---------------------------------------------------------------- */
+
+static void quorum_free_children(struct quorum_c *qc)
+{
+	struct quorum_child *c, *tmp;
+
+	list_for_each_entry_safe(c, tmp, &qc->all, entry) {
+		if (c->detached)
+			dm_put_device(qc->ti, c->dev);
+		kfree(c);
+	}
+}
+
+static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct quorum_child *c;
+	struct quorum_set *set;
+	struct quorum_c *qc;
+	const char *error;
+	unsigned int i;
+	int r;
+
+	qc = kvzalloc(sizeof(*qc), GFP_KERNEL);
+	set = kzalloc(sizeof(*set), GFP_KERNEL);
+	if (!qc || !set) {
+		ti->error = "Cannot allocate the quorum context";
+		r = -ENOMEM;
+		goto out_free;
+	}
+	qc->ti = ti;
+	mutex_init(&qc->lock);
+	mutex_init(&qc->alloc_lock);
+	INIT_LIST_HEAD(&qc->all);
+	INIT_LIST_HEAD(&qc->io_list);
+	spin_lock_init(&qc->io_lock);
+	spin_lock_init(&qc->report_lock);
+	INIT_WORK(&qc->io_work, quorum_io_work);
+	INIT_WORK(&qc->report_work, quorum_report_work);
+	atomic64_set(&qc->quorum_failures, 0);
+
+	r = bg_quorum_parse(argc, argv, &qc->args, &error);
+	if (r) {
+		ti->error = (char *)error;
+		goto out_free;
+	}
+
+	qc->inst = bg_instance_create(ti, "quorum");
+	if (IS_ERR(qc->inst)) {
+		r = PTR_ERR(qc->inst);
+		goto out_free;
+	}
+	for (i = 0; i < qc->args.nr_children; i++) {
+		c = quorum_open_child(qc, qc->args.dev[i], i, set);
+		if (IS_ERR(c)) {
+			r = PTR_ERR(c);
+			goto out_instance;
+		}
+		set->child[set->n++] = c;
+	}
+	memset(qc->args.dev, 0, sizeof(qc->args.dev));	/* argv goes away */
+	qc->next_index = set->n;
+	if (ti->len > bdev_nr_sectors(set->child[0]->dev->bdev)) {
+		ti->error = "Device is larger than its children";
+		r = -EINVAL;
+		goto out_instance;
+	}
+
+	r = bioset_init(&qc->bs, 4 * BG_QUORUM_MAX, 0, BIOSET_NEED_BVECS);
+	if (r) {
+		ti->error = "Cannot allocate the bio set";
+		goto out_instance;
+	}
+	qc->pages = mempool_create_page_pool(set->n * QUORUM_PAGES, 0);
+	if (!qc->pages) {
+		ti->error = "Cannot allocate the page pool";
+		r = -ENOMEM;
+		goto out_bioset;
+	}
+	qc->wq = alloc_workqueue("bgraph-quorum", WQ_MEM_RECLAIM, 0);
+	if (!qc->wq) {
+		ti->error = "Cannot allocate the workqueue";
+		r = -ENOMEM;
+		goto out_pool;
+	}
+
+	RCU_INIT_POINTER(qc->set, set);
+	r = dm_set_target_max_io_len(ti, QUORUM_MAX_IO_SECTORS);
+	if (r) {
+		ti->error = "Cannot set the largest I/O";
+		goto out_wq;
+	}
+	ti->num_flush_bios = 1;
+	ti->num_discard_bios = 1;
+	ti->num_write_zeroes_bios = 1;
+	ti->per_io_data_size = sizeof(struct quorum_io);
+	ti->private = qc;
+	qc->inst->private = qc;
+	qc->inst->stats_text = quorum_stats_text;
+	return 0;
+
+out_wq:
+	destroy_workqueue(qc->wq);
+out_pool:
+	mempool_destroy(qc->pages);
+out_bioset:
+	bioset_exit(&qc->bs);
+out_instance:
+	quorum_free_children(qc);
+	bg_instance_destroy(qc->inst);	/* puts the children's devices */
+out_free:
+	kfree(set);
+	kvfree(qc);
+	return r;
+}
+
+static void quorum_dtr(struct dm_target *ti)
+{
+	struct quorum_c *qc = ti->private;
+
+	destroy_workqueue(qc->wq);	/* sends the last reports */
+	quorum_free_children(qc);
+	bg_instance_destroy(qc->inst);
+	mempool_destroy(qc->pages);
+	bioset_exit(&qc->bs);
+	kfree(rcu_dereference_protected(qc->set, true));
+	kvfree(qc);
+}
+
+static struct target_type quorum_target = {
+	.name		= "bgraph-quorum",
+	.version	= {1, 0, 0},
+	.module		= THIS_MODULE,
+	.ctr		= quorum_ctr,
+	.dtr		= quorum_dtr,
+	.map		= quorum_map,
+	.end_io		= quorum_end_io,
+	.status		= quorum_status,
+	.message	= quorum_message,
+	.iterate_devices = quorum_iterate_devices,
+	.resume		= quorum_resume,
+};
+
+int bg_quorum_init(void)
+{
+	return dm_register_target(&quorum_target);
+}
+
+void bg_quorum_exit(void)
+{
+	dm_unregister_target(&quorum_target);
+}
