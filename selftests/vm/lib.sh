@@ -126,7 +126,7 @@ cleanup_devices() {
 # run_tests FILE...: run every function named test_* in FILEs, each in a
 # subshell with errexit, with cleanup between; prints KTAP.
 run_tests() {
-	local f t n=0 total=0 rc out failed=0
+	local f t n=0 total=0 rc out failed=0 t0
 	local -a tests=()
 	for f in "$@"; do
 		# shellcheck disable=SC1090
@@ -138,6 +138,7 @@ run_tests() {
 	echo "1..$total"
 	for t in "${tests[@]}"; do
 		n=$((n + 1))
+		t0=$SECONDS
 		out=$( (set -eE; trap 'diag "line $LINENO: $BASH_COMMAND"' ERR; "$t") 2>&1)
 		rc=$?
 		if [ $rc -ne 0 ] && [ $rc -ne 4 ]; then
@@ -145,6 +146,7 @@ run_tests() {
 		else
 			grep '^# ' <<<"$out"
 		fi
+		diag "$t: $((SECONDS - t0)) s"
 		if [ $rc -eq 0 ]; then
 			echo "ok $n $t"
 		elif [ $rc -eq 4 ]; then
