@@ -32,7 +32,12 @@
 # Then the throttle part, tools/bench-throttle.sh: an unlimited
 # bgraph-throttle vs dm-linear, accuracy vs cgroup io.max, a shared group.
 #
-# BENCH_PARTS (default "reads writes throttle") picks the parts.
+# Then the quorum part, tools/bench-quorum.sh: a 3-way bgraph-quorum vs md
+# raid1 with three legs, and a read-pattern fifo quorum vs its first child.
+#
+# The arguments, else BENCH_PARTS (default "reads writes throttle quorum"),
+# pick the parts: `tools/vm-run -k 6.1 -m 3072 tools/bench.sh quorum`
+# (vm-run does not pass the host's environment into the guest).
 # BENCH_RUNTIME (s, default 5) and BENCH_REPS (default 5) per measurement;
 # the two devices of a pair are measured alternately, the order flipping
 # every rep (ABBA), and the median of the reps is kept.
@@ -42,7 +47,7 @@ src=${BGRAPH_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 runtime=${BENCH_RUNTIME:-5}
 reps=${BENCH_REPS:-5}
 wios=${BENCH_WIOS:-6000}
-parts=${BENCH_PARTS:-reads writes throttle}
+parts=${*:-${BENCH_PARTS:-reads writes throttle quorum}}
 size_mb=256
 work=/scratch/bench
 tmp=$(mktemp -d)
@@ -264,6 +269,13 @@ rmmod brd
 if [[ " $parts " == *" throttle "* ]]; then
 	# shellcheck source=tools/bench-throttle.sh
 	source "$src/tools/bench-throttle.sh"
+fi
+
+# ---- quorum -------------------------------------------------------------
+
+if [[ " $parts " == *" quorum "* ]]; then
+	# shellcheck source=tools/bench-quorum.sh
+	source "$src/tools/bench-quorum.sh"
 fi
 rmmod dm_bgraph
 rm -rf "$work" "$tmp"
