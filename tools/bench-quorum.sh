@@ -9,7 +9,9 @@
 #       no goal): the quorum reads all three children and compares them,
 #       md reads one leg;
 #   a read-pattern fifo quorum vs its first child alone, 4k random read
-#     iodepth 16 (goal >= 0.95): the cost of the node itself.
+#     iodepth 16 (goal >= 0.95), and vs dm-linear over that child: the
+#     first ratio includes what any dm device costs over brd, the second
+#     is the node's own cost.
 #
 # Fairness.  Six brd devices of the same size: md's legs on ram0-2, the
 # quorum's children on ram3-5, so that both sides exist at once and compare
@@ -21,8 +23,9 @@
 # (--assume-clean is then true).  md runs without a write-intent bitmap
 # (--bitmap=none), as the quorum has none.  The quorum's table is as long
 # as the md array (whose data starts after its superblock), so fio covers
-# the same number of bytes on both.  The fifo node's peer is its own child 0
-# (ram3): the same device, with and without the node.
+# the same number of bytes on both.  The fifo node's peers are its own
+# child 0 (ram3), the same device with and without the node, and a
+# dm-linear device over it.
 
 qmb=128				# MiB per brd device; six of them
 qsectors=$((qmb * 2048))
@@ -57,11 +60,14 @@ if dmsetup create bench-q --table \
 
 	dmsetup create bench-qf --table \
 		"0 $qsectors bgraph-quorum 2 3 /dev/ram3 /dev/ram4 /dev/ram5 2 read-pattern fifo"
+	dmsetup create bench-qlin --table "0 $qsectors linear /dev/ram3 0"
 	row workload device IOPS MiB/s ratio
 	compare "randread 4k 16" /dev/ram3 brd-child0 /dev/mapper/bench-qf quorum-fifo
 	echo "# goal: quorum-fifo / brd-child0 >= 0.95"
+	compare "randread 4k 16" /dev/mapper/bench-qlin dm-linear /dev/mapper/bench-qf quorum-fifo
+	echo "# context (no goal): the node's own cost; the goal above pays for dm too"
 	echo "# fifo status: $(status_of bench-qf)"
-	dmsetup remove bench-qf
+	dmsetup remove bench-qlin bench-qf
 else
 	echo "# quorum: the bgraph-quorum table was refused; quorum benchmarks skipped"
 fi
