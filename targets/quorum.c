@@ -742,11 +742,12 @@ static int quorum_iterate_devices(struct dm_target *ti,
 	unsigned int i;
 	int r = 0;
 
-	rcu_read_lock();
-	set = rcu_dereference(qc->set);
+	/* The callouts may sleep: the messages' lock, not RCU. */
+	mutex_lock(&qc->lock);
+	set = rcu_dereference_protected(qc->set, lockdep_is_held(&qc->lock));
 	for (i = 0; !r && i < set->n; i++)
 		r = fn(ti, set->child[i]->dev, 0, ti->len, data);
-	rcu_read_unlock();
+	mutex_unlock(&qc->lock);
 	return r;
 }
 
