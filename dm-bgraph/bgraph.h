@@ -128,8 +128,9 @@ void bg_instance_child_name(struct bg_instance *inst, struct dm_dev *dev,
 			    char name[BG_NAME_LEN]);
 
 /*
- * bg_instance_detach_child() - drop the edge from @inst to @dev from the
- * graph while the table lives on (a child removed at run time).  @dev
+ * bg_instance_detach_child() - drop the edge from @inst to @dev (the newest,
+ * if @dev was added twice) from the graph while the table lives on (a child
+ * removed at run time, or one just added and refused).  @dev
  * stays open: the caller puts it with dm_put_device() in its destructor,
  * because dm's device list of a live table is not ours to shorten.  Sleeps.
  */

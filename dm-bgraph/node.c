@@ -367,13 +367,16 @@ out_free:
 	return r;
 }
 
-/* The edge of @inst to @dev, or NULL.  bg_graph_lock held. */
+/*
+ * The newest edge of @inst to @dev, or NULL: when a device was just added
+ * a second time, the one just added.  bg_graph_lock held.
+ */
 static struct bg_edge *bg_instance_edge(struct bg_instance *inst,
 					struct dm_dev *dev)
 {
 	struct bg_edge *edge;
 
-	list_for_each_entry(edge, &inst->children, parent_entry)
+	list_for_each_entry_reverse(edge, &inst->children, parent_entry)
 		if (edge->dev == dev)
 			return edge;
 	return NULL;

@@ -996,6 +996,11 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = PTR_ERR(qc->inst);
 		goto out_free;
 	}
+	if (qc->args.rewrite_corrupted && !qc->inst->writable) {
+		ti->error = "rewrite-corrupted needs a writable table";
+		r = -EINVAL;
+		goto out_instance;
+	}
 	for (i = 0; i < qc->args.nr_children; i++) {
 		c = quorum_open_child(qc, qc->args.dev[i], i, set);
 		if (IS_ERR(c)) {
