@@ -83,7 +83,7 @@ struct quorum_c {
 	struct mutex alloc_lock;	/* the one allocator that may wait */
 
 	struct workqueue_struct *wq;
-	struct work_struct io_work;	/* votes and fifo retries */
+	struct work_struct io_work;	/* fifo retries, votes short of memory */
 	spinlock_t io_lock;
 	struct list_head io_list;	/* quorum_io.entry */
 
@@ -95,8 +95,11 @@ struct quorum_c {
 
 	atomic64_t quorum_failures;
 
-	/* io_work's scratch: the pages of each child's read, for the vote. */
-	struct bg_qseg segs[BG_QUORUM_MAX][QUORUM_PAGES];
+	/*
+	 * io_work's scratch for a vote that could not allocate its own: the
+	 * pages of each child's read, QUORUM_PAGES a child.
+	 */
+	struct bg_qseg segs[BG_QUORUM_MAX * QUORUM_PAGES];
 };
 
 enum quorum_kind {
@@ -110,6 +113,7 @@ struct quorum_io {
 	struct quorum_c *qc;
 	struct bio *bio;
 	struct list_head entry;		/* on quorum_c.io_list */
+	struct work_struct work;	/* quorum reads: the vote */
 	enum quorum_kind kind;
 	unsigned int n;			/* children when the bio was mapped */
 	unsigned int next;		/* fifo: the child being read */
@@ -408,14 +412,19 @@ static void quorum_fanout_end(struct bio *sub)
 /* Reads                                                            */
 /* ---------------------------------------------------------------- */
 
+static void quorum_vote_work(struct work_struct *work);
+
 static void quorum_read_end(struct bio *rd)
 {
 	struct quorum_io *qio = rd->bi_private;
 	unsigned int i = quorum_sub_index(qio, rd);
 
 	qio->err[i] = blk_status_to_errno(rd->bi_status);
-	if (atomic_dec_and_test(&qio->pending))
-		quorum_queue(qio);	/* the vote needs process context */
+	if (atomic_dec_and_test(&qio->pending)) {
+		/* The vote needs process context; votes run in parallel. */
+		INIT_WORK(&qio->work, quorum_vote_work);
+		queue_work(qio->qc->wq, &qio->work);
+	}
 }
 
 static void quorum_read_finish(struct quorum_io *qio, int r)
@@ -475,8 +484,11 @@ static void quorum_rewrite(struct quorum_io *qio, unsigned int winner,
 			submit_bio_noacct(qio->sub[i]);
 }
 
-/* Every child's read has ended: vote, answer, report, rewrite. */
-static void quorum_read_vote(struct quorum_io *qio)
+/*
+ * Every child's read has ended: vote, answer, report, rewrite.  @segs has
+ * room for QUORUM_PAGES segments a child.
+ */
+static void quorum_read_vote(struct quorum_io *qio, struct bg_qseg *segs)
 {
 	struct quorum_c *qc = qio->qc;
 	struct bg_qbuf buf[BG_QUORUM_MAX];
@@ -492,13 +504,13 @@ static void quorum_read_vote(struct quorum_io *qio)
 
 	for (i = 0; i < qio->n; i++) {
 		buf[i].err = qio->err[i];
-		buf[i].seg = qc->segs[i];
+		buf[i].seg = segs + i * QUORUM_PAGES;
 		k = 0;
 		if (!qio->err[i]) {
 			bio_for_each_segment_all(bv, qio->sub[i], iter) {
-				qc->segs[i][k].base = page_address(bv->bv_page) +
-						      bv->bv_offset;
-				qc->segs[i][k++].len = bv->bv_len;
+				segs[i * QUORUM_PAGES + k].base =
+					page_address(bv->bv_page) + bv->bv_offset;
+				segs[i * QUORUM_PAGES + k++].len = bv->bv_len;
 			}
 		}
 		buf[i].nseg = k;
@@ -558,6 +570,25 @@ static void quorum_fifo_retry(struct quorum_io *qio)
 	submit_bio_noacct(bio);
 }
 
+/*
+ * A vote with segments of its own; short of memory, it waits its turn for
+ * io_work's scratch, so that a vote never fails for want of memory.
+ */
+static void quorum_vote_work(struct work_struct *work)
+{
+	struct quorum_io *qio = container_of(work, struct quorum_io, work);
+	struct bg_qseg *segs;
+
+	segs = kmalloc_array(qio->n * QUORUM_PAGES, sizeof(*segs),
+			     GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN);
+	if (!segs) {
+		quorum_queue(qio);
+		return;
+	}
+	quorum_read_vote(qio, segs);
+	kfree(segs);
+}
+
 static void quorum_io_work(struct work_struct *work)
 {
 	struct quorum_c *qc = container_of(work, struct quorum_c, io_work);
@@ -575,7 +606,7 @@ static void quorum_io_work(struct work_struct *work)
 		if (qio->kind == QUORUM_IO_FIFO)
 			quorum_fifo_retry(qio);
 		else
-			quorum_read_vote(qio);
+			quorum_read_vote(qio, qc->segs);
 	}
 	blk_finish_plug(&plug);
 }
