@@ -282,6 +282,13 @@ test_bad_tables_refused_with_a_reason_and_nothing_left() {
 	$t 2 3 ${l[0]} ${l[1]} ${l[0]}|The same device is given twice as a child
 	$t 2 3 ${l[0]} ${l[1]} /dev/no-such-device|Cannot open the child device
 	EOF
+	# Rewrites write: not in a read-only table.
+	mark_log
+	expect_fail dmsetup create qbad --readonly --table "$t 2 3 ${l[*]} 1 rewrite-corrupted"
+	expect_match "$(log_since_mark)" "bgraph-quorum: rewrite-corrupted needs a writable table" "read-only reason"
+	expect_eq "$(ls "$CFS/nodes")" "" "nodes left behind"
+	dmsetup create qro --readonly --table "$t 2 3 ${l[*]}"
+	dmsetup remove qro
 }
 
 test_children_show_as_children_n_in_graph_and_node_dir() {
