@@ -845,6 +845,35 @@ void qcow2_plan_align(const struct qcow2_info *qi, const u64 *l2, u32 align,
 	p->wend = e;
 }
 
+bool qcow2_plan_zero_fill(const struct qcow2_info *qi,
+			  const struct qcow2_wplan *p, u64 off, u64 len,
+			  u32 align, bool backing_zeros, u64 *dbegin,
+			  u64 *dend)
+{
+	u64 ss = 1ULL << qi->subcluster_bits, pos;
+
+	if (p->kind != QCOW2_W_COW)
+		return false;
+	for (pos = p->wbegin; pos < p->wend; pos += ss) {
+		switch (p->src[pos >> qi->subcluster_bits]) {
+		case QCOW2_SRC_NONE:
+		case QCOW2_SRC_ZERO:
+			break;
+		case QCOW2_SRC_BACKING:
+			if (backing_zeros)
+				break;
+			return false;
+		default:
+			return false;
+		}
+	}
+	/* Within [wbegin, wend): both are multiples of @align. */
+	off &= qi->cluster_size - 1;
+	*dbegin = off & ~((u64)align - 1);
+	*dend = (off + len + align - 1) & ~((u64)align - 1);
+	return true;
+}
+
 int qcow2_plan_zero(const struct qcow2_info *qi, const u64 *l2, bool discard,
 		    bool backing, u64 *new_entry, u64 *new_bitmap,
 		    u64 *free_off, u64 *free_len)

@@ -325,6 +325,23 @@ void qcow2_plan_align(const struct qcow2_info *qi, const u64 *l2, u32 align,
 		      struct qcow2_wplan *p);
 
 /*
+ * qcow2_plan_zero_fill() - whether a COW plan's fill is all zeros, so that
+ * the file device may zero [wbegin, wend) without being sent the zeros
+ * (QEMU's is_zero_cow()): every subcluster of it comes from nothing
+ * (QCOW2_SRC_NONE), zeros, or the backing child when @backing_zeros (there
+ * is none, or it ends before the cluster).  If so, sets [*@dbegin, *@dend):
+ * the write's bytes [@off, @off + @len) within the cluster, widened to
+ * multiples of @align (the file device's logical block: at most a
+ * subcluster, or the plan was aligned to it by qcow2_plan_align()), so
+ * within [wbegin, wend): what must still be written, the write's data
+ * with zeros around it.
+ */
+bool qcow2_plan_zero_fill(const struct qcow2_info *qi,
+			  const struct qcow2_wplan *p, u64 off, u64 len,
+			  u32 align, bool backing_zeros, u64 *dbegin,
+			  u64 *dend);
+
+/*
  * qcow2_plan_zero() - the L2 entry and bitmap that make a whole cluster
  * read zeros without writing data: for write-zeroes (@discard false) an
  * allocated, unshared cluster keeps its host cluster; for a discard the

@@ -3170,6 +3170,92 @@ TEST(extended_l2_512_byte_subclusters_need_no_copy)
 	EXPECT_EQ(QCOW2_W_INPLACE, p.kind);
 }
 
+/* ---------------------------------------------------------------- */
+/* qcow2_plan_zero_fill()                                           */
+/* ---------------------------------------------------------------- */
+
+static bool zfill(const struct qcow2_info *qi, u64 e, u64 bm, u64 off,
+		  u64 len, u32 align, bool backing_zeros, u64 *db, u64 *de)
+{
+	struct qcow2_wplan p;
+
+	plan(qi, e, bm, off, len, &p);
+	*db = 0xa5;
+	*de = 0xa5;
+	return qcow2_plan_zero_fill(qi, &p, off, len, align, backing_zeros,
+				    db, de);
+}
+
+/* A 4k write into a new 64K cluster: zeros around it, 4K written. */
+TEST(zero_fill_writes_only_the_blocks_of_a_write_into_a_new_cluster)
+{
+	struct qcow2_info qi;
+	u64 db, de;
+
+	qi_for(_metadata, 16, false, 16 * MB, &qi);
+	/* unallocated, no backing child */
+	EXPECT_TRUE(zfill(&qi, 0, 0, MB + 8192, 4096, 512, true, &db, &de));
+	EXPECT_EQ(8192, db);
+	EXPECT_EQ(12288, de);
+	/* 512 bytes on a 4Kn device: the block around them */
+	EXPECT_TRUE(zfill(&qi, 0, 0, 8192 + 1536, 512, 4096, true, &db, &de));
+	EXPECT_EQ(8192, db);
+	EXPECT_EQ(12288, de);
+	/* a zero cluster, plain or allocated, reads zeros even over backing */
+	EXPECT_TRUE(zfill(&qi, ZERO_PLAIN, 0, 512, 512, 512, false, &db, &de));
+	EXPECT_EQ(512, db);
+	EXPECT_EQ(1024, de);
+	EXPECT_TRUE(zfill(&qi, ZERO_ALLOC(MB), 0, 0, 4096, 512, false, &db, &de));
+	EXPECT_EQ(0, db);
+	EXPECT_EQ(4096, de);
+	/* the whole cluster: nothing to zero, all of it written */
+	EXPECT_TRUE(zfill(&qi, 0, 0, 0, CS64K, 512, false, &db, &de));
+	EXPECT_EQ(0, db);
+	EXPECT_EQ(CS64K, de);
+}
+
+TEST(zero_fill_needs_every_source_to_read_zeros)
+{
+	struct qcow2_info qi;
+	u64 db, de;
+
+	qi_for(_metadata, 16, false, 16 * MB, &qi);
+	/* the backing child's data, a shared cluster, a compressed one */
+	EXPECT_FALSE(zfill(&qi, 0, 0, 8192, 4096, 512, false, &db, &de));
+	EXPECT_FALSE(zfill(&qi, MB, 0, 8192, 4096, 512, true, &db, &de));
+	EXPECT_FALSE(zfill(&qi, comp(&qi, MB, 2), 0, 0, 4096, 512, true, &db,
+			   &de));
+	/* in place: no fill at all */
+	EXPECT_FALSE(zfill(&qi, DATA(MB), 0, 0, 4096, 512, true, &db, &de));
+	EXPECT_EQ(0xa5, db);
+	EXPECT_EQ(0xa5, de);
+}
+
+/* Extended L2: only the subclusters written are in the range. */
+TEST(extended_l2_zero_fill_stays_within_the_subclusters_written)
+{
+	struct qcow2_info qi;
+	u64 db, de;
+
+	qi_for(_metadata, 16, true, 16 * MB, &qi);
+	/* 512 bytes into unallocated subcluster 3 of a cluster we own */
+	EXPECT_TRUE(zfill(&qi, DATA(MB), SC_ALLOC(2), 3 * SC2K + 512, 512, 512,
+			  true, &db, &de));
+	EXPECT_EQ(3 * SC2K + 512, db);
+	EXPECT_EQ(3 * SC2K + 1024, de);
+	/* a zero subcluster reads zeros whatever the backing child holds */
+	EXPECT_TRUE(zfill(&qi, DATA(MB), SC_ZERO(3), 3 * SC2K, 512, 512, false,
+			  &db, &de));
+	/* over the backing child's data */
+	EXPECT_FALSE(zfill(&qi, DATA(MB), 0, 3 * SC2K, 512, 512, false, &db,
+			   &de));
+	/* a shared cluster copies its allocated subclusters */
+	EXPECT_FALSE(zfill(&qi, MB, SC_ALLOC(0), 3 * SC2K, 512, 512, true, &db,
+			   &de));
+	EXPECT_TRUE(zfill(&qi, MB, SC_ZERO(0), 3 * SC2K, 512, 512, true, &db,
+			  &de));
+}
+
 /*
  * Plans checked by their effect: a model of one guest cluster, its old
  * host cluster, the cluster a COW allocates, the backing child and the
@@ -3319,27 +3405,42 @@ static void sim_entry(const struct qcow2_info *qi, u64 *seed, u64 *e, u64 *bm)
 	*bm = a | z << 32;
 }
 
+/* A source the file device may zero instead of being sent (no backing). */
+static bool sim_src_zero(enum qcow2_src src, bool backing)
+{
+	return src == QCOW2_SRC_NONE || src == QCOW2_SRC_ZERO ||
+	       (src == QCOW2_SRC_BACKING && !backing);
+}
+
+/*
+ * Carry out a write of @len bytes at @off as planned, with or without a
+ * backing child: the fill from the sources, or, when
+ * qcow2_plan_zero_fill() allows it with blocks of @align bytes, zeros
+ * over [wbegin, wend) and the write's blocks over them.
+ */
 static void sim_write(struct __test_metadata *_metadata, struct sim *s,
-		      u64 e, u64 bm, u64 off, u64 len)
+		      u64 e, u64 bm, u64 off, u64 len, bool backing, u32 align)
 {
 	const u64 cs = s->cs, ss = 1ULL << s->qi->subcluster_bits;
 	const u64 l2[2] = { e, bm };
-	u64 host = e & QCOW2_OFFSET_MASK, ne, nbm, fo = 0, fl = 0, sc;
-	bool compressed = e & QCOW2_OFLAG_COMPRESSED;
+	u64 host = e & QCOW2_OFFSET_MASK, ne, nbm, fo = 0, fl = 0, sc, db, de;
+	bool compressed = e & QCOW2_OFLAG_COMPRESSED, zf, all_zero;
 	struct qcow2_wplan p;
 	u8 *t;
 
 	memset(s->old, 0x5a, cs);
 	for (sc = 0; sc < cs / 512; sc++)
 		s->old[sc * 512] = sc;
-	ASSERT_TRUE(sim_view(_metadata, s, e, bm, true, s->want));
+	ASSERT_TRUE(sim_view(_metadata, s, e, bm, backing, s->want));
 	memcpy(s->want + off, s->data, len);
 
 	memset(&p, 0xa5, sizeof(p));
 	qcow2_plan_write(s->qi, l2, off, len, &p);
 	ASSERT_NE(QCOW2_W_INVALID, p.kind);
+	zf = qcow2_plan_zero_fill(s->qi, &p, off, len, align, !backing, &db, &de);
 	if (p.kind == QCOW2_W_INPLACE) {
 		/* only a cluster we own, and only where it holds data */
+		ASSERT_FALSE(zf);
 		ASSERT_TRUE(host && (e & QCOW2_OFLAG_COPIED) && !compressed);
 		ASSERT_EQ(SIM_OLD, p.host);
 		memcpy(s->old + off, s->data, len);
@@ -3367,6 +3468,18 @@ static void sim_write(struct __test_metadata *_metadata, struct sim *s,
 			ne = p.new_entry;
 		}
 		nbm = p.new_bitmap;
+		if (zf) {
+			/* the write's blocks, in the range, around the write */
+			ASSERT_EQ(0, db % align);
+			ASSERT_EQ(0, de % align);
+			ASSERT_LE(p.wbegin, db);
+			ASSERT_LE(db, off);
+			ASSERT_LE(off + len, de);
+			ASSERT_LE(de, p.wend);
+			/* the device zeroes the range; zeros around the write */
+			memset(t + p.wbegin, 0, p.wend - p.wbegin);
+		}
+		all_zero = true;
 		for (sc = 0; sc < cs / ss && sc < QCOW2_SUBCLUSTERS; sc++) {
 			u8 *d = t + sc * ss;
 
@@ -3374,6 +3487,9 @@ static void sim_write(struct __test_metadata *_metadata, struct sim *s,
 				ASSERT_EQ(QCOW2_SRC_NONE, p.src[sc]);
 				continue;
 			}
+			all_zero &= sim_src_zero(p.src[sc], backing);
+			if (zf)
+				continue;
 			switch (p.src[sc]) {
 			case QCOW2_SRC_NONE:	/* whatever the writer puts */
 				memset(d, 0xdd, ss);
@@ -3382,7 +3498,10 @@ static void sim_write(struct __test_metadata *_metadata, struct sim *s,
 				memset(d, 0, ss);
 				break;
 			case QCOW2_SRC_BACKING:
-				memcpy(d, s->backing + sc * ss, ss);
+				if (backing)
+					memcpy(d, s->backing + sc * ss, ss);
+				else
+					memset(d, 0, ss);
 				break;
 			case QCOW2_SRC_HOST:
 				memmove(d, sim_host(_metadata, s, p.src_host) +
@@ -3398,6 +3517,8 @@ static void sim_write(struct __test_metadata *_metadata, struct sim *s,
 				ASSERT_TRUE(false);
 			}
 		}
+		/* zero-filled exactly when every source reads zeros */
+		EXPECT_EQ(all_zero, zf);
 		memcpy(t + off, s->data, len);
 		if (compressed)
 			qcow2_compressed_range(s->qi, e, &fo, &fl);
@@ -3410,18 +3531,20 @@ static void sim_write(struct __test_metadata *_metadata, struct sim *s,
 	/* the old cluster's contents are gone if it loses its reference */
 	if (p.free_len)
 		memset(s->old, 0xcc, cs);
-	ASSERT_TRUE(sim_view(_metadata, s, ne, nbm, true, s->got));
+	ASSERT_TRUE(sim_view(_metadata, s, ne, nbm, backing, s->got));
 	ASSERT_EQ(0, memcmp(s->want, s->got, cs)) {
 		u64 i = 0;
 
 		while (s->want[i] == s->got[i])
 			i++;
 		TH_LOG("entry %#llx bitmap %#llx write %llu+%llu: byte %llu "
-		       "reads %#x, not %#x (new entry %#llx bitmap %#llx)",
+		       "reads %#x, not %#x (new entry %#llx bitmap %#llx, "
+		       "backing %d, zero fill %d)",
 		       (unsigned long long)e, (unsigned long long)bm,
 		       (unsigned long long)off, (unsigned long long)len,
 		       (unsigned long long)i, s->got[i], s->want[i],
-		       (unsigned long long)ne, (unsigned long long)nbm);
+		       (unsigned long long)ne, (unsigned long long)nbm,
+		       backing, zf);
 	}
 }
 
@@ -3449,7 +3572,10 @@ static void sim_writes(struct __test_metadata *_metadata, u32 cb, bool extl2,
 			off = 0;	/* the whole cluster */
 			len = sectors;
 		}
-		sim_write(_metadata, &s, e, bm, off, len * 512);
+		/* blocks of 4K where a subcluster holds them (the ctr's rule) */
+		sim_write(_metadata, &s, e, bm, off, len * 512, !(r & BIT(36)),
+			  (r & BIT(37)) && 1u << qi.subcluster_bits >= 4096 ?
+			  4096 : 512);
 		if (_metadata->exit_code)	/* stop at the first failure */
 			break;
 	}
