@@ -319,6 +319,17 @@ struct qcow2_c {
 	u64 *l1;			/* host-endian L2 table offsets */
 	struct l2_cache cache;
 	struct dm_io_client *io;
+	/*
+	 * Deferred bios, and empty flushes apart: a work item must not wait
+	 * for items of its own workqueue.  A worker waits for the children's
+	 * bios, which another bgraph-qcow2 node may defer, and a flush for
+	 * the node's deferred bios to end (qcow2_epoch_drain()).  When
+	 * workers cannot be created fast enough, the WQ_MEM_RECLAIM rescuer
+	 * takes the pending items (on 6.1, all at once) and runs them one
+	 * after the other: blocked in one, it would never start the other.
+	 */
+	struct workqueue_struct *wq;
+	struct workqueue_struct *flush_wq;
 	struct bio_set bs;		/* for splits in the worker */
 	u64 cache_arg;			/* l2_cache_size as given, or 0 */
 	bool writable;			/* the table writes, no read_only */
@@ -394,8 +405,6 @@ struct qcow2_io {
 	struct qcow2_c *qc;
 	int epoch;			/* users[] it counts in, or -1 */
 };
-
-static struct workqueue_struct *qcow2_wq;
 
 static const char *qcow2_name(struct qcow2_c *qc)
 {
@@ -1660,7 +1669,7 @@ static void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st)
 			continue;
 		}
 		INIT_WORK(&io->work, qcow2_work);
-		queue_work(qcow2_wq, &io->work);
+		queue_work(qc->wq, &io->work);
 	}
 }
 
@@ -1819,7 +1828,7 @@ static int qcow2_defer(struct qcow2_c *qc, struct bio *bio)
 	}
 	io->qc = qc;
 	INIT_WORK(&io->work, qcow2_work);
-	queue_work(qcow2_wq, &io->work);
+	queue_work(bio_sectors(bio) ? qc->wq : qc->flush_wq, &io->work);
 	return DM_MAPIO_SUBMITTED;
 }
 
@@ -2271,6 +2280,10 @@ static void qcow2_free(struct qcow2_c *qc)
 	struct qcow2_free *f, *tmp;
 	u32 i;
 
+	if (qc->flush_wq)
+		destroy_workqueue(qc->flush_wq);
+	if (qc->wq)
+		destroy_workqueue(qc->wq);
 	list_for_each_entry_safe(f, tmp, &qc->frees, list)
 		kfree(f);
 	for (i = 0; qc->rb && i < qc->rb_slots; i++)
@@ -2351,6 +2364,16 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = PTR_ERR(qc->io);
 		qc->io = NULL;
 		ti->error = "Cannot create the dm-io client";
+		goto out;
+	}
+	qc->wq = alloc_workqueue("bgraph-qcow2/%s", WQ_MEM_RECLAIM | WQ_UNBOUND,
+				 0, dm_table_device_name(ti->table));
+	qc->flush_wq = alloc_workqueue("bgraph-qcow2f/%s",
+				       WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
+				       dm_table_device_name(ti->table));
+	if (!qc->wq || !qc->flush_wq) {
+		r = -ENOMEM;
+		ti->error = "Cannot create the workqueue";
 		goto out;
 	}
 	r = qcow2_load_header(qc, &ti->error);
@@ -2459,20 +2482,10 @@ static struct target_type qcow2_target = {
 
 int bg_qcow2_init(void)
 {
-	int r;
-
-	qcow2_wq = alloc_workqueue("bgraph-qcow2", WQ_MEM_RECLAIM | WQ_UNBOUND,
-				   0);
-	if (!qcow2_wq)
-		return -ENOMEM;
-	r = dm_register_target(&qcow2_target);
-	if (r)
-		destroy_workqueue(qcow2_wq);
-	return r;
+	return dm_register_target(&qcow2_target);
 }
 
 void bg_qcow2_exit(void)
 {
 	dm_unregister_target(&qcow2_target);
-	destroy_workqueue(qcow2_wq);
 }
