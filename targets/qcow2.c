@@ -360,6 +360,7 @@ struct qcow2_c {
 	bool meta_dirty;		/* something above awaits a flush */
 	bool hdr_dirty;			/* we set the header's dirty bit */
 	u32 lbs;			/* file device logical block size */
+	bool no_zeroout;		/* it refused a write-zeroes */
 
 	/* Guest clusters being written by copy-on-write. */
 	spinlock_t inflight_lock;
@@ -1402,10 +1403,66 @@ static void qcow2_copy_from_bio(struct bio *bio, u8 *dst, u64 len)
 }
 
 /*
+ * The cheap way to carry out a COW plan whose fill is all zeros, QEMU's
+ * (handle_alloc_space()): one write-zeroes request zeroes bytes [wbegin,
+ * wend) of the cluster without the zeros being sent, then only the
+ * write's own blocks are written over it (a write-zeroes bio: nothing).
+ * Both are on the device when it returns.  -EOPNOTSUPP: the fill is not
+ * all zeros or the device has no write-zeroes; the caller writes the
+ * whole range instead.
+ */
+static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
+			  u64 len, const struct qcow2_wplan *p, u64 host)
+{
+	const unsigned int flags = BLKDEV_ZERO_NOUNMAP | BLKDEV_ZERO_NOFALLBACK;
+	const struct qcow2_info *qi = &qc->qi;
+	struct block_device *bdev = qc->file->bdev;
+	u64 base = off & ~(qi->cluster_size - 1), db, de;
+	bool data = bio && bio_op(bio) == REQ_OP_WRITE, backing_zeros;
+	u8 *buf;
+	int r = 0;
+
+	if (READ_ONCE(qc->no_zeroout) || !bdev_write_zeroes_sectors(bdev))
+		return -EOPNOTSUPP;
+	backing_zeros = !qc->backing ||
+		base + p->wbegin >= bdev_nr_bytes(qc->backing->bdev);
+	if (!qcow2_plan_zero_fill(qi, p, off, len, qc->lbs, backing_zeros,
+				  &db, &de))
+		return -EOPNOTSUPP;
+	if (host + p->wend > bdev_nr_bytes(bdev))
+		return -EIO;
+	/*
+	 * NOUNMAP, as QEMU asks (no BDRV_REQ_MAY_UNMAP): the cluster keeps
+	 * its room (fallocate(ZERO_RANGE) on a loop device, not a hole).
+	 * Nothing to zero when the write's blocks are the whole range.
+	 */
+	if (!data || db > p->wbegin || de < p->wend)
+		r = blkdev_issue_zeroout(bdev, (host + p->wbegin) >> SECTOR_SHIFT,
+					 (p->wend - p->wbegin) >> SECTOR_SHIFT,
+					 GFP_NOIO, flags);
+	if (r == -EOPNOTSUPP)	/* a loop device over tmpfs on 6.1 */
+		WRITE_ONCE(qc->no_zeroout, true);
+	if (r || !data)
+		return r;
+	buf = kvmalloc(de - db, GFP_NOIO);
+	if (!buf)
+		return -ENOMEM;
+	off -= base;		/* within the cluster, from here on */
+	memset(buf, 0, off - db);
+	qcow2_copy_from_bio(bio, buf + (off - db), len);
+	memset(buf + (off - db) + len, 0, de - off - len);
+	r = qcow2_write(qc, host + db, buf, de - db);
+	kvfree(buf);
+	return r;
+}
+
+/*
  * Fill bytes [wbegin, wend) of the cluster of guest offset @off from the
  * plan's sources, put the write's @len bytes (from @bio, or zeros) in and
- * write it all at @host + wbegin.  No lock: nobody else sees @host yet,
- * or its range is not allocated yet in the bitmap.
+ * write it all at @host + wbegin; when the fill is all zeros and the file
+ * device can zero without being sent them, only the write's blocks are
+ * written (qcow2_zero_cow()).  No lock: nobody else sees @host yet, or
+ * its range is not allocated yet in the bitmap.
  */
 static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
 			   u64 len, const struct qcow2_wplan *p, u64 host)
@@ -1415,8 +1472,12 @@ static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
 	u64 base = off & ~(cs - 1), wlen = p->wend - p->wbegin;
 	u8 *buf, *cbuf = NULL, *dst;
 	u32 sc;
-	int r = -ENOMEM;
+	int r;
 
+	r = qcow2_zero_cow(qc, bio, off, len, p, host);
+	if (r != -EOPNOTSUPP)
+		return r;
+	r = -ENOMEM;
 	buf = kvmalloc(wlen, GFP_NOIO);
 	if (!buf)
 		return r;

@@ -377,6 +377,82 @@ test_qcow2_write_suspend_leaves_the_image_clean() {
 	qw_finish sus "$img" "after suspend, resume and removal"
 }
 
+# ---- new clusters over old bytes ------------------------------------
+
+# qw_old_bytes NAME OPTIONS [DIR]: 4k, 8k and 512-byte writes into new
+# 64K clusters of an image on a loop device (whose write-zeroes is
+# fallocate: the node zeroes the rest of a cluster that way, not by
+# writing zeros) where the clusters taken held other bytes: clusters QEMU
+# freed and left their data in, then the file past the image's old end.
+# The rest of every cluster reads zeros, through the node and through
+# qemu.  The image file is in DIR if given, else in $SCRATCH.
+qw_old_bytes() {
+	local name=$1 img model end room=$((16 << 20)) k=1024 i o n dd0 dd1 wz
+	local -a w hosts
+	img=$(q2_new "$name" 8M "cluster_size=65536${2:+,$2}")
+	if [ -n "${3:-}" ]; then
+		mv "$img" "$3/" && img=$3/${img##*/} || return 1
+	fi
+	# 16 clusters written, then freed (qemu may punch them out of the
+	# file; they are filled with 0xdd again, which qemu-img check
+	# accepts: nothing references them), then 0xee past the image's end.
+	q2_io "$img" "write -P 0xdd 0 1M"
+	mapfile -t hosts < <(qemu-img map --output=json "$img" |
+		python3 -c 'import json,sys; [print(e["offset"], e["length"]) for e in json.load(sys.stdin) if e["data"]]')
+	q2_io "$img" "write -z -u 0 1M"
+	end=$(stat -c %s "$img")
+	truncate -s $room "$img"
+	for i in "${hosts[@]}" "$end $((room - end))"; do
+		read -r o n <<<"$i"
+		head -c "$n" /dev/zero | tr '\0' "$([ "$o" = "$end" ] && echo '\356' || echo '\335')" |
+			dd of="$img" bs=64k seek="$o" oflag=seek_bytes conv=notrunc status=none
+	done
+	qw_check "$img" "$name before the node's writes" || return 1
+	dd0=$(tr -cd '\335' <"$img" | wc -c)
+	expect_eq "$dd0" $((1 << 20)) "0xdd bytes in the freed clusters"
+	model=$(qw_model "$img")
+	qw_dm "$name" "$img" $room
+	wz=$(cat "/sys/block/${Q2_LOOP[$name]}/queue/write_zeroes_max_bytes")
+	# 28 new clusters: the 16 freed ones, then 12 past the old end.
+	w=(8K:4K:0x21 $((64 * k + 1536)):512:0x22 $((192 * k - 4 * k)):8K:0x23)
+	for i in $(seq 0 23); do
+		w+=($(((2048 + 64 * i + 20) * k)):4K:$((0x30 + i)))
+	done
+	qw_write "/dev/mapper/$name" --ref "$model" "${w[@]}"
+	qw_expect "$name" "$model" "$name: new clusters over old bytes"
+	diag "$name: write_zeroes_max_bytes of the loop device: $wz, then" \
+		"$(cat "/sys/block/${Q2_LOOP[$name]}/queue/write_zeroes_max_bytes")"
+	if [ -z "$2" ] && [ "$wz" -gt 0 ] && [ "$(stat -f -c %T "$img")" = ext2/ext3 ]; then
+		# fallocate(ZERO_RANGE) leaves unwritten extents on ext4 (with
+		# extended L2, only parts of 4K blocks are zeroed: no extents).
+		n=$(filefrag -v "$img" | grep -c unwritten || true)
+		diag "$name: $n unwritten extents in the image file"
+		[ "$n" -gt 0 ] || fail "$name: the file device zeroed nothing (write_zeroes_max_bytes $wz)"
+	fi
+	qw_finish "$name" "$img" "$name after writes over old bytes"
+	dd1=$(tr -cd '\335' <"$img" | wc -c)
+	diag "$name: image end $end, then $QW_END; 0xdd bytes $dd0, then $dd1"
+	[ "$dd1" -lt "$dd0" ] || fail "$name: no freed cluster taken again"
+	[ "$QW_END" -gt "$end" ] || fail "$name: no cluster taken past the old end"
+	qw_qemu_reads "$img" "$model"
+}
+
+test_qcow2_write_new_clusters_over_old_bytes_read_zeros_around_the_data() {
+	qw_old_bytes og ""
+	q2_fast && qw_old_bytes ogx extended_l2=on
+}
+
+# A loop device over tmpfs offers write-zeroes but fallocate(ZERO_RANGE)
+# fails (6.12's loop then stops offering it, 6.1's does not): the node
+# writes the zeros itself.
+test_qcow2_write_file_device_refusing_write_zeroes_gets_the_zeros_written() {
+	local d
+	d=$(mktemp -d /dev/shm/qw.XXXXXX)
+	[ "$(stat -f -c %T "$d")" = tmpfs ] || { rm -rf "$d"; skip "/dev/shm is not a tmpfs"; }
+	qw_old_bytes ogt "" "$d"
+	rm -rf "$d"
+}
+
 # ---- faults ---------------------------------------------------------
 
 qw_flakey() {
