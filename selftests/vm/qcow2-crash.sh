@@ -146,6 +146,7 @@ crash_replay() {
 # ---- the tool, on a plain device ------------------------------------
 
 test_crash_replay_tool_reproduces_raw_writes_at_every_mark() {
+	covered_on_debug "the qcow2 write tests (this one checks the replay tool, in user space)"
 	local dev orig copy rl out rc
 	crash_tool
 	crash_dir
@@ -247,6 +248,7 @@ crash_qcow2() {
 }
 
 test_qcow2_crash_any_flush_or_mark_leaves_a_consistent_image() {
+	covered_on_debug "the qcow2 fio and write tests (the replay checks run in user space)"
 	local n=40
 	q2_fast && n=60	# fewer on the debug kernel
 	CRASH_WRITE_OPTS=discard crash_qcow2 plain $n 10 11 cluster_size=65536

@@ -166,6 +166,7 @@ test_group_mkdir_shows_every_limit_and_nothing_set() {
 }
 
 test_group_names_follow_qemu_s_id_rule() {
+	covered_on_debug "test_group_mkdir_shows_every_limit_and_nothing_set (the id rule: unit tests)"
 	local bad
 	th_cleanup
 	for bad in 9lives _x 'a b' 'x:y' "$(printf 'g%.0s' {1..64})"; do
@@ -183,6 +184,7 @@ test_group_names_follow_qemu_s_id_rule() {
 
 # QEMU's throttle_is_valid() rules: each refused with a reason, no change.
 test_bad_values_are_refused_with_a_reason_and_change_nothing() {
+	covered_on_debug "test_group_mkdir_shows_every_limit_and_nothing_set (the rules: unit tests)"
 	local g=$TG/g1 case attr val why
 	th_cleanup
 	mkdir "$g"
