@@ -146,7 +146,7 @@ crash_replay() {
 # ---- the tool, on a plain device ------------------------------------
 
 test_crash_replay_tool_reproduces_raw_writes_at_every_mark() {
-	covered_on_debug "the qcow2 write tests (this one checks the replay tool, in user space)"
+	on_6_12_only "crash replay"
 	local dev orig copy rl out rc
 	crash_tool
 	crash_dir
@@ -248,18 +248,20 @@ crash_qcow2() {
 }
 
 test_qcow2_crash_any_flush_or_mark_leaves_a_consistent_image() {
-	covered_on_debug "the qcow2 fio and write tests (the replay checks run in user space)"
+	on_6_12_only "crash replay"
 	local n=40
 	q2_fast && n=60	# fewer on the debug kernel
 	CRASH_WRITE_OPTS=discard crash_qcow2 plain $n 10 11 cluster_size=65536
 }
 
 test_qcow2_crash_extended_l2_image_stays_consistent() {
+	on_6_12_only "crash replay"
 	q2_slow_skip
 	crash_qcow2 xl2 30 10 12 cluster_size=65536,extended_l2=on
 }
 
 test_qcow2_crash_top_of_a_two_image_chain_stays_consistent() {
+	on_6_12_only "crash replay"
 	local base mid
 	q2_slow_skip
 	base=$(q2_new cbase 64M cluster_size=65536)
@@ -279,6 +281,7 @@ test_qcow2_crash_top_of_a_two_image_chain_stays_consistent() {
 # them, L2 tables before the L1 entries) must not depend on the order
 # in which the disk keeps writes between flushes.
 test_qcow2_crash_losing_any_write_before_a_flush_leaves_no_corruption() {
+	on_6_12_only "crash replay"
 	q2_slow_skip
 	CRASH_TORN=1 CRASH_WRITE_OPTS="discard max=262144" \
 		crash_qcow2 torn 8 4 14 cluster_size=65536

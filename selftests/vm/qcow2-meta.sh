@@ -66,7 +66,6 @@ test_qcow2_writable_reload_reads_the_image_again() {
 # subclusters (128K clusters; 2K ones could not be remapped and are
 # refused, with a reason).
 test_qcow2_write_extended_l2_subclusters_on_512_and_4k_devices() {
-	covered_on_debug "test_qcow2_write_extended_l2_allocates_subclusters_over_backing and test_qcow2_file_device_with_4k_sectors_reads_like_qemu"
 	local base img ss l lb bs out cs
 	base=$(q2_raw xbase 16)
 	img=$(q2_new x2k 16M cluster_size=65536,extended_l2=on -b "$base" -F raw)

@@ -355,7 +355,6 @@ qw_round_trip() {
 }
 
 test_qcow2_write_round_trips_with_qemu_io() {
-	covered_on_debug "the qcow2 fio and write tests (this one checks the format, in user space)"
 	q2_fast && qw_round_trip rt2 compat=0.10,cluster_size=4096 4096
 	qw_round_trip rt3 cluster_size=16384 16384
 }
@@ -824,7 +823,6 @@ test_qcow2_write_lazy_refcounts_image_dirty_while_written_clean_after() {
 # ---- the table ------------------------------------------------------
 
 test_qcow2_write_read_only_option_refuses_writes() {
-	covered_on_debug "test_qcow2_read_only_table_and_option_refuse_writes"
 	local base img sum out
 	qw_probe
 	base=$(q2_raw rob 4)

@@ -477,7 +477,6 @@ q2_chain() {
 }
 
 test_qcow2_three_image_chain_reads_like_qemu_and_shows_in_the_graph() {
-	covered_on_debug "test_qcow2_fio_randread_over_chain_keeps_data"
 	local lb lm lt tree n
 	q2_chain
 	q2_same top "$SCRATCH/top.img" "top of the chain"
@@ -598,7 +597,6 @@ test_qcow2_internal_snapshots_read_the_active_state() {
 }
 
 test_qcow2_two_images_in_one_table_read_at_their_offsets() {
-	covered_on_debug "test_two_raw_targets_in_one_table and the qcow2 read tests"
 	local a b la lb
 	a=$(q2_new a 4M cluster_size=4096)
 	q2_io "$a" "write -s $(q2_pat 1) 0 3M" "write -z 1M 64k"
@@ -689,7 +687,6 @@ test_qcow2_status_counts_l2_cache_hits_and_misses() {
 }
 
 test_qcow2_l2_cache_size_sets_slices_total() {
-	covered_on_debug "test_qcow2_concurrent_random_reads_with_small_l2_cache_are_right"
 	local img t big small
 	img=$(q2_new c 4M cluster_size=4096)
 	q2_io "$img" "write -s $(q2_pat 1) 0 3M" "write -z 1M 1M"

@@ -338,7 +338,6 @@ test_table_and_status_formats() {
 }
 
 test_table_round_trips_through_a_reload_with_each_option() {
-	covered_on_debug "test_reload_of_the_table_after_live_changes_keeps_the_children (the table: unit tests)"
 	local l mm opts want t
 	q_begin
 	mapfile -t l < <(q_loops 3)
@@ -375,7 +374,6 @@ test_table_round_trips_through_a_reload_with_each_option() {
 # ---- reads and writes -----------------------------------------------
 
 test_fio_verify_through_quorum_leaves_the_children_equal() {
-	covered_on_debug "test_fio_verify_survives_corruption_and_a_child_removed_and_added_back"
 	local l
 	q_begin
 	mapfile -t l < <(q_loops 3)
@@ -505,7 +503,6 @@ test_two_children_corrupted_differently_fail_the_read_at_threshold_2() {
 }
 
 test_threshold_1_with_three_versions_returns_child_2_s_data() {
-	covered_on_debug "test_a_corrupted_child_is_outvoted_and_counted_alone (the vote: unit tests)"
 	local l
 	q_begin
 	mapfile -t l < <(q_loops 3)
@@ -522,7 +519,6 @@ test_threshold_1_with_three_versions_returns_child_2_s_data() {
 
 # Two pairs tie 2 to 2: the pair whose lowest member is higher wins.
 test_a_tie_of_two_pairs_goes_to_the_pair_of_child_1() {
-	covered_on_debug "test_a_corrupted_child_is_outvoted_and_counted_alone (the vote: unit tests)"
 	local l
 	q_begin
 	mapfile -t l < <(q_loops 4)
@@ -567,7 +563,6 @@ test_a_failing_child_is_outvoted_and_counted_in_io_errors() {
 }
 
 test_an_io_error_is_reported_by_uevent() {
-	covered_on_debug "test_a_bad_read_is_reported_by_uevent_dm_event_and_log and test_a_failing_child_is_outvoted_and_counted_in_io_errors"
 	local l c2 ev
 	q_begin
 	mapfile -t l < <(q_loops 3)
@@ -657,7 +652,6 @@ test_blkverify_reads_equal_children_and_fails_a_mismatch() {
 # ---- live child changes ---------------------------------------------
 
 test_remove_child_refused_below_the_threshold_or_for_no_such_child() {
-	covered_on_debug "test_remove_child_drops_the_edge_and_stops_io_to_it"
 	local l
 	q_begin
 	mapfile -t l < <(q_loops 3)
@@ -718,7 +712,6 @@ test_add_child_appends_at_the_next_index_and_gets_writes() {
 }
 
 test_add_child_refused_for_another_size_no_device_or_blkverify() {
-	covered_on_debug "test_add_child_of_a_current_child_is_refused_and_changes_nothing"
 	local l small
 	q_begin
 	mapfile -t l < <(q_loops 3)

@@ -133,7 +133,6 @@ test_discard_and_write_zeroes_pass_through() {
 }
 
 test_fio_verify_through_three_level_stack() {
-	covered_on_debug "test_reload_under_io_loses_nothing and every stack over bgraph-raw"
 	local l
 	l=$(mkloop a 64)
 	dmsetup create base --table "0 $(sectors "$l") bgraph-raw $l"
