@@ -66,6 +66,8 @@ if dmsetup create bench-q --table \
 	echo "# goal: quorum-fifo / brd-child0 >= 0.95"
 	compare "randread 4k 16" /dev/mapper/bench-qlin dm-linear /dev/mapper/bench-qf quorum-fifo
 	echo "# context (no goal): the node's own cost; the goal above pays for dm too"
+	compare "randread 4k 16" /dev/ram3 brd-child0 /dev/mapper/bench-qlin dm-linear
+	echo "# context (no goal): what any dm device costs over the bare child, in this VM"
 	echo "# fifo status: $(status_of bench-qf)"
 	dmsetup remove bench-qlin bench-qf
 else
