@@ -22,12 +22,16 @@
 #     (goal >= 3)
 #   an empty 4 GiB image (nearly every write allocates a cluster) vs the
 #     preallocated one (goal >= 0.6)
+#   the same pair on loop devices over files on /scratch's ext4, whose
+#     write-zeroes (fallocate) spares a new cluster the zeros brd must be
+#     sent
 #   a 64 KiB-cluster overlay over a raw backing (each write copies from
 #     backing): extended_l2=on vs off
 # The allocating runs are BENCH_WIOS writes (default 6000) instead of
 # BENCH_RUNTIME seconds, each on a fresh copy of its image (removed,
-# copied back onto its device, loaded again), so that they keep
-# allocating.  Skipped while bgraph-qcow2 refuses writable tables.
+# copied back onto its device, loaded again; a loop device's file is
+# first all punched out again), so that they keep allocating.  Skipped
+# while bgraph-qcow2 refuses writable tables.
 #
 # Then the throttle part, tools/bench-throttle.sh: an unlimited
 # bgraph-throttle vs dm-linear, accuracy vs cgroup io.max, a shared group.
@@ -195,7 +199,12 @@ rm -f "$work"/*.qcow2
 #   ram4  raw backing, 256 MiB random data, zeros after
 #   ram5  overlay of ram4, extended_l2=on	bench-xon
 #   ram6  overlay of ram4, extended_l2=off	bench-xoff
+# And two loop devices over files in $work (/scratch's ext4):
+#   lpre.img    a copy of the preallocated image	bench-lq
+#   lalloc.img  the empty image, sparse, with room for the clusters of a
+#               run				bench-lalloc
 modprobe brd rd_nr=7 rd_size=$((4 << 20))
+modprobe loop
 wsectors=$((128 * 2048))
 gsectors=$((4 << 21))
 qemu-img create -q -f qcow2 -o cluster_size=64k,preallocation=full "$work/wpre.qcow2" 128M
@@ -206,14 +215,20 @@ put "$work/wpre.qcow2" /dev/ram0
 dd if=/dev/zero of=/dev/ram1 bs=1M count=128 oflag=direct status=none
 put "$work/wpre.qcow2" /dev/ram2
 head -c 256M /dev/urandom | dd of=/dev/ram4 bs=1M iflag=fullblock oflag=direct status=none
+cp --sparse=never "$work/wpre.qcow2" "$work/lpre.img"
+truncate -s $(((wios >> 4) + 64))M "$work/lalloc.img"
+lpre=$(losetup -f --show "$work/lpre.img")
+lalloc=$(losetup -f --show "$work/lalloc.img")
 
 # The tables of the nodes that fresh reloads, and their image and device.
 declare -A wtable wimage wdev
 wtable[bench-walloc]="0 $gsectors bgraph-qcow2 /dev/ram3"
 wtable[bench-xon]="0 $gsectors bgraph-qcow2 /dev/ram5 2 backing /dev/ram4"
 wtable[bench-xoff]="0 $gsectors bgraph-qcow2 /dev/ram6 2 backing /dev/ram4"
-wimage=([bench-walloc]=walloc [bench-xon]=xon [bench-xoff]=xoff)
-wdev=([bench-walloc]=/dev/ram3 [bench-xon]=/dev/ram5 [bench-xoff]=/dev/ram6)
+wtable[bench-lalloc]="0 $gsectors bgraph-qcow2 $lalloc"
+wimage=([bench-walloc]=walloc [bench-xon]=xon [bench-xoff]=xoff [bench-lalloc]=walloc)
+wdev=([bench-walloc]=/dev/ram3 [bench-xon]=/dev/ram5 [bench-xoff]=/dev/ram6
+	[bench-lalloc]=$lalloc)
 
 # fresh DEV: remove the node of /dev/mapper/DEV and load it again over a
 # fresh copy of its image, so that the next run allocates again.  Nodes
@@ -222,6 +237,8 @@ fresh() {
 	local node=${1#/dev/mapper/}
 	[ -n "${wimage[$node]:-}" ] || return 0
 	dmsetup remove "$node"
+	# A loop device's file: all a hole again, as a new file is.
+	[[ ${wdev[$node]} != /dev/loop* ]] || blkdiscard "${wdev[$node]}"
 	put "$work/${wimage[$node]}.qcow2" "${wdev[$node]}"
 	dmsetup create "$node" --table "${wtable[$node]}"
 }
@@ -230,7 +247,8 @@ if [[ " $parts " != *" writes "* ]]; then
 	:
 elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev/null; then
 	dmsetup create bench-wlin --table "0 $wsectors linear /dev/ram1 0"
-	for n in bench-walloc bench-xon bench-xoff; do
+	dmsetup create bench-lq --table "0 $wsectors bgraph-qcow2 $lpre"
+	for n in bench-walloc bench-xon bench-xoff bench-lalloc; do
 		put "$work/${wimage[$n]}.qcow2" "${wdev[$n]}"
 		dmsetup create "$n" --table "${wtable[$n]}"
 	done
@@ -241,7 +259,7 @@ elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev
 	done
 	# One unmeasured run each first: the L2 slices, the page cache of
 	# qemu-nbd's metadata and fio itself warm up.
-	for d in /dev/mapper/bench-wq /dev/mapper/bench-wlin /dev/nbd1; do
+	for d in /dev/mapper/bench-wq /dev/mapper/bench-wlin /dev/nbd1 /dev/mapper/bench-lq; do
 		fio_wrun "$d" randwrite 4k 16 >/dev/null
 	done
 	echo "# writes: randwrite 4k qd16; in place ${runtime}s, allocating $wios writes per run"
@@ -254,14 +272,19 @@ elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev
 	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-wq qcow2-inplace \
 		/dev/mapper/bench-walloc qcow2-alloc
 	echo "# goal: qcow2-alloc / qcow2-inplace >= 0.6"
+	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-lq loop-inplace \
+		/dev/mapper/bench-lalloc loop-alloc
+	echo "# goal: loop-alloc / loop-inplace >= 0.6 (loop devices over files on ext4;" \
+		"write_zeroes_max_bytes $(cat "/sys/block/${lalloc#/dev/}/queue/write_zeroes_max_bytes"))"
 	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-xoff overlay-xl2-off \
 		/dev/mapper/bench-xon overlay-xl2-on
-	echo "# status (hits misses used total flags): in place $(status_of bench-wq); alloc $(status_of bench-walloc); xl2-on $(status_of bench-xon)"
+	echo "# status (hits misses used total flags): in place $(status_of bench-wq); alloc $(status_of bench-walloc); loop-alloc $(status_of bench-lalloc); xl2-on $(status_of bench-xon)"
 	qemu-nbd -d /dev/nbd1 >/dev/null
-	dmsetup remove bench-xoff bench-xon bench-walloc bench-wlin bench-wq
+	dmsetup remove bench-lalloc bench-lq bench-xoff bench-xon bench-walloc bench-wlin bench-wq
 else
 	echo "# writes: a writable bgraph-qcow2 table is refused; write benchmarks skipped"
 fi
+losetup -d "$lalloc" "$lpre"
 rmmod brd
 
 # ---- throttle -----------------------------------------------------------
