@@ -21,17 +21,20 @@ fi_set() {
 # the table from a fifo, so the failure lands in the ioctl, not in exec:
 # failing exec's own allocations over 9p can poison the page cache.
 load_failing_nth() {
-	local fifo=$SCRATCH/table.fifo pid i
+	local fifo=$SCRATCH/table.fifo pid i w
 	rm -f "$fifo"
 	mkfifo "$fifo"
 	dmsetup load f1 <"$fifo" >/dev/null 2>&1 &
 	pid=$!
 	exec 7>"$fifo"
-	# Wait until dmsetup sleeps in read(2) on the fifo.
-	for i in $(seq 100); do
-		grep -q '^State:.*S' /proc/$pid/status 2>/dev/null &&
-			grep -q pipe_read /proc/$pid/stack 2>/dev/null && break
-		sleep 0.05
+	# Wait until dmsetup sleeps in read(2) on the fifo.  Built-ins only
+	# (read, and a read of fd 9 that times out as a sleep): on the debug
+	# kernel every process started costs a good part of a second.
+	for ((i = 0; i < 100; i++)); do
+		w=
+		read -r w </proc/$pid/wchan 2>/dev/null || true
+		[ "$w" = pipe_read ] && break
+		read -rt 0.05 -u 9 _ || true
 	done
 	echo "$1" >/proc/$pid/fail-nth
 	echo "$2" >&7
@@ -39,8 +42,17 @@ load_failing_nth() {
 	wait $pid
 }
 
+# fs_nodes: the names under configfs' nodes/, on one line (no process).
+fs_nodes() {
+	local a=("$CFS"/nodes/*)
+	[ -e "${a[0]}" ] || a=()
+	echo "${a[*]##*/}"
+}
+
 test_failslab_in_constructor_fails_cleanly() {
 	local l k n ok=0 refused=0 ours=0 after=0 sectors t log base reasons=""
+	local re_ours='bgraph-raw: (Cannot|Node|Child)|device-mapper: bgraph'
+	local re_reason='bgraph-raw: [^('$'\n'']*'	# to "(" or the line's end
 	[ -d $FI/failslab ] && [ -e /proc/self/fail-nth ] || skip "kernel has no failslab/fail-nth"
 	l=$(mkloop a 8)
 	k=$(mkloop k 8)
@@ -51,7 +63,10 @@ test_failslab_in_constructor_fails_cleanly() {
 	# dumps a stack on purpose).
 	dmsetup create keep --table "0 $sectors bgraph-raw $k"
 	dmsetup create f1 --notable
-	base=$(ls $CFS/nodes | tr '\n' ' ')
+	base=$(fs_nodes)
+	rm -f "$SCRATCH/tick.fifo"
+	mkfifo "$SCRATCH/tick.fifo"
+	exec 9<>"$SCRATCH/tick.fifo"	# never written: load_failing_nth's sleep
 	# No random failures: fail-nth alone picks the one that fails.
 	fi_set failslab verbose=0 probability=0 ignore-gfp-wait=N cache-filter=N
 	# Fail the 1st, 2nd, ... fault site of the table load: dm's own
@@ -74,19 +89,20 @@ test_failslab_in_constructor_fails_cleanly() {
 		fi
 		# Our constructor's reasons (dm's own, like "couldn't split
 		# parameters", name the target too).
-		if grep -Eq 'bgraph-raw: (Cannot|Node|Child)|device-mapper: bgraph' <<<"$log"; then
+		if [[ $log =~ $re_ours ]]; then
 			ours=$((ours + 1)) after=0
-			reasons+="$(grep -m1 -oE 'bgraph-raw: [^(]*' <<<"$log");"
+			[[ $log =~ $re_reason ]] && reasons+="${BASH_REMATCH[0]};"
 		elif [ $ours -gt 0 ]; then
 			after=$((after + 1))
 			[ $after -lt 4 ] || break
 		fi
 		# Nothing of a refused or cleared table may stay behind.
-		[ "$(ls $CFS/nodes | tr '\n' ' ')" = "$base" ] ||
-			fail "n=$n: nodes now $(ls $CFS/nodes | tr '\n' ' '), were $base"
+		[ "$(fs_nodes)" = "$base" ] ||
+			fail "n=$n: nodes now $(fs_nodes), were $base"
 		[ "$(dmsetup table f1)" = "" ] || fail "n=$n: table left"
 	done
 	fi_set failslab ignore-gfp-wait=Y
+	exec 9<&-
 	diag "fail-nth sweep over $n sites: $refused loads refused ($ours in our constructor), $ok loaded"
 	diag "reasons: $(tr ';' '\n' <<<"$reasons" | sort -u | tr '\n' ';')"
 	[ "$(tr ';' '\n' <<<"$reasons" | sort -u | grep -c .)" -ge 3 ] ||
