@@ -81,6 +81,13 @@ struct quorum_c {
 	struct bio_set bs;
 	mempool_t *pages;		/* quorum reads' buffers */
 	struct mutex alloc_lock;	/* the one allocator that may wait */
+	/*
+	 * rewrite-corrupted's writes: a bio set of their own, so that a
+	 * vote waiting for them never waits for bios that reads hold, and
+	 * one rewrite at a time allocating (dm-crypt's rule again).
+	 */
+	struct bio_set rw_bs;
+	struct mutex rw_lock;		/* the one rewrite allocating */
 
 	struct workqueue_struct *wq;
 	struct work_struct io_work;	/* fifo retries, votes short of memory */
@@ -466,11 +473,13 @@ static void quorum_rewrite(struct quorum_io *qio, unsigned int winner,
 	unsigned int i;
 
 	atomic_set(&qio->pending, hweight32(corrupt));
+	/* At most BG_QUORUM_MAX - 1 bios: rw_bs always has a full set. */
+	mutex_lock(&qc->rw_lock);
 	for (i = 0; i < qio->n; i++) {
 		if (!(corrupt & BIT(i)))
 			continue;
 		w = bio_alloc_bioset(qio->child[i]->dev->bdev, QUORUM_PAGES,
-				     REQ_OP_WRITE, GFP_NOIO, &qc->bs);
+				     REQ_OP_WRITE, GFP_NOIO, &qc->rw_bs);
 		w->bi_iter.bi_sector = qio->bio->bi_iter.bi_sector;
 		bio_for_each_segment_all(bv, src, iter)
 			__bio_add_page(w, bv->bv_page, bv->bv_len,
@@ -479,6 +488,7 @@ static void quorum_rewrite(struct quorum_io *qio, unsigned int winner,
 		w->bi_private = qio;
 		qio->sub[i] = w;
 	}
+	mutex_unlock(&qc->rw_lock);
 	for (i = 0; i < qio->n; i++)
 		if (corrupt & BIT(i))
 			submit_bio_noacct(qio->sub[i]);
@@ -1008,6 +1018,7 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	qc->ti = ti;
 	mutex_init(&qc->lock);
 	mutex_init(&qc->alloc_lock);
+	mutex_init(&qc->rw_lock);
 	INIT_LIST_HEAD(&qc->all);
 	INIT_LIST_HEAD(&qc->io_list);
 	spin_lock_init(&qc->io_lock);
@@ -1053,11 +1064,16 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot allocate the bio set";
 		goto out_instance;
 	}
+	r = bioset_init(&qc->rw_bs, BG_QUORUM_MAX, 0, BIOSET_NEED_BVECS);
+	if (r) {
+		ti->error = "Cannot allocate the bio set";
+		goto out_bioset;
+	}
 	qc->pages = mempool_create_page_pool(set->n * QUORUM_PAGES, 0);
 	if (!qc->pages) {
 		ti->error = "Cannot allocate the page pool";
 		r = -ENOMEM;
-		goto out_bioset;
+		goto out_rw_bioset;
 	}
 	qc->wq = alloc_workqueue("bgraph-quorum", WQ_MEM_RECLAIM, 0);
 	if (!qc->wq) {
@@ -1085,6 +1101,8 @@ out_wq:
 	destroy_workqueue(qc->wq);
 out_pool:
 	mempool_destroy(qc->pages);
+out_rw_bioset:
+	bioset_exit(&qc->rw_bs);
 out_bioset:
 	bioset_exit(&qc->bs);
 out_instance:
@@ -1104,6 +1122,7 @@ static void quorum_dtr(struct dm_target *ti)
 	quorum_free_children(qc);
 	bg_instance_destroy(qc->inst);
 	mempool_destroy(qc->pages);
+	bioset_exit(&qc->rw_bs);
 	bioset_exit(&qc->bs);
 	kfree(rcu_dereference_protected(qc->set, true));
 	kvfree(qc);
