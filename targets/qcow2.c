@@ -3,9 +3,9 @@
  * bgraph-qcow2: a qcow2 image on its file child, with an optional backing
  * child for the clusters the image does not hold (QEMU's qcow2 node).
  *
- * Table: <file_dev> [<#opt_args> [backing <dev>] [l2_cache_size <bytes>]]
- * See Documentation/bgraph-qcow2.rst.  This version reads only: the table
- * must be loaded read-only.
+ * Table: <file_dev> [<#opt_args> [backing <dev>] [l2_cache_size <bytes>]
+ *        [read_only] [error_if_no_space]]
+ * See Documentation/bgraph-qcow2.rst.
  *
  * The on-disk format is in qcow2-format.c (pure logic, unit-tested and
  * fuzzed on the host).  This file holds the L2 slice cache, the bio paths
@@ -18,6 +18,11 @@
  * cache miss or a compressed cluster sends the bio to a worker, which may
  * sleep: it reads the L2 slice (dm-io), decompresses (kernel zlib / zstd)
  * and splits the bio itself where the mapping changes.
+ *
+ * Writes to clusters the image owns are remapped in map() too.  A write
+ * that allocates a cluster whose fill is all zeros is also started there
+ * when all it needs is in memory (qcow2_map_alloc()); everything else that
+ * writes goes to the worker.
  */
 #include <linux/module.h>
 #include <linux/slab.h>
@@ -223,7 +228,8 @@ out:
 /*
  * l2c_store() - write @nwords host-endian words at byte @pos of the
  * cached slice at @slice_off and mark it dirty.  False if it is not
- * cached.  Under the node's meta_lock.
+ * cached.  Under the node's meta_lock, or from a completion while no
+ * write-back runs (qcow2_alloc_store()).  Any context.
  */
 static bool l2c_store(struct l2_cache *c, u64 slice_off, u32 pos,
 		      u32 nwords, const u64 *in)
@@ -330,7 +336,15 @@ struct qcow2_c {
 	 */
 	struct workqueue_struct *wq;
 	struct workqueue_struct *flush_wq;
+	/*
+	 * The ends of allocations started in map() that could not end in
+	 * their bio's completion (qcow2_alloc_done()): they wait for
+	 * meta_lock only, and the items of the two queues above may wait
+	 * for them (a cluster in flight, a drain).
+	 */
+	struct workqueue_struct *done_wq;
 	struct bio_set bs;		/* for splits in the worker */
+	struct bio_set cow_bs;		/* allocating writes from map() */
 	u64 cache_arg;			/* l2_cache_size as given, or 0 */
 	bool writable;			/* the table writes, no read_only */
 	bool read_only;			/* the read_only option */
@@ -361,6 +375,15 @@ struct qcow2_c {
 	bool hdr_dirty;			/* we set the header's dirty bit */
 	u32 lbs;			/* file device logical block size */
 	bool no_zeroout;		/* it refused a write-zeroes */
+
+	/*
+	 * L2 entries stored from a bio's completion, outside meta_lock
+	 * (qcow2_alloc_store()); closed while a write-back runs, which then
+	 * sees no entry change under it and writes no entry whose data was
+	 * written after its first flush.
+	 */
+	spinlock_t store_lock;
+	bool stores_closed;
 
 	/* Guest clusters being written by copy-on-write. */
 	spinlock_t inflight_lock;
@@ -405,6 +428,18 @@ struct qcow2_io {
 	struct work_struct work;
 	struct qcow2_c *qc;
 	int epoch;			/* users[] it counts in, or -1 */
+	/* An allocation started in map(): */
+	struct qcow2_inflight me;
+	atomic_t pending;		/* its bios not ended */
+	blk_status_t status;		/* an error of theirs */
+	bool zero_refused;		/* a write-zeroes not supported */
+	u64 db, de;			/* the data's bytes in the cluster */
+	u64 wbegin, wend;		/* the cluster's bytes written */
+	u64 off;			/* guest offset */
+	u64 host;			/* the new cluster */
+	u64 slice_off;			/* its L2 entry's slice */
+	u32 pos;			/* and byte in it */
+	u64 nent[2];			/* the entry (and bitmap) to store */
 };
 
 static const char *qcow2_name(struct qcow2_c *qc)
@@ -794,6 +829,20 @@ static struct qcow2_rb *qcow2_rb_get(struct qcow2_c *qc, u64 off, bool fresh,
 	return victim;
 }
 
+/* The cached refcount block at @off, or NULL.  Under meta_lock. */
+static struct qcow2_rb *qcow2_rb_find(struct qcow2_c *qc, u64 off)
+{
+	u32 i;
+
+	for (i = 0; i < qc->rb_slots; i++) {
+		if (qc->rb[i].off == off) {
+			qc->rb[i].stamp = ++qc->rb_clock;
+			return &qc->rb[i];
+		}
+	}
+	return NULL;
+}
+
 /* Whether [@off, @off + cluster) is the header, the L1 or refcount table. */
 static bool qcow2_is_fixed_metadata(struct qcow2_c *qc, u64 off)
 {
@@ -895,13 +944,15 @@ out:
 }
 
 /*
- * qcow2_alloc() - take a free cluster of the file device: refcount 1, in
+ * qcow2_alloc_how() - take a free cluster of the file device: refcount 1, in
  * memory.  Creates a refcount block where none covers the cluster (in the
  * first cluster of the range it describes, which is free then), and a
  * larger refcount table when the table covers no more.  Returns -ENOSPC
- * when the device is full.  Under meta_lock.
+ * when the device is full.  With @nowait (map()), -EWOULDBLOCK instead of
+ * any I/O: a refcount block not cached, a new one or a larger table
+ * needed.  Under meta_lock.
  */
-static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
+static int qcow2_alloc_how(struct qcow2_c *qc, u64 *host, bool nowait)
 {
 	const struct qcow2_info *qi = &qc->qi;
 	u64 per = qcow2_refblock_entries(qi);
@@ -920,6 +971,8 @@ static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
 
 	for (c = max_t(u64, qc->free_hint, 1); c < nc; c++) {
 		ri = c / per;
+		if (nowait && (ri >= qc->reftable_n || !qc->reftable[ri]))
+			return -EWOULDBLOCK;
 		if (ri >= qc->reftable_n) {
 			r = qcow2_grow_reftable(qc, c);
 			if (r)
@@ -945,9 +998,15 @@ static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
 			if (c == ri * per)
 				continue;	/* the block itself took it */
 		}
-		b = qcow2_rb_get(qc, qc->reftable[ri], false, &r);
-		if (!b)
-			return r;
+		if (nowait) {
+			b = qcow2_rb_find(qc, qc->reftable[ri]);
+			if (!b)
+				return -EWOULDBLOCK;
+		} else {
+			b = qcow2_rb_get(qc, qc->reftable[ri], false, &r);
+			if (!b)
+				return r;
+		}
 		if (qcow2_refcount_get(qi, b->data, c % per) ||
 		    qcow2_is_fixed_metadata(qc, c << qi->cluster_bits))
 			continue;
@@ -960,6 +1019,11 @@ static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
 	}
 	qc->free_hint = nc;
 	return -ENOSPC;
+}
+
+static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
+{
+	return qcow2_alloc_how(qc, host, false);
 }
 
 /*
@@ -1072,7 +1136,10 @@ static int qcow2_l2_writeback(struct qcow2_c *qc, bool *wrote)
 		struct l2c_set *set = &c->sets[i];
 
 		for (w = 0; w < L2C_WAYS; w++) {
-			/* Only meta_lock holders dirty slices or clean them. */
+			/*
+			 * Only meta_lock holders dirty slices or clean them,
+			 * and stores from completions, kept out meanwhile.
+			 */
 			if (!set->way[w].dirty)
 				continue;
 			r = qcow2_write(qc, set->way[w].key - 1,
@@ -1089,13 +1156,36 @@ static int qcow2_l2_writeback(struct qcow2_c *qc, bool *wrote)
 	return 0;
 }
 
+/* Open or close the door of qcow2_alloc_store(). */
+static void qcow2_stores_gate(struct qcow2_c *qc, bool closed)
+{
+	spin_lock_irq(&qc->store_lock);
+	qc->stores_closed = closed;
+	spin_unlock_irq(&qc->store_lock);
+}
+
+static int __qcow2_writeback(struct qcow2_c *qc);
+
 /*
  * qcow2_writeback() - make every metadata change so far durable, in
  * dependency order: refcount blocks and table, flush (this also makes
  * the data written before durable), L2 slices, flush, L1, flush.  The
- * file device is flushed even when nothing was dirty.  Under meta_lock.
+ * file device is flushed even when nothing was dirty.  No entry is
+ * stored from a completion meanwhile.  Under meta_lock.
  */
 static int qcow2_writeback(struct qcow2_c *qc)
+{
+	int r;
+
+	if (!READ_ONCE(qc->meta_dirty))
+		return blkdev_issue_flush(qc->file->bdev);
+	qcow2_stores_gate(qc, true);
+	r = __qcow2_writeback(qc);
+	qcow2_stores_gate(qc, false);
+	return r;
+}
+
+static int __qcow2_writeback(struct qcow2_c *qc)
 {
 	const struct qcow2_info *qi = &qc->qi;
 	u32 per = qc->lbs / 8;
@@ -1103,8 +1193,6 @@ static int qcow2_writeback(struct qcow2_c *qc)
 	u32 i;
 	int r;
 
-	if (!READ_ONCE(qc->meta_dirty))
-		return blkdev_issue_flush(qc->file->bdev);
 	for (i = 0; i < qc->rb_slots; i++) {
 		if (qc->rb[i].off && qc->rb[i].dirty) {
 			r = qcow2_rb_write(qc, &qc->rb[i]);
@@ -1375,11 +1463,29 @@ static bool qcow2_inflight_busy(struct qcow2_c *qc, u64 cluster)
 	struct qcow2_inflight *f;
 	bool busy = false;
 
-	spin_lock(&qc->inflight_lock);
+	spin_lock_irq(&qc->inflight_lock);
 	list_for_each_entry(f, &qc->inflight, list)
 		busy |= f->cluster == cluster;
-	spin_unlock(&qc->inflight_lock);
+	spin_unlock_irq(&qc->inflight_lock);
 	return busy;
+}
+
+static void qcow2_inflight_add(struct qcow2_c *qc, struct qcow2_inflight *f)
+{
+	spin_lock_irq(&qc->inflight_lock);
+	list_add(&f->list, &qc->inflight);
+	spin_unlock_irq(&qc->inflight_lock);
+}
+
+/* Any context: an allocation from map() ends in its write's completion. */
+static void qcow2_inflight_del(struct qcow2_c *qc, struct qcow2_inflight *f)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&qc->inflight_lock, flags);
+	list_del(&f->list);
+	spin_unlock_irqrestore(&qc->inflight_lock, flags);
+	wake_up_all(&qc->inflight_wq);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1646,9 +1752,7 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 	} else {
 		*host = p.host;
 	}
-	spin_lock(&qc->inflight_lock);
-	list_add(&me.list, &qc->inflight);
-	spin_unlock(&qc->inflight_lock);
+	qcow2_inflight_add(qc, &me);
 	mutex_unlock(&qc->meta_lock);
 
 	r = qcow2_cow_write(qc, bio, off, len, &p, *host);
@@ -1663,10 +1767,7 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 		qcow2_unref(qc, *host, qi->cluster_size);	/* unreferenced */
 	else if (!r && p.free_len)
 		qcow2_unref_later(qc, p.free_off, p.free_len);
-	spin_lock(&qc->inflight_lock);
-	list_del(&me.list);
-	spin_unlock(&qc->inflight_lock);
-	wake_up_all(&qc->inflight_wq);
+	qcow2_inflight_del(qc, &me);
 	goto unlock;
 bad:
 	DMERR_LIMIT("%s: bad L2 entry for guest offset %llu: %s", qcow2_name(qc),
@@ -1675,6 +1776,228 @@ bad:
 unlock:
 	mutex_unlock(&qc->meta_lock);
 	return r ?: QCOW2_WR_DONE;
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing: allocations started in map()                            */
+/* ---------------------------------------------------------------- */
+
+/*
+ * Store the L2 entry of an allocation whose data is written, from that
+ * write's completion (any context): only while no write-back runs, and
+ * only if its slice is still cached.  False: the worker must.
+ */
+static bool qcow2_alloc_store(struct qcow2_c *qc, struct qcow2_io *io)
+{
+	unsigned long flags;
+	bool done = false;
+
+	spin_lock_irqsave(&qc->store_lock, flags);
+	if (!qc->stores_closed)
+		done = l2c_store(&qc->cache, io->slice_off, io->pos,
+				 qc->qi.l2_entry_words, io->nent);
+	if (done)
+		qcow2_touch(qc);
+	spin_unlock_irqrestore(&qc->store_lock, flags);
+	return done;
+}
+
+/*
+ * The end of an allocation from map() that its completion could not do:
+ * the write failed (the cluster is given back), or a write-back ran or
+ * the slice was evicted (the entry is stored under meta_lock, its slice
+ * read in again if need be).
+ */
+static void qcow2_alloc_done_work(struct work_struct *work)
+{
+	struct qcow2_io *io = container_of(work, struct qcow2_io, work);
+	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
+	struct qcow2_c *qc = io->qc;
+	unsigned int noio = memalloc_noio_save();
+	int r = blk_status_to_errno(io->status);
+
+	if (!r && io->zero_refused) {
+		/* A loop device over tmpfs on 6.1: write the zeros. */
+		WRITE_ONCE(qc->no_zeroout, true);
+		if (io->db > io->wbegin)
+			r = qcow2_write_zeros(qc, io->host + io->wbegin,
+					      io->db - io->wbegin);
+		if (!r && io->wend > io->de)
+			r = qcow2_write_zeros(qc, io->host + io->de,
+					      io->wend - io->de);
+	}
+	mutex_lock(&qc->meta_lock);
+	if (!r)
+		r = qcow2_l2_set(qc, io->off, io->nent);
+	if (r)
+		qcow2_unref(qc, io->host, qc->qi.cluster_size);
+	mutex_unlock(&qc->meta_lock);
+	qcow2_inflight_del(qc, &io->me);
+	memalloc_noio_restore(noio);
+	qcow2_end(bio, r);
+}
+
+static void qcow2_alloc_endio(struct bio *cow)
+{
+	struct qcow2_io *io = cow->bi_private;
+	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
+	struct qcow2_c *qc = io->qc;
+
+	if (cow->bi_status == BLK_STS_NOTSUPP &&
+	    bio_op(cow) == REQ_OP_WRITE_ZEROES)
+		WRITE_ONCE(io->zero_refused, true);
+	else if (cow->bi_status)
+		WRITE_ONCE(io->status, cow->bi_status);
+	bio_put(cow);
+	if (!atomic_dec_and_test(&io->pending))
+		return;
+	if (io->status || io->zero_refused || !qcow2_alloc_store(qc, io)) {
+		INIT_WORK(&io->work, qcow2_alloc_done_work);
+		queue_work(qc->done_wq, &io->work);
+		return;
+	}
+	qcow2_inflight_del(qc, &io->me);
+	bio_endio(bio);
+}
+
+/* Add @len bytes of zeros (from the zero page) to @bio. */
+static void qcow2_add_zeros(struct bio *bio, u64 len)
+{
+	u32 n;
+
+	for (; len; len -= n) {
+		n = min_t(u64, len, PAGE_SIZE);
+		__bio_add_page(bio, ZERO_PAGE(0), n, 0);
+	}
+}
+
+/*
+ * qcow2_map_alloc() - from map(), start the write of @bio at guest offset
+ * @off into a cluster it allocates, when the fill around its data is all
+ * zeros and all the metadata it needs is in memory: no worker, no I/O
+ * but the data's.  The new cluster's bytes [wbegin, wend) are the bio's
+ * own pages and, around them, zeros: one write-zeroes bio each side when
+ * the file device has write-zeroes (QEMU's way), else the zero page in the
+ * data's bio, not a bounce buffer.  The ranges do not overlap, so the bios
+ * go out together.  The last to end stores the L2 entry, as the worker
+ * does after its write (the refcount is taken here, in memory).  Nothing
+ * sleeps: meta_lock is only tried, bios only allocated if at hand.
+ * Returns false, having changed nothing, when the worker must do it.
+ */
+static bool qcow2_map_alloc(struct qcow2_c *qc, struct bio *bio, u64 off)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
+	u64 cs = qi->cluster_size, base = off & ~(cs - 1);
+	u64 len = min_t(u64, bio->bi_iter.bi_size, cs - (off - base));
+	u64 ent[2] = {}, l2_off, db, de, host;
+	u32 i = qcow2_l1_index(qi, off), nvecs;
+	struct bio *cow, *zb[2] = {};
+	bool wz = !READ_ONCE(qc->no_zeroout) &&
+		  bdev_write_zeroes_sectors(qc->file->bdev);
+	struct qcow2_wplan p;
+	struct bvec_iter it;
+	struct bio_vec bv;
+	u64 zoff[2], zlen[2];
+	unsigned int k;
+
+	if (!IS_ALIGNED(off | len, qc->lbs) ||
+	    (bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)) ||
+	    !mutex_trylock(&qc->meta_lock))
+		return false;
+	l2_off = qc->l1[i];
+	/* The dirty bit is set already, the L2 table ours and cached. */
+	if ((!qc->hdr_dirty && (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
+	    !l2_off || !test_bit(i, qc->l1_copied))
+		goto no;
+	qcow2_slice_pos(qc, l2_off, off, &io->slice_off, &io->pos);
+	if (!l2c_lookup(&qc->cache, io->slice_off, io->pos,
+			qi->l2_entry_words, ent) ||
+	    qcow2_inflight_busy(qc, off >> qi->cluster_bits))
+		goto no;
+	qcow2_plan_write(qi, ent, off, len, &p);
+	qcow2_plan_align(qi, ent, qc->lbs, &p);
+	if (p.kind != QCOW2_W_COW || !p.alloc || p.free_len ||
+	    !qcow2_plan_zero_fill(qi, &p, off, len, qc->lbs,
+				  !qc->backing || base + p.wbegin >=
+				  bdev_nr_bytes(qc->backing->bdev), &db, &de) ||
+	    db != off - base || de != db + len)
+		goto no;
+	zoff[0] = p.wbegin;
+	zlen[0] = db - p.wbegin;
+	zoff[1] = de;
+	zlen[1] = p.wend - de;
+	nvecs = wz ? 0 : DIV_ROUND_UP(zlen[0], PAGE_SIZE) +
+			 DIV_ROUND_UP(zlen[1], PAGE_SIZE);
+	it = bio->bi_iter;
+	it.bi_size = len;
+	__bio_for_each_segment(bv, bio, it, it)
+		nvecs++;
+	if (nvecs > BIO_MAX_VECS)
+		goto no;
+	cow = bio_alloc_bioset(qc->file->bdev, nvecs,
+			       REQ_OP_WRITE | (bio->bi_opf & REQ_SYNC),
+			       GFP_NOWAIT, &qc->cow_bs);
+	if (!cow)
+		goto no;
+	for (k = 0; wz && k < 2; k++) {
+		if (!zlen[k])
+			continue;
+		zb[k] = bio_alloc_bioset(qc->file->bdev, 0,
+					 REQ_OP_WRITE_ZEROES | REQ_NOUNMAP,
+					 GFP_NOWAIT, &qc->cow_bs);
+		if (!zb[k])
+			goto put;
+	}
+	if (qcow2_alloc_how(qc, &host, true))
+		goto put;	/* -ENOSPC too: the worker holds the write */
+	io->me.cluster = off >> qi->cluster_bits;
+	qcow2_inflight_add(qc, &io->me);
+	mutex_unlock(&qc->meta_lock);
+
+	io->qc = qc;
+	io->off = off;
+	io->host = host;
+	io->nent[0] = p.new_entry | host;
+	io->nent[1] = p.new_bitmap;
+	io->status = BLK_STS_OK;
+	io->zero_refused = false;
+	io->db = db;
+	io->de = de;
+	io->wbegin = p.wbegin;
+	io->wend = p.wend;
+	atomic_set(&io->pending, 1 + !!zb[0] + !!zb[1]);
+	dm_accept_partial_bio(bio, len >> SECTOR_SHIFT);
+	cow->bi_iter.bi_sector = (host + (wz ? db : p.wbegin)) >> SECTOR_SHIFT;
+	cow->bi_ioprio = bio->bi_ioprio;
+	if (!wz)
+		qcow2_add_zeros(cow, zlen[0]);
+	it = bio->bi_iter;
+	__bio_for_each_segment(bv, bio, it, it)
+		__bio_add_page(cow, bv.bv_page, bv.bv_len, bv.bv_offset);
+	if (!wz)
+		qcow2_add_zeros(cow, zlen[1]);
+	cow->bi_private = io;
+	cow->bi_end_io = qcow2_alloc_endio;
+	for (k = 0; k < 2; k++) {
+		if (!zb[k])
+			continue;
+		zb[k]->bi_iter.bi_sector = (host + zoff[k]) >> SECTOR_SHIFT;
+		zb[k]->bi_iter.bi_size = zlen[k];
+		zb[k]->bi_private = io;
+		zb[k]->bi_end_io = qcow2_alloc_endio;
+		submit_bio_noacct(zb[k]);
+	}
+	submit_bio_noacct(cow);
+	return true;
+put:
+	for (k = 0; k < 2; k++)
+		if (zb[k])
+			bio_put(zb[k]);
+	bio_put(cow);
+no:
+	mutex_unlock(&qc->meta_lock);
+	return false;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1919,15 +2242,19 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 	if (bio_data_dir(bio) == WRITE) {
 		if (!qc->writable)
 			return DM_MAPIO_KILL;
-		/* In place: a plain write to clusters we own, L2 cached. */
 		if (bio_op(bio) != REQ_OP_WRITE ||
 		    ((bio->bi_opf & REQ_FUA) && READ_ONCE(qc->meta_dirty)) ||
-		    qcow2_lookup(qc, off, bio->bi_iter.bi_size, false, &ext) ||
-		    ext.type != QCOW2_MAP_DATA || !ext.copied)
+		    qcow2_lookup(qc, off, bio->bi_iter.bi_size, false, &ext))
 			return qcow2_defer(qc, bio);
-		dm_accept_partial_bio(bio, ext.len >> SECTOR_SHIFT);
-		qcow2_remap(bio, qc->file, ext.host_off);
-		return DM_MAPIO_REMAPPED;
+		/* In place: a plain write to clusters we own, L2 cached. */
+		if (ext.type == QCOW2_MAP_DATA && ext.copied) {
+			dm_accept_partial_bio(bio, ext.len >> SECTOR_SHIFT);
+			qcow2_remap(bio, qc->file, ext.host_off);
+			return DM_MAPIO_REMAPPED;
+		}
+		if (qcow2_map_alloc(qc, bio, off))
+			return DM_MAPIO_SUBMITTED;
+		return qcow2_defer(qc, bio);
 	}
 
 	if (qcow2_lookup(qc, off, bio->bi_iter.bi_size, false, &ext))
@@ -2341,6 +2668,8 @@ static void qcow2_free(struct qcow2_c *qc)
 	struct qcow2_free *f, *tmp;
 	u32 i;
 
+	if (qc->done_wq)
+		destroy_workqueue(qc->done_wq);
 	if (qc->flush_wq)
 		destroy_workqueue(qc->flush_wq);
 	if (qc->wq)
@@ -2355,6 +2684,7 @@ static void qcow2_free(struct qcow2_c *qc)
 	bitmap_free(qc->l1_dirty);
 	bitmap_free(qc->rt_dirty);
 	l2c_exit(&qc->cache);
+	bioset_exit(&qc->cow_bs);
 	bioset_exit(&qc->bs);
 	if (qc->io)
 		dm_io_client_destroy(qc->io);
@@ -2395,6 +2725,7 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	mutex_init(&qc->meta_lock);
 	mutex_init(&qc->flush_lock);
 	INIT_LIST_HEAD(&qc->frees);
+	spin_lock_init(&qc->store_lock);
 	spin_lock_init(&qc->inflight_lock);
 	INIT_LIST_HEAD(&qc->inflight);
 	init_waitqueue_head(&qc->inflight_wq);
@@ -2432,7 +2763,10 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	qc->flush_wq = alloc_workqueue("bgraph-qcow2f/%s",
 				       WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
 				       dm_table_device_name(ti->table));
-	if (!qc->wq || !qc->flush_wq) {
+	qc->done_wq = alloc_workqueue("bgraph-qcow2d/%s",
+				      WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
+				      dm_table_device_name(ti->table));
+	if (!qc->wq || !qc->flush_wq || !qc->done_wq) {
 		r = -ENOMEM;
 		ti->error = "Cannot create the workqueue";
 		goto out;
@@ -2487,6 +2821,9 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = l2c_init(&qc->cache, slice, cache);
 	if (!r)
 		r = bioset_init(&qc->bs, BIO_POOL_SIZE, 0, 0);
+	if (!r)
+		r = bioset_init(&qc->cow_bs, BIO_POOL_SIZE, 0,
+				BIOSET_NEED_BVECS);
 	if (r) {
 		ti->error = "Cannot allocate the L2 cache";
 		goto out;
