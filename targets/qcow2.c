@@ -21,8 +21,9 @@
  *
  * Writes to clusters the image owns are remapped in map() too.  A write
  * that allocates a cluster whose fill is all zeros is also started there
- * when all it needs is in memory (qcow2_map_alloc()); everything else that
- * writes goes to the worker.
+ * when all it needs is in memory (qcow2_start_alloc()); everything else
+ * that writes goes to the worker, which starts such writes the same way
+ * once it has read what they need, and does the others itself.
  */
 #include <linux/module.h>
 #include <linux/slab.h>
@@ -1872,19 +1873,23 @@ static void qcow2_add_zeros(struct bio *bio, u64 len)
 }
 
 /*
- * qcow2_map_alloc() - from map(), start the write of @bio at guest offset
- * @off into a cluster it allocates, when the fill around its data is all
- * zeros and all the metadata it needs is in memory: no worker, no I/O
- * but the data's.  The new cluster's bytes [wbegin, wend) are the bio's
+ * qcow2_start_alloc() - start the write of @bio at guest offset @off into
+ * a cluster it allocates, when the fill around its data is all zeros.
+ * From map() (@worker false), only when all the metadata it needs is in
+ * memory: no worker, no I/O but the data's.  From the worker, for a bio
+ * within one cluster, after reading in or allocating what it needs; the
+ * worker is then free at once, not waiting for the data.  The new cluster's bytes [wbegin, wend) are the bio's
  * own pages and, around them, zeros: one write-zeroes bio each side when
  * the file device has write-zeroes (QEMU's way), else the zero page in the
  * data's bio, not a bounce buffer.  The ranges do not overlap, so the bios
  * go out together.  The last to end stores the L2 entry, as the worker
  * does after its write (the refcount is taken here, in memory).  Nothing
- * sleeps: meta_lock is only tried, bios only allocated if at hand.
- * Returns false, having changed nothing, when the worker must do it.
+ * sleeps in map(): meta_lock is only tried, bios only allocated if at
+ * hand.  Returns false, having allocated nothing, when qcow2_write_bio()'s
+ * cluster by cluster path must do it.
  */
-static bool qcow2_map_alloc(struct qcow2_c *qc, struct bio *bio, u64 off)
+static bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
+			      bool worker)
 {
 	const struct qcow2_info *qi = &qc->qi;
 	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
@@ -1898,21 +1903,32 @@ static bool qcow2_map_alloc(struct qcow2_c *qc, struct bio *bio, u64 off)
 	struct qcow2_wplan p;
 	struct bvec_iter it;
 	struct bio_vec bv;
+	gfp_t gfp = worker ? GFP_NOIO : GFP_NOWAIT;
 	u64 zoff[2], zlen[2];
 	unsigned int k;
 
 	if (!IS_ALIGNED(off | len, qc->lbs) ||
 	    (bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)) ||
-	    !mutex_trylock(&qc->meta_lock))
+	    (worker && len != bio->bi_iter.bi_size))
 		return false;
-	l2_off = qc->l1[i];
-	/* The dirty bit is set already, the L2 table ours and cached. */
-	if ((!qc->hdr_dirty && (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
-	    !l2_off || !test_bit(i, qc->l1_copied))
-		goto no;
+	if (worker) {
+		mutex_lock(&qc->meta_lock);
+		if (qcow2_mark_dirty(qc) || qcow2_l2_get(qc, off, ent))
+			goto no;	/* the other path fails it */
+		l2_off = qc->l1[i];
+	} else {
+		if (!mutex_trylock(&qc->meta_lock))
+			return false;
+		l2_off = qc->l1[i];
+		/* The dirty bit set already, the L2 table ours and cached. */
+		if ((!qc->hdr_dirty &&
+		     (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
+		    !l2_off || !test_bit(i, qc->l1_copied))
+			goto no;
+	}
 	qcow2_slice_pos(qc, l2_off, off, &io->slice_off, &io->pos);
-	if (!l2c_lookup(&qc->cache, io->slice_off, io->pos,
-			qi->l2_entry_words, ent) ||
+	if ((!worker && !l2c_lookup(&qc->cache, io->slice_off, io->pos,
+				    qi->l2_entry_words, ent)) ||
 	    qcow2_inflight_busy(qc, off >> qi->cluster_bits))
 		goto no;
 	qcow2_plan_write(qi, ent, off, len, &p);
@@ -1937,7 +1953,7 @@ static bool qcow2_map_alloc(struct qcow2_c *qc, struct bio *bio, u64 off)
 		goto no;
 	cow = bio_alloc_bioset(qc->file->bdev, nvecs,
 			       REQ_OP_WRITE | (bio->bi_opf & REQ_SYNC),
-			       GFP_NOWAIT, &qc->cow_bs);
+			       gfp, &qc->cow_bs);
 	if (!cow)
 		goto no;
 	for (k = 0; wz && k < 2; k++) {
@@ -1945,12 +1961,12 @@ static bool qcow2_map_alloc(struct qcow2_c *qc, struct bio *bio, u64 off)
 			continue;
 		zb[k] = bio_alloc_bioset(qc->file->bdev, 0,
 					 REQ_OP_WRITE_ZEROES | REQ_NOUNMAP,
-					 GFP_NOWAIT, &qc->cow_bs);
+					 gfp, &qc->cow_bs);
 		if (!zb[k])
 			goto put;
 	}
-	if (qcow2_alloc_how(qc, &host, true))
-		goto put;	/* -ENOSPC too: the worker holds the write */
+	if (qcow2_alloc_how(qc, &host, !worker))
+		goto put;	/* -ENOSPC too: the other path holds it */
 	io->me.cluster = off >> qi->cluster_bits;
 	qcow2_inflight_add(qc, &io->me);
 	mutex_unlock(&qc->meta_lock);
@@ -1967,7 +1983,8 @@ static bool qcow2_map_alloc(struct qcow2_c *qc, struct bio *bio, u64 off)
 	io->wbegin = p.wbegin;
 	io->wend = p.wend;
 	atomic_set(&io->pending, 1 + !!zb[0] + !!zb[1]);
-	dm_accept_partial_bio(bio, len >> SECTOR_SHIFT);
+	if (!worker)
+		dm_accept_partial_bio(bio, len >> SECTOR_SHIFT);
 	cow->bi_iter.bi_sector = (host + (wz ? db : p.wbegin)) >> SECTOR_SHIFT;
 	cow->bi_ioprio = bio->bi_ioprio;
 	if (!wz)
@@ -2080,6 +2097,10 @@ static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
 		if (r)
 			goto end;
 	}
+	if (bio_op(bio) == REQ_OP_WRITE && !fua &&
+	    qcow2_start_alloc(qc, bio, (u64)dm_target_offset(qc->inst->ti,
+				bio->bi_iter.bi_sector) << SECTOR_SHIFT, true))
+		return;
 	do {
 		off = (u64)dm_target_offset(qc->inst->ti,
 					    bio->bi_iter.bi_sector) << SECTOR_SHIFT;
@@ -2252,7 +2273,7 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 			qcow2_remap(bio, qc->file, ext.host_off);
 			return DM_MAPIO_REMAPPED;
 		}
-		if (qcow2_map_alloc(qc, bio, off))
+		if (qcow2_start_alloc(qc, bio, off, false))
 			return DM_MAPIO_SUBMITTED;
 		return qcow2_defer(qc, bio);
 	}
