@@ -1878,8 +1878,9 @@ static void qcow2_add_zeros(struct bio *bio, u64 len)
  * From map() (@worker false), only when all the metadata it needs is in
  * memory: no worker, no I/O but the data's.  From the worker, for a bio
  * within one cluster, after reading in or allocating what it needs; the
- * worker is then free at once, not waiting for the data.  The new cluster's bytes [wbegin, wend) are the bio's
- * own pages and, around them, zeros: one write-zeroes bio each side when
+ * worker is then free at once, not waiting for the data.  The new
+ * cluster's bytes [wbegin, wend) are the bio's own pages and, around
+ * them, zeros: one write-zeroes bio each side when
  * the file device has write-zeroes (QEMU's way), else the zero page in the
  * data's bio, not a bounce buffer.  The ranges do not overlap, so the bios
  * go out together.  The last to end stores the L2 entry, as the worker
@@ -2097,9 +2098,10 @@ static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
 		if (r)
 			goto end;
 	}
+	off = (u64)dm_target_offset(qc->inst->ti, bio->bi_iter.bi_sector) <<
+	      SECTOR_SHIFT;
 	if (bio_op(bio) == REQ_OP_WRITE && !fua &&
-	    qcow2_start_alloc(qc, bio, (u64)dm_target_offset(qc->inst->ti,
-				bio->bi_iter.bi_sector) << SECTOR_SHIFT, true))
+	    qcow2_start_alloc(qc, bio, off, true))
 		return;
 	do {
 		off = (u64)dm_target_offset(qc->inst->ti,
