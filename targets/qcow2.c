@@ -384,7 +384,7 @@ struct qcow2_c {
 	 * written after its first flush.
 	 */
 	spinlock_t store_lock;
-	bool stores_closed;
+	unsigned int stores_closed;	/* closers at work */
 
 	/* Guest clusters being written by copy-on-write. */
 	spinlock_t inflight_lock;
@@ -1157,11 +1157,17 @@ static int qcow2_l2_writeback(struct qcow2_c *qc, bool *wrote)
 	return 0;
 }
 
-/* Open or close the door of qcow2_alloc_store(). */
-static void qcow2_stores_gate(struct qcow2_c *qc, bool closed)
+/*
+ * Close (@close) or open again the door of qcow2_alloc_store(): once
+ * closed, no store is under way.  Closers nest.
+ */
+static void qcow2_stores_gate(struct qcow2_c *qc, bool close)
 {
 	spin_lock_irq(&qc->store_lock);
-	qc->stores_closed = closed;
+	if (close)
+		qc->stores_closed++;
+	else
+		qc->stores_closed--;
 	spin_unlock_irq(&qc->store_lock);
 }
 
@@ -1369,12 +1375,19 @@ static int qcow2_slice_load(struct qcow2_c *qc, u64 slice_off)
 	raw = kmalloc(qc->cache.slice_bytes, GFP_NOIO);
 	if (!raw)
 		return -ENOMEM;
+	/*
+	 * No store from a completion meanwhile: it would make the copy read
+	 * look stale, and a set taking many such stores could refuse it
+	 * again and again.
+	 */
+	qcow2_stores_gate(qc, true);
 	gen = l2c_gen(&qc->cache, slice_off);
 	r = qcow2_read(qc, slice_off, raw, qc->cache.slice_bytes);
 	if (!r) {
 		this_cpu_inc(qc->cache.stats->misses);
 		l2c_insert(&qc->cache, slice_off, raw, gen);
 	}
+	qcow2_stores_gate(qc, false);
 	kfree(raw);
 	return r;
 }
