@@ -339,7 +339,7 @@ struct qcow2_c {
 	struct workqueue_struct *flush_wq;
 	/*
 	 * The ends of allocations started in map() that could not end in
-	 * their bio's completion (qcow2_alloc_done()): they wait for
+	 * their bio's completion (qcow2_alloc_done_work()): they wait for
 	 * meta_lock only, and the items of the two queues above may wait
 	 * for them (a cluster in flight, a drain).
 	 */
@@ -789,6 +789,20 @@ static int qcow2_rb_write(struct qcow2_c *qc, struct qcow2_rb *b)
 	return r;
 }
 
+/* The cached refcount block at @off, or NULL.  Under meta_lock. */
+static struct qcow2_rb *qcow2_rb_find(struct qcow2_c *qc, u64 off)
+{
+	u32 i;
+
+	for (i = 0; i < qc->rb_slots; i++) {
+		if (qc->rb[i].off == off) {
+			qc->rb[i].stamp = ++qc->rb_clock;
+			return &qc->rb[i];
+		}
+	}
+	return NULL;
+}
+
 /*
  * The cached refcount block at file offset @off: read in, or zeroed when
  * @fresh (a new block).  Evicts the least used slot, writing it first if
@@ -798,15 +812,13 @@ static int qcow2_rb_write(struct qcow2_c *qc, struct qcow2_rb *b)
 static struct qcow2_rb *qcow2_rb_get(struct qcow2_c *qc, u64 off, bool fresh,
 				     int *err)
 {
-	struct qcow2_rb *b, *victim = NULL;
+	struct qcow2_rb *b = qcow2_rb_find(qc, off), *victim = NULL;
 	u32 i;
 
+	if (b)
+		return b;
 	for (i = 0; i < qc->rb_slots; i++) {
 		b = &qc->rb[i];
-		if (b->off == off) {
-			b->stamp = ++qc->rb_clock;
-			return b;
-		}
 		if (!victim || !b->off ||
 		    (victim->off && (s32)(b->stamp - victim->stamp) < 0))
 			victim = b;
@@ -828,20 +840,6 @@ static struct qcow2_rb *qcow2_rb_get(struct qcow2_c *qc, u64 off, bool fresh,
 	victim->dirty = false;
 	victim->stamp = ++qc->rb_clock;
 	return victim;
-}
-
-/* The cached refcount block at @off, or NULL.  Under meta_lock. */
-static struct qcow2_rb *qcow2_rb_find(struct qcow2_c *qc, u64 off)
-{
-	u32 i;
-
-	for (i = 0; i < qc->rb_slots; i++) {
-		if (qc->rb[i].off == off) {
-			qc->rb[i].stamp = ++qc->rb_clock;
-			return &qc->rb[i];
-		}
-	}
-	return NULL;
 }
 
 /* Whether [@off, @off + cluster) is the header, the L1 or refcount table. */
