@@ -525,6 +525,20 @@ static int qcow2_write(struct qcow2_c *qc, u64 off, const void *buf, u64 len)
 }
 
 /*
+ * The slice of the L2 table at @l2_off that maps guest offset @off, and
+ * the byte of that slice where its entry starts.  Slices are a power of
+ * two bytes: masks, not divisions, on map()'s path.
+ */
+static void qcow2_slice_pos(struct qcow2_c *qc, u64 l2_off, u64 off,
+			    u64 *slice_off, u32 *pos)
+{
+	u64 at = qcow2_l2_index(&qc->qi, off) * 8 * qc->qi.l2_entry_words;
+
+	*slice_off = l2_off + (at & ~(u64)(qc->cache.slice_bytes - 1));
+	*pos = at & (qc->cache.slice_bytes - 1);
+}
+
+/*
  * qcow2_lookup() - the first extent of guest range [@off, @off + @len),
  * resolved against the backing child: BACKING past the backing child's
  * end, or without one, becomes ZERO.  With @may_load (worker only) a
@@ -535,10 +549,9 @@ static int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 {
 	const struct qcow2_info *qi = &qc->qi;
 	u32 words = qi->l2_entry_words;
-	u32 slice_entries = qc->cache.slice_bytes / (8 * words);
 	u64 l2_off = READ_ONCE(qc->l1[qcow2_l1_index(qi, off)]);
 	u64 entries[MAP_MAX_ENTRIES * 2];
-	u64 l2i, slice_off, last, n;
+	u64 slice_off, last, n;
 	u32 pos;
 	void *raw;
 	int r;
@@ -552,12 +565,11 @@ static int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 		goto resolve;
 	}
 
-	l2i = qcow2_l2_index(qi, off);
-	slice_off = l2_off + (l2i / slice_entries) * qc->cache.slice_bytes;
-	pos = (l2i % slice_entries) * 8 * words;
+	qcow2_slice_pos(qc, l2_off, off, &slice_off, &pos);
 	last = (off + len - 1) >> qi->cluster_bits;
+	/* Entries left in the slice: 8 or 16 bytes each. */
 	n = min3(last - (off >> qi->cluster_bits) + 1,
-		 (u64)(slice_entries - l2i % slice_entries),
+		 (u64)((qc->cache.slice_bytes - pos) >> (words == 2 ? 4 : 3)),
 		 (u64)MAP_MAX_ENTRIES);
 
 	if (!l2c_lookup(&qc->cache, slice_off, pos, n * words, entries)) {
@@ -755,7 +767,13 @@ static void qcow2_epoch_put(struct qcow2_c *qc, struct qcow2_io *io)
 {
 	if (io->epoch < 0)
 		return;
-	if (atomic_dec_and_test(&qc->users[io->epoch]))
+	/*
+	 * On brd every bio ends inside its own submission, so this count
+	 * drops to zero bio after bio: look for a drainer before taking the
+	 * wait queue's lock.  Pairs with wait_event()'s barrier.
+	 */
+	if (atomic_dec_and_test(&qc->users[io->epoch]) &&
+	    wq_has_sleeper(&qc->drain_wq))
 		wake_up_all(&qc->drain_wq);
 	io->epoch = -1;
 }
@@ -1341,17 +1359,6 @@ static int qcow2_make_clean(struct qcow2_c *qc)
 /* Writing: L2 entries                                              */
 /* ---------------------------------------------------------------- */
 
-static void qcow2_slice_pos(struct qcow2_c *qc, u64 l2_off, u64 off,
-			    u64 *slice_off, u32 *pos)
-{
-	u32 words = qc->qi.l2_entry_words;
-	u32 slice_entries = qc->cache.slice_bytes / (8 * words);
-	u64 l2i = qcow2_l2_index(&qc->qi, off);
-
-	*slice_off = l2_off + (l2i / slice_entries) * qc->cache.slice_bytes;
-	*pos = (l2i % slice_entries) * 8 * words;
-}
-
 /*
  * Make sure the slice at @slice_off is cached, writing metadata back when
  * its set is all dirty.  Under meta_lock.
@@ -1497,7 +1504,8 @@ static void qcow2_inflight_del(struct qcow2_c *qc, struct qcow2_inflight *f)
 	spin_lock_irqsave(&qc->inflight_lock, flags);
 	list_del(&f->list);
 	spin_unlock_irqrestore(&qc->inflight_lock, flags);
-	wake_up_all(&qc->inflight_wq);
+	if (wq_has_sleeper(&qc->inflight_wq))
+		wake_up_all(&qc->inflight_wq);
 }
 
 /* ---------------------------------------------------------------- */
