@@ -11,7 +11,9 @@
 #   a read-pattern fifo quorum vs its first child alone, 4k random read
 #     iodepth 16 (goal >= 0.95), and vs dm-linear over that child: the
 #     first ratio includes what any dm device costs over brd, the second
-#     is the node's own cost.
+#     is the node's own cost.  Then the same with the children on loop
+#     devices over tmpfs files, as in the quorum tests: a child that does
+#     some work per bio, where dm's own cost weighs less than on brd.
 #
 # Fairness.  Six brd devices of the same size: md's legs on ram0-2, the
 # quorum's children on ram3-5, so that both sides exist at once and compare
@@ -70,6 +72,29 @@ if dmsetup create bench-q --table \
 	echo "# context (no goal): what any dm device costs over the bare child, in this VM"
 	echo "# fifo status: $(status_of bench-qf)"
 	dmsetup remove bench-qlin bench-qf
+
+	# The same three on loop devices over files in a tmpfs, the children
+	# of the issue's own tests: a device that does some work per bio.
+	qtmp=$(mktemp -d)
+	mount -t tmpfs -o size=$((3 * qmb + 16))m none "$qtmp"
+	lq=()
+	for i in 3 4 5; do
+		dd if=/dev/ram$i of="$qtmp/c$i" bs=1M iflag=direct status=none
+		lq+=("$(losetup -f --show "$qtmp/c$i")")
+	done
+	dmsetup create bench-qf --table \
+		"0 $qsectors bgraph-quorum 2 3 ${lq[*]} 2 read-pattern fifo"
+	dmsetup create bench-qlin --table "0 $qsectors linear ${lq[0]} 0"
+	fio_run /dev/mapper/bench-qf randread 4k 16 >/dev/null	# warm-up
+	row workload device IOPS MiB/s ratio
+	compare "randread 4k 16" "${lq[0]}" loop-child0 /dev/mapper/bench-qf quorum-fifo-loop
+	echo "# goal: quorum-fifo / its child alone >= 0.95, children on loop devices (tmpfs files)"
+	compare "randread 4k 16" /dev/mapper/bench-qlin dm-linear-loop /dev/mapper/bench-qf quorum-fifo-loop
+	compare "randread 4k 16" "${lq[0]}" loop-child0 /dev/mapper/bench-qlin dm-linear-loop
+	dmsetup remove bench-qlin bench-qf
+	losetup -d "${lq[@]}"
+	umount "$qtmp"
+	rmdir "$qtmp"
 else
 	echo "# quorum: the bgraph-quorum table was refused; quorum benchmarks skipped"
 fi

@@ -18,11 +18,11 @@
 # Then writes, 4k random write iodepth 16, on fresh brd devices:
 #   bgraph-qcow2 on a preallocated image (preallocation=full: every cluster
 #     allocated, refcount 1, so writes go in place) vs dm-linear over brd
-#     (goal >= 0.95) and vs writable qemu-nbd on a copy of the image
-#     (goal >= 3)
+#     (goal >= 0.95; twice the reps, next to a dm-linear vs dm-linear
+#     control) and vs writable qemu-nbd on a copy of the image (goal >= 3)
 #   an empty 4 GiB image (nearly every write allocates a cluster) vs the
-#     preallocated one (goal >= 0.6); for scale, 64k vs 4k writes on
-#     dm-linear over brd
+#     preallocated one (goal >= 0.6); the same with extended_l2=on (no zero
+#     fill); for scale, 64k vs 4k writes on dm-linear over brd
 #   the same pair on loop devices over files on /scratch's ext4, whose
 #     write-zeroes (fallocate) spares a new cluster the zeros brd must be
 #     sent
@@ -45,7 +45,8 @@
 # (vm-run does not pass the host's environment into the guest).
 # BENCH_RUNTIME (s, default 5) and BENCH_REPS (default 5) per measurement;
 # the two devices of a pair are measured alternately, the order flipping
-# every rep (ABBA), and the median of the reps is kept.
+# every rep (ABBA); a ratio is the median of the reps' ratios, shown with
+# their range.
 set -euo pipefail
 export DM_DISABLE_UDEV=1
 src=${BGRAPH_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -112,7 +113,7 @@ fio_run() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-row() { printf '%-20s %-16s %10s %8s %8s\n' "$@"; }
+row() { printf '%-20s %-16s %10s %8s %s\n' "$@"; }
 
 # fio_wrun DEV RW BS DEPTH -> "iops bw_KiB" of writes, for BENCH_RUNTIME s.
 fio_wrun() {
@@ -139,14 +140,20 @@ measure_one() {
 	"${measure:-fio_run}" "$1" "$rw" "$bs" "$qd"
 }
 
-# compare WORKLOAD(rw bs depth) PEER_DEV PEER_NAME DEV NAME: ABBA medians,
-# one row per device, the ratio NAME / PEER_NAME on NAME's row.
+# compare WORKLOAD(rw bs depth) PEER_DEV PEER_NAME DEV NAME: $reps reps (or
+# $pairs if set), the two devices one after the other, the order flipping
+# every rep (ABBA).  One row per device with its median IOPS and MiB/s;
+# on NAME's row the median of the reps' own ratios (NAME / PEER_NAME, each
+# from two runs next to each other in time), then the lowest and highest
+# of them.  Under TCG the host's load drifts by tens of percent within
+# seconds; a ratio of two runs side by side follows it less than a ratio
+# of medians taken minutes apart, and the range shows how far it moved.
 compare() {
-	local rw bs qd rep pi pb di db
+	local rw bs qd rep pi pb di db n=${pairs:-$reps}
 	read -r rw bs qd <<<"$1"
 	: >"$tmp/peer"
 	: >"$tmp/dev"
-	for rep in $(seq "$reps"); do
+	for rep in $(seq "$n"); do
 		if [ $((rep % 2)) -eq 1 ]; then
 			measure_one "$2" >>"$tmp/peer"
 			measure_one "$4" >>"$tmp/dev"
@@ -161,10 +168,22 @@ compare() {
 	db=$(cut -d' ' -f2 "$tmp/dev" | median)
 	row "$rw $bs qd$qd" "$3" "$pi" "$((pb / 1024))" ""
 	row "$rw $bs qd$qd" "$5" "$di" "$((db / 1024))" \
-		"$(python3 -c "print(f'{$di/$pi:.3f}')")"
+		"$(paste -d' ' "$tmp/peer" "$tmp/dev" | ratios)"
+	echo "#   IOPS rep by rep, $3/$5:" \
+		"$(paste -d/ <(cut -d' ' -f1 "$tmp/peer") <(cut -d' ' -f1 "$tmp/dev") | tr '\n' ' ')"
 }
 
-echo "# kernel $(uname -r), $(nproc) vCPUs, ${runtime}s x $reps reps per device, ABBA order, medians"
+# ratios: lines "peer_iops peer_bw dev_iops dev_bw" -> "median  min-max"
+# of dev_iops / peer_iops.
+ratios() {
+	python3 -c '
+import statistics, sys
+r = sorted(int(f[2]) / max(int(f[0]), 1) for f in map(str.split, sys.stdin) if f)
+print(f"{statistics.median(r):.3f}  {r[0]:.3f}-{r[-1]:.3f}")'
+}
+
+echo "# kernel $(uname -r), $(nproc) vCPUs, ${runtime}s x $reps reps per device, ABBA order;" \
+	"ratio: median of the reps' ratios, then their range"
 row workload device IOPS MiB/s ratio
 if [[ " $parts " == *" reads "* ]]; then
 	for w in "randread 4k 16" "read 1M 4"; do
@@ -200,11 +219,14 @@ rm -f "$work"/*.qcow2
 #   ram4  raw backing, 256 MiB random data, zeros after
 #   ram5  overlay of ram4, extended_l2=on	bench-xon
 #   ram6  overlay of ram4, extended_l2=off	bench-xoff
+#   ram7  empty 4 GiB image, extended_l2=on	bench-wxalloc
+#   ram8  128 MiB written once		bench-wlin2 (dm-linear, the
+#         noise control: dm-linear against itself)
 # And two loop devices over files in $work (/scratch's ext4):
 #   lpre.img    a copy of the preallocated image	bench-lq
 #   lalloc.img  the empty image, sparse, with room for the clusters of a
 #               run				bench-lalloc
-modprobe brd rd_nr=7 rd_size=$((4 << 20))
+modprobe brd rd_nr=9 rd_size=$((4 << 20))
 modprobe loop
 wsectors=$((128 * 2048))
 gsectors=$((4 << 21))
@@ -212,8 +234,10 @@ qemu-img create -q -f qcow2 -o cluster_size=64k,preallocation=full "$work/wpre.q
 qemu-img create -q -f qcow2 -o cluster_size=64k "$work/walloc.qcow2" 4G
 qemu-img create -q -f qcow2 -u -b /dev/ram4 -F raw -o cluster_size=64k,extended_l2=on "$work/xon.qcow2" 4G
 qemu-img create -q -f qcow2 -u -b /dev/ram4 -F raw -o cluster_size=64k,extended_l2=off "$work/xoff.qcow2" 4G
+qemu-img create -q -f qcow2 -o cluster_size=64k,extended_l2=on "$work/wxalloc.qcow2" 4G
 put "$work/wpre.qcow2" /dev/ram0
 dd if=/dev/zero of=/dev/ram1 bs=1M count=128 oflag=direct status=none
+dd if=/dev/zero of=/dev/ram8 bs=1M count=128 oflag=direct status=none
 put "$work/wpre.qcow2" /dev/ram2
 head -c 256M /dev/urandom | dd of=/dev/ram4 bs=1M iflag=fullblock oflag=direct status=none
 cp --sparse=never "$work/wpre.qcow2" "$work/lpre.img"
@@ -227,9 +251,11 @@ wtable[bench-walloc]="0 $gsectors bgraph-qcow2 /dev/ram3"
 wtable[bench-xon]="0 $gsectors bgraph-qcow2 /dev/ram5 2 backing /dev/ram4"
 wtable[bench-xoff]="0 $gsectors bgraph-qcow2 /dev/ram6 2 backing /dev/ram4"
 wtable[bench-lalloc]="0 $gsectors bgraph-qcow2 $lalloc"
-wimage=([bench-walloc]=walloc [bench-xon]=xon [bench-xoff]=xoff [bench-lalloc]=walloc)
+wtable[bench-wxalloc]="0 $gsectors bgraph-qcow2 /dev/ram7"
+wimage=([bench-walloc]=walloc [bench-xon]=xon [bench-xoff]=xoff [bench-lalloc]=walloc
+	[bench-wxalloc]=wxalloc)
 wdev=([bench-walloc]=/dev/ram3 [bench-xon]=/dev/ram5 [bench-xoff]=/dev/ram6
-	[bench-lalloc]=$lalloc)
+	[bench-lalloc]=$lalloc [bench-wxalloc]=/dev/ram7)
 
 # fresh DEV: remove the node of /dev/mapper/DEV and load it again over a
 # fresh copy of its image, so that the next run allocates again.  Nodes
@@ -269,8 +295,9 @@ if [[ " $parts " != *" writes "* ]]; then
 	:
 elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev/null; then
 	dmsetup create bench-wlin --table "0 $wsectors linear /dev/ram1 0"
+	dmsetup create bench-wlin2 --table "0 $wsectors linear /dev/ram8 0"
 	dmsetup create bench-lq --table "0 $wsectors bgraph-qcow2 $lpre"
-	for n in bench-walloc bench-xon bench-xoff bench-lalloc; do
+	for n in bench-walloc bench-xon bench-xoff bench-lalloc bench-wxalloc; do
 		put "$work/${wimage[$n]}.qcow2" "${wdev[$n]}"
 		dmsetup create "$n" --table "${wtable[$n]}"
 	done
@@ -281,19 +308,29 @@ elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev
 	done
 	# One unmeasured run each first: the L2 slices, the page cache of
 	# qemu-nbd's metadata and fio itself warm up.
-	for d in /dev/mapper/bench-wq /dev/mapper/bench-wlin /dev/nbd1 /dev/mapper/bench-lq; do
+	for d in /dev/mapper/bench-wq /dev/mapper/bench-wlin /dev/mapper/bench-wlin2 /dev/nbd1 \
+		 /dev/mapper/bench-lq; do
 		fio_wrun "$d" randwrite 4k 16 >/dev/null
 	done
 	echo "# writes: randwrite 4k qd16; in place ${runtime}s, allocating $wios writes per run"
 	row workload device IOPS MiB/s ratio
-	measure=fio_wrun compare "randwrite 4k 16" /dev/mapper/bench-wlin dm-linear \
-		/dev/mapper/bench-wq qcow2-inplace
+	# The goal's pair, and the same pair with dm-linear on both sides: how
+	# far two equal devices drift apart in this VM.  Twice the reps.
+	measure=fio_wrun pairs=$((2 * reps)) compare "randwrite 4k 16" \
+		/dev/mapper/bench-wlin dm-linear /dev/mapper/bench-wq qcow2-inplace
 	echo "# goal: qcow2-inplace / dm-linear >= 0.95"
+	measure=fio_wrun pairs=$((2 * reps)) compare "randwrite 4k 16" \
+		/dev/mapper/bench-wlin dm-linear /dev/mapper/bench-wlin2 dm-linear-2
+	echo "# noise control (no goal): dm-linear against dm-linear on another brd device"
 	measure=fio_wrun compare "randwrite 4k 16" /dev/nbd1 qemu-nbd /dev/mapper/bench-wq qcow2-inplace
 	echo "# goal: qcow2-inplace / qemu-nbd >= 3"
 	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-wq qcow2-inplace \
 		/dev/mapper/bench-walloc qcow2-alloc
 	echo "# goal: qcow2-alloc / qcow2-inplace >= 0.6"
+	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-wq qcow2-inplace \
+		/dev/mapper/bench-wxalloc qcow2-alloc-xl2
+	echo "# context (no goal): the same on an empty image with extended_l2=on, whose 4k" \
+		"writes allocate two 2K subclusters of a new cluster and need no zero fill"
 	# For scale: a 4k write that allocates a 64K cluster writes 64K on
 	# brd (the data and the zero fill, which brd copies like data), one in
 	# place 4K.  The same two sizes of write on dm-linear over brd:
@@ -304,9 +341,10 @@ elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev
 		"write_zeroes_max_bytes $(cat "/sys/block/${lalloc#/dev/}/queue/write_zeroes_max_bytes"))"
 	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-xoff overlay-xl2-off \
 		/dev/mapper/bench-xon overlay-xl2-on
-	echo "# status (hits misses used total flags): in place $(status_of bench-wq); alloc $(status_of bench-walloc); loop-alloc $(status_of bench-lalloc); xl2-on $(status_of bench-xon)"
+	echo "# status (hits misses used total flags): in place $(status_of bench-wq); alloc $(status_of bench-walloc); loop-alloc $(status_of bench-lalloc); xl2-on $(status_of bench-xon); alloc-xl2 $(status_of bench-wxalloc)"
 	qemu-nbd -d /dev/nbd1 >/dev/null
-	dmsetup remove bench-lalloc bench-lq bench-xoff bench-xon bench-walloc bench-wlin bench-wq
+	dmsetup remove bench-wxalloc bench-lalloc bench-lq bench-xoff bench-xon bench-walloc \
+		bench-wlin2 bench-wlin bench-wq
 else
 	echo "# writes: a writable bgraph-qcow2 table is refused; write benchmarks skipped"
 fi
