@@ -43,7 +43,7 @@ done
 mdadm --create /dev/md0 --run --quiet --level=1 --raid-devices=3 \
 	--assume-clean --metadata=1.2 --bitmap=none /dev/ram0 /dev/ram1 /dev/ram2
 msectors=$(blockdev --getsz /dev/md0)
-echo "# quorum: ${runtime}s x $reps reps per device, ABBA order, medians;" \
+echo "# quorum: ${runtime}s x $reps reps per device, ABBA order;" \
 	"md0 $(cat /sys/block/md0/md/array_state), sync $(cat /sys/block/md0/md/sync_action)," \
 	"$msectors sectors on both sides"
 

@@ -23,7 +23,7 @@ mkdir "$tg/bench"
 dmsetup create bench-tlin --table "0 $sectors linear /dev/ram0 0"
 dmsetup create bench-thr --table "0 $sectors bgraph-throttle /dev/ram0 bench"
 
-echo "# throttle: ${runtime}s x $reps reps per device, ABBA order, medians"
+echo "# throttle: ${runtime}s x $reps reps per device, ABBA order"
 row workload device IOPS MiB/s ratio
 compare "randread 4k 16" /dev/mapper/bench-tlin dm-linear /dev/mapper/bench-thr throttle-nolimit
 echo "# goal: throttle-nolimit / dm-linear >= 0.98"

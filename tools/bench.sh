@@ -188,7 +188,7 @@ print(f"{statistics.median(r):.3f}  {r[0]:.3f}-{r[-1]:.3f}  best {best:.3f}")'
 }
 
 echo "# kernel $(uname -r), $(nproc) vCPUs, ${runtime}s x $reps reps per device, ABBA order;" \
-	"ratio: median of the reps' ratios, then their range"
+	"ratio: median of the reps' ratios, their range, and the ratio of the best reps"
 row workload device IOPS MiB/s ratio
 if [[ " $parts " == *" reads "* ]]; then
 	for w in "randread 4k 16" "read 1M 4"; do
