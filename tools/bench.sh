@@ -28,6 +28,9 @@
 #     sent
 #   a 64 KiB-cluster overlay over a raw backing (each write copies from
 #     backing): extended_l2=on vs off
+#   with a blank virtio-blk disk at /dev/vdb (`vm-run -b`, as make bench
+#     runs it), the allocating pair again on it: a device with write-zeroes
+#     whose data the host moves
 # The allocating runs are BENCH_WIOS writes (default 6000) instead of
 # BENCH_RUNTIME seconds, each on a fresh copy of its image (removed,
 # copied back onto its device, loaded again; a loop device's file is
@@ -275,25 +278,51 @@ fresh() {
 	dmsetup create "$node" --table "${wtable[$node]}"
 }
 
-# sizes: randwrite 64k vs 4k qd16 on bench-wlin (dm-linear over brd),
+# sizes DEV NAME: randwrite 64k vs 4k qd16 on DEV (a dm-linear device),
 # ABBA medians, the ratio of their IOPS.  Not a bound: fio's 64k writes
 # also pin 16 user pages, where the zero fill is one page used again.
 sizes() {
-	local rep a=() b=()
+	local rep ma mb a=() b=()
 	for rep in $(seq "$reps"); do
 		if [ $((rep % 2)) -eq 1 ]; then
-			a+=("$(fio_wrun /dev/mapper/bench-wlin randwrite 4k 16 | cut -d' ' -f1)")
-			b+=("$(fio_wrun /dev/mapper/bench-wlin randwrite 64k 16 | cut -d' ' -f1)")
+			a+=("$(fio_wrun "$1" randwrite 4k 16 | cut -d' ' -f1)")
+			b+=("$(fio_wrun "$1" randwrite 64k 16 | cut -d' ' -f1)")
 		else
-			b+=("$(fio_wrun /dev/mapper/bench-wlin randwrite 64k 16 | cut -d' ' -f1)")
-			a+=("$(fio_wrun /dev/mapper/bench-wlin randwrite 4k 16 | cut -d' ' -f1)")
+			b+=("$(fio_wrun "$1" randwrite 64k 16 | cut -d' ' -f1)")
+			a+=("$(fio_wrun "$1" randwrite 4k 16 | cut -d' ' -f1)")
 		fi
 	done
-	a=$(printf '%s\n' "${a[@]}" | median)
-	b=$(printf '%s\n' "${b[@]}" | median)
-	row "randwrite 4k qd16" dm-linear "$a" "" ""
-	row "randwrite 64k qd16" dm-linear "$b" "" "$(python3 -c "print(f'{$b/$a:.3f}')")"
-	echo "# for scale: what a write 16 times larger costs on brd"
+	ma=$(printf '%s\n' "${a[@]}" | median)
+	mb=$(printf '%s\n' "${b[@]}" | median)
+	row "randwrite 4k qd16" "$2" "$ma" "" ""
+	row "randwrite 64k qd16" "$2" "$mb" "" "$(python3 -c "print(f'{$mb/$ma:.3f}')")"
+	echo "# for scale: what a write 16 times larger costs there"
+}
+
+# virtio_writes: the allocating pair again on /dev/vdb, the blank
+# virtio-blk disk of `vm-run -b` (make bench gives one): a device whose
+# data the host moves natively and that has write-zeroes, so a new
+# cluster's fill costs requests, not bytes copied by the guest's CPU.
+# Three dm-linear parts of it: the preallocated image (256 MiB), the
+# empty one (1 GiB: room for the clusters of a run) and the sizes pair.
+virtio_writes() {
+	dmsetup create bench-vpre --table "0 $((256 * 2048)) linear /dev/vdb 0"
+	dmsetup create bench-vabase --table "0 $((1024 * 2048)) linear /dev/vdb $((256 * 2048))"
+	dmsetup create bench-vlin --table "0 $((256 * 2048)) linear /dev/vdb $((1280 * 2048))"
+	put "$work/wpre.qcow2" /dev/mapper/bench-vpre
+	dmsetup create bench-vq --table "0 $wsectors bgraph-qcow2 /dev/mapper/bench-vpre"
+	wtable[bench-valloc]="0 $gsectors bgraph-qcow2 /dev/mapper/bench-vabase"
+	wimage[bench-valloc]=walloc
+	wdev[bench-valloc]=/dev/mapper/bench-vabase
+	put "$work/walloc.qcow2" /dev/mapper/bench-vabase
+	dmsetup create bench-valloc --table "${wtable[bench-valloc]}"
+	fio_wrun /dev/mapper/bench-vq randwrite 4k 16 >/dev/null
+	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-vq virtio-inplace \
+		/dev/mapper/bench-valloc virtio-alloc
+	echo "# goal: virtio-alloc / virtio-inplace >= 0.6 (a virtio-blk disk;" \
+		"write_zeroes_max_bytes $(cat /sys/block/vdb/queue/write_zeroes_max_bytes))"
+	sizes /dev/mapper/bench-vlin virtio-linear
+	dmsetup remove bench-valloc bench-vq bench-vlin bench-vabase bench-vpre
 }
 
 if [[ " $parts " != *" writes "* ]]; then
@@ -339,7 +368,7 @@ elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev
 	# For scale: a 4k write that allocates a 64K cluster writes 64K on
 	# brd (the data and the zero fill, which brd copies like data), one in
 	# place 4K.  The same two sizes of write on dm-linear over brd:
-	sizes
+	sizes /dev/mapper/bench-wlin dm-linear
 	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-lq loop-inplace \
 		/dev/mapper/bench-lalloc loop-alloc
 	echo "# goal: loop-alloc / loop-inplace >= 0.6 (loop devices over files on ext4;" \
@@ -347,6 +376,7 @@ elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev
 	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-xoff overlay-xl2-off \
 		/dev/mapper/bench-xon overlay-xl2-on
 	echo "# status (hits misses used total flags): in place $(status_of bench-wq); alloc $(status_of bench-walloc); loop-alloc $(status_of bench-lalloc); xl2-on $(status_of bench-xon); alloc-xl2 $(status_of bench-wxalloc)"
+	[ ! -b /dev/vdb ] || virtio_writes
 	qemu-nbd -d /dev/nbd1 >/dev/null
 	dmsetup remove bench-wxalloc bench-lalloc bench-lq bench-xoff bench-xon bench-walloc \
 		bench-wlin2 bench-wlin bench-wq
