@@ -28,8 +28,10 @@
 #define DM_MSG_PREFIX "bgraph-quorum"
 
 /*
- * A quorum read holds one buffer per child; reads are split at 128 KiB so
- * that a buffer is at most QUORUM_PAGES pages from the page pool.
+ * A quorum read holds one buffer per child; map() cuts such reads at 128
+ * KiB so that a buffer is at most QUORUM_PAGES pages from the page pool.
+ * Writes and fifo reads go out whole: a child pays per request (a virtio
+ * disk's round trip), and md raid1 sends them whole too.
  */
 #define QUORUM_MAX_IO_SECTORS	256
 #define QUORUM_PAGES		(QUORUM_MAX_IO_SECTORS >> (PAGE_SHIFT - SECTOR_SHIFT))
@@ -635,6 +637,10 @@ static int quorum_map(struct dm_target *ti, struct bio *bio)
 		     bg_node_write_blocked(qc->inst->node)))
 		return DM_MAPIO_KILL;
 
+	if (bio_op(bio) == REQ_OP_READ &&
+	    qc->args.read_pattern != BG_QREAD_FIFO &&
+	    bio_sectors(bio) > QUORUM_MAX_IO_SECTORS)
+		dm_accept_partial_bio(bio, QUORUM_MAX_IO_SECTORS);
 	qio->qc = qc;
 	qio->bio = bio;
 	qio->sector = bio->bi_iter.bi_sector;
@@ -1083,11 +1089,6 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 
 	RCU_INIT_POINTER(qc->set, set);
-	r = dm_set_target_max_io_len(ti, QUORUM_MAX_IO_SECTORS);
-	if (r) {
-		ti->error = "Cannot set the largest I/O";
-		goto out_wq;
-	}
 	ti->num_flush_bios = 1;
 	ti->num_discard_bios = 1;
 	ti->num_write_zeroes_bios = 1;
@@ -1097,8 +1098,6 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	qc->inst->stats_text = quorum_stats_text;
 	return 0;
 
-out_wq:
-	destroy_workqueue(qc->wq);
 out_pool:
 	mempool_destroy(qc->pages);
 out_rw_bioset:

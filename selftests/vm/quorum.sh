@@ -429,6 +429,52 @@ test_flush_and_discard_reach_every_child() {
 	done
 }
 
+# q_writes DEV: write requests completed by /dev/<kernel name> (field 5).
+q_writes() {
+	local f
+	read -ra f <"/sys/block/${1##*/}/stat"
+	echo "${f[4]}"
+}
+
+# A write goes to each child whole, as it would to the child alone (md
+# raid1's way; a child such as a virtio disk pays per request); a read
+# with read-pattern quorum is voted on in pieces of 128 KiB.
+test_a_write_reaches_each_child_whole_and_reads_are_voted_per_128k() {
+	local l n d0 before=() mm
+	q_begin
+	mapfile -t l < <(q_loops 3)
+	for n in 0 1 2; do
+		cat "/sys/block/${l[$n]##*/}/queue/max_hw_sectors_kb" \
+			>"/sys/block/${l[$n]##*/}/queue/max_sectors_kb"
+	done
+	[ "$(cat "/sys/block/${l[0]##*/}/queue/max_sectors_kb")" -ge 1024 ] ||
+		skip "loop devices take requests of less than 1 MiB here"
+	q_create qn 2 "" "${l[@]}"
+	Q_REF=$(q_fill qn)
+	# The same MiB of zeros at 8 MiB: on child 0 alone, then through qn.
+	before[0]=$(q_writes "${l[0]}")
+	dd if=/dev/zero of="${l[0]}" bs=1M seek=8 count=1 oflag=direct status=none
+	d0=$(($(q_writes "${l[0]}") - before[0]))
+	for n in 0 1 2; do
+		before[n]=$(q_writes "${l[$n]}")
+	done
+	dd if=/dev/zero of=/dev/mapper/qn bs=1M seek=8 count=1 oflag=direct status=none
+	for n in 0 1 2; do
+		expect_eq "$(($(q_writes "${l[$n]}") - before[n]))" "$d0" \
+			"write requests to child $n for one 1 MiB write (child alone: $d0)"
+	done
+	# Child 1 broken in two 128 KiB pieces of one 1 MiB read: two votes lost.
+	q_corrupt "${l[1]}" $((1 << 20)) 4096 0xff
+	q_corrupt "${l[1]}" $(((1 << 20) + (512 << 10))) 4096 0xff
+	q_read /dev/mapper/qn $((1 << 20)) $((1 << 20)) "$SCRATCH/got"
+	cmp "$SCRATCH/got" <(q_slice "$Q_REF" $((1 << 20)) $((1 << 20))) ||
+		fail "read returned wrong data"
+	q_stats_want qn 0 "children.0:${l[0]##*/}:0:0:0" \
+		"children.1:${l[1]##*/}:2:0:0" "children.2:${l[2]##*/}:0:0:0"
+	mm=$(q_mm "${l[1]}")
+	expect_match "$(dmsetup status qn)" " $mm 2 0 0 " "status of child 1"
+}
+
 # ---- bad reads ------------------------------------------------------
 
 test_a_corrupted_child_is_outvoted_and_counted_alone() {
