@@ -29,6 +29,10 @@ KDIR ?= /lib/modules/$(KVER)/build
 BUILD = $(SRC)/build/$(KVER)
 KO = $(BUILD)/dm-bgraph.ko
 
+# make bench: six more blank virtio-blk disks (/dev/vdc-vdh) for the
+# quorum part's md raid1 and quorum on virtio-blk, 128 MiB each.
+BENCH_QUORUM_DISKS := $(foreach d,1 2 3 4 5 6,-b 128M)
+
 MODULE_SRCS := Kbuild $(wildcard dm-bgraph/*.[ch] targets/*.[ch] jobs/*.[ch])
 
 KBUILD_ARGS := $(if $(C),C=$(C)) $(if $(W),W=$(W))
@@ -77,7 +81,7 @@ run: setup
 
 bench: setup
 	@$(MAKE) -s module
-	@tools/vm-run -k 6.1 -m 3072 -b 8G -t 3600 tools/bench.sh
+	@tools/vm-run -k 6.1 -m 3072 -b 8G $(BENCH_QUORUM_DISKS) -t 3600 tools/bench.sh
 
 clean:
 	rm -rf build
