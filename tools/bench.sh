@@ -314,7 +314,7 @@ virtio_writes() {
 	dmsetup create bench-vabase --table "0 $((1024 * 2048)) linear /dev/vdb $((256 * 2048))"
 	dmsetup create bench-vlin --table "0 $wsectors linear /dev/vdb $((1280 * 2048))"
 	put "$work/wpre.qcow2" /dev/mapper/bench-vpre
-	dd if=/dev/zero of=/dev/mapper/bench-vlin bs=1M oflag=direct status=none
+	dd if=/dev/zero of=/dev/mapper/bench-vlin bs=1M count=128 oflag=direct status=none
 	dmsetup create bench-vq --table "0 $wsectors bgraph-qcow2 /dev/mapper/bench-vpre"
 	fio_wrun /dev/mapper/bench-vlin randwrite 4k 16 >/dev/null
 	fio_wrun /dev/mapper/bench-vq randwrite 4k 16 >/dev/null
