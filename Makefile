@@ -81,7 +81,7 @@ run: setup
 
 bench: setup
 	@$(MAKE) -s module
-	@tools/vm-run -k 6.1 -m 3072 -b 8G $(BENCH_QUORUM_DISKS) -t 3600 tools/bench.sh
+	@tools/vm-run -k 6.1 -m 3072 -b 8G $(BENCH_QUORUM_DISKS) -t 6000 tools/bench.sh
 
 clean:
 	rm -rf build
