@@ -302,8 +302,8 @@ sizes() {
 	echo "# for scale: what a write 16 times larger costs there"
 }
 
-# virtio_writes: the allocating pair again on /dev/vdb, the blank
-# virtio-blk disk of `vm-run -b` (make bench gives one): a device whose
+# virtio_writes: the in-place and allocating pairs again on /dev/vdb, the
+# first blank virtio-blk disk of `vm-run -b` (make bench gives it): a device whose
 # data the host moves natively and that has write-zeroes, so a new
 # cluster's fill costs requests, not bytes copied by the guest's CPU.
 # Three dm-linear parts of it: the preallocated image (256 MiB), the
@@ -316,7 +316,8 @@ virtio_writes() {
 	dmsetup create bench-vabase --table "0 $((1024 * 2048)) linear /dev/vdb $((256 * 2048))"
 	dmsetup create bench-vlin --table "0 $wsectors linear /dev/vdb $((1280 * 2048))"
 	put "$work/wpre.qcow2" /dev/mapper/bench-vpre
-	dd if=/dev/zero of=/dev/mapper/bench-vlin bs=1M count=128 oflag=direct status=none
+	dd if=/dev/zero of=/dev/mapper/bench-vlin bs=1M count=$((wsectors / 2048)) oflag=direct \
+		status=none
 	dmsetup create bench-vlin2 --table "0 $wsectors linear /dev/mapper/bench-vlin 0"
 	dmsetup create bench-vq --table "0 $wsectors bgraph-qcow2 /dev/mapper/bench-vpre"
 	fio_wrun /dev/mapper/bench-vlin2 randwrite 4k 16 >/dev/null

@@ -143,12 +143,16 @@ q_stat() {
 # q_graph NODE: NODE's lines of the graph, sorted, ';'-separated.
 q_graph() { grep "^$1 " "$CFS/graph" | sort | tr '\n' ';'; }
 
-# q_reads DEV: reads completed by /dev/<kernel name> (field 1 of its stat).
-q_reads() {
-	local n
-	read -r n _ <"/sys/block/${1##*/}/stat"
-	echo "$n"
+# q_iostat DEV FIELD: field FIELD (from 1) of /sys/block/<kernel name>/stat.
+q_iostat() {
+	local f
+	read -ra f <"/sys/block/${1##*/}/stat"
+	echo "${f[$2 - 1]}"
 }
+
+# q_reads DEV, q_writes DEV: reads (field 1), writes (field 5) completed.
+q_reads() { q_iostat "$1" 1; }
+q_writes() { q_iostat "$1" 5; }
 
 # q_msg_refused NODE REASON MSG...: message MSG to NODE fails with REASON
 # in the kernel log.
@@ -427,13 +431,6 @@ test_flush_and_discard_reach_every_child() {
 		cmp <(head -c 1M /dev/zero) <(dd if="${l[$n]}" bs=1M count=1 iflag=direct status=none) ||
 			fail "discarded range of child $n is not zero"
 	done
-}
-
-# q_writes DEV: write requests completed by /dev/<kernel name> (field 5).
-q_writes() {
-	local f
-	read -ra f <"/sys/block/${1##*/}/stat"
-	echo "${f[4]}"
 }
 
 # A write goes to each child whole, as it would to the child alone (md
