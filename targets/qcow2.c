@@ -31,6 +31,7 @@
 #include <linux/hash.h>
 #include <linux/log2.h>
 #include <linux/percpu.h>
+#include <linux/seqlock.h>
 #include <linux/sched/mm.h>
 #include <linux/workqueue.h>
 #include <linux/dm-io.h>
@@ -57,11 +58,16 @@
  * Why not dm-bufio: it has no per-client size limit (all clients share a
  * global budget, a share of RAM, trimmed by a shrinker), so it cannot keep
  * a node to the cache size the table asks for; and on 6.1 every lookup
- * takes the client's mutex.  This cache is set-associative with a
- * spinlock per set: a lookup copies the few L2 entries it needs under its
- * set's lock and never sleeps, so map() serves hits without a worker and
- * nodes share no lock.  Memory: the configured size rounded down to a
- * power-of-two number of sets, allocated at construction.
+ * takes the client's mutex.  This cache is set-associative: a lookup
+ * copies the few L2 entries it needs and never sleeps, so map() serves
+ * hits without a worker, and nodes share no lock.  A lookup (one per bio)
+ * takes no lock either: it reads its set under the set's seqcount and
+ * reads again if a slice of the set was replaced or changed meanwhile.
+ * Whatever changes a set (insert, store, invalidate, write-back) holds
+ * the set's spinlock.  A way's LRU stamp is bumped without the lock; a
+ * lost bump only makes the choice of victim less exact.  Memory: the
+ * configured size rounded down to a power-of-two number of sets,
+ * allocated at construction.
  */
 struct l2c_way {
 	u64 key;		/* file offset of the slice + 1; 0: empty */
@@ -71,6 +77,7 @@ struct l2c_way {
 
 struct l2c_set {
 	spinlock_t lock;	/* the ways, their slices and the clock */
+	seqcount_spinlock_t seq;	/* keys and slices changed */
 	u32 clock;
 	u32 gen;		/* bumped when a slice changes or turns
 				 * clean: a slice read from the file before
@@ -107,8 +114,10 @@ static int l2c_init(struct l2_cache *c, u32 slice_bytes, u64 bytes)
 	c->stats = alloc_percpu(struct l2c_stats);
 	if (!c->sets || !c->data || !c->stats)
 		return -ENOMEM;
-	for (i = 0; i < c->nsets; i++)
+	for (i = 0; i < c->nsets; i++) {
 		spin_lock_init(&c->sets[i].lock);
+		seqcount_spinlock_init(&c->sets[i].seq, &c->sets[i].lock);
+	}
 	return 0;
 }
 
@@ -142,6 +151,15 @@ static void l2c_decode(const void *raw, u32 nwords, u64 *out)
 		out[i] = be64_to_cpu(src[i]);
 }
 
+/* Mark way @w of @set used now; with or without the set's lock. */
+static void l2c_touch(struct l2c_set *set, unsigned int w)
+{
+	u32 clock = READ_ONCE(set->clock) + 1;
+
+	WRITE_ONCE(set->clock, clock);
+	WRITE_ONCE(set->way[w].stamp, clock);
+}
+
 /*
  * l2c_lookup() - copy @nwords big-endian words from byte @pos of the slice
  * at file offset @slice_off into @out, host-endian.  Returns false on a
@@ -152,20 +170,20 @@ static bool l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos,
 		       u32 nwords, u64 *out)
 {
 	struct l2c_set *set = l2c_set(c, slice_off);
-	unsigned long flags;
-	unsigned int w;
+	unsigned int w, seq;
 
-	spin_lock_irqsave(&set->lock, flags);
-	for (w = 0; w < L2C_WAYS; w++)
-		if (set->way[w].key == slice_off + 1)
-			break;
-	if (w == L2C_WAYS) {
-		spin_unlock_irqrestore(&set->lock, flags);
+	do {
+		seq = read_seqcount_begin(&set->seq);
+		for (w = 0; w < L2C_WAYS; w++)
+			if (READ_ONCE(set->way[w].key) == slice_off + 1)
+				break;
+		if (w == L2C_WAYS)
+			continue;
+		l2c_decode(l2c_slot(c, set, w) + pos, nwords, out);
+	} while (read_seqcount_retry(&set->seq, seq));
+	if (w == L2C_WAYS)
 		return false;
-	}
-	set->way[w].stamp = ++set->clock;
-	l2c_decode(l2c_slot(c, set, w) + pos, nwords, out);
-	spin_unlock_irqrestore(&set->lock, flags);
+	l2c_touch(set, w);
 	this_cpu_inc(c->stats->hits);
 	return true;
 }
@@ -212,14 +230,17 @@ static bool l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw,
 			continue;
 		if (victim < 0 || !way->key ||
 		    (set->way[victim].key &&
-		     (s32)(way->stamp - set->way[victim].stamp) < 0))
+		     (s32)(READ_ONCE(way->stamp) -
+			   READ_ONCE(set->way[victim].stamp)) < 0))
 			victim = w;
 	}
 	if (victim < 0)
 		goto out;
+	write_seqcount_begin(&set->seq);
 	memcpy(l2c_slot(c, set, victim), raw, c->slice_bytes);
-	set->way[victim].key = slice_off + 1;
-	set->way[victim].stamp = ++set->clock;
+	WRITE_ONCE(set->way[victim].key, slice_off + 1);
+	write_seqcount_end(&set->seq);
+	l2c_touch(set, victim);
 	done = true;
 out:
 	spin_unlock_irqrestore(&set->lock, flags);
@@ -250,10 +271,12 @@ static bool l2c_store(struct l2_cache *c, u64 slice_off, u32 pos,
 		return false;
 	}
 	dst = (__be64 *)(l2c_slot(c, set, w) + pos);
+	write_seqcount_begin(&set->seq);
 	for (i = 0; i < nwords; i++)
 		dst[i] = cpu_to_be64(in[i]);
+	write_seqcount_end(&set->seq);
 	set->way[w].dirty = true;
-	set->way[w].stamp = ++set->clock;
+	l2c_touch(set, w);
 	set->gen++;
 	spin_unlock_irqrestore(&set->lock, flags);
 	return true;
@@ -285,9 +308,11 @@ static void l2c_invalidate(struct l2_cache *c, u64 off, u64 len)
 		unsigned int w;
 
 		spin_lock_irqsave(&set->lock, flags);
+		write_seqcount_begin(&set->seq);
 		for (w = 0; w < L2C_WAYS; w++)
 			if (set->way[w].key == so + 1 && !set->way[w].dirty)
-				set->way[w].key = 0;
+				WRITE_ONCE(set->way[w].key, 0);
+		write_seqcount_end(&set->seq);
 		set->gen++;
 		spin_unlock_irqrestore(&set->lock, flags);
 	}
@@ -610,6 +635,17 @@ resolve:
 /* ---------------------------------------------------------------- */
 /* Bio helpers                                                      */
 /* ---------------------------------------------------------------- */
+
+/*
+ * Map only the first @len bytes of @bio now; dm core sends the rest to
+ * map() again.  A bio that fits (nearly every one) is left as it is: dm
+ * then does not treat it as split.
+ */
+static void qcow2_accept(struct bio *bio, u64 len)
+{
+	if (len < bio->bi_iter.bi_size)
+		dm_accept_partial_bio(bio, len >> SECTOR_SHIFT);
+}
 
 static void qcow2_remap(struct bio *bio, struct dm_dev *dev, u64 off)
 {
@@ -2290,7 +2326,7 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 			return qcow2_defer(qc, bio);
 		/* In place: a plain write to clusters we own, L2 cached. */
 		if (ext.type == QCOW2_MAP_DATA && ext.copied) {
-			dm_accept_partial_bio(bio, ext.len >> SECTOR_SHIFT);
+			qcow2_accept(bio, ext.len);
 			qcow2_remap(bio, qc->file, ext.host_off);
 			return DM_MAPIO_REMAPPED;
 		}
@@ -2304,20 +2340,20 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 
 	switch (ext.type) {
 	case QCOW2_MAP_DATA:
-		dm_accept_partial_bio(bio, ext.len >> SECTOR_SHIFT);
+		qcow2_accept(bio, ext.len);
 		qcow2_remap(bio, qc->file, ext.host_off);
 		return DM_MAPIO_REMAPPED;
 	case QCOW2_MAP_BACKING:
-		dm_accept_partial_bio(bio, ext.len >> SECTOR_SHIFT);
+		qcow2_accept(bio, ext.len);
 		qcow2_remap(bio, qc->backing, off);
 		return DM_MAPIO_REMAPPED;
 	case QCOW2_MAP_ZERO:
-		dm_accept_partial_bio(bio, ext.len >> SECTOR_SHIFT);
+		qcow2_accept(bio, ext.len);
 		zero_fill_bio(bio);
 		bio_endio(bio);
 		return DM_MAPIO_SUBMITTED;
 	case QCOW2_MAP_COMPRESSED:
-		dm_accept_partial_bio(bio, ext.len >> SECTOR_SHIFT);
+		qcow2_accept(bio, ext.len);
 		return qcow2_defer(qc, bio);
 	case QCOW2_MAP_INVALID:
 	default:
