@@ -239,7 +239,8 @@ best = max(d[2] for d in rows) / max(max(d[0] for d in rows), 1)
 print(f"{statistics.median(r):.3f}  {r[0]:.3f}-{r[-1]:.3f}  best {best:.3f}")'
 }
 
-echo "# kernel $(uname -r), $(nproc) vCPUs, ${runtime}s x $reps reps per device, ABBA order;" \
+echo "# kernel $(uname -r), $(nproc) vCPUs, ${runtime}s x $reps reps per device, ABBA order" \
+	"(or together on one vCPU where a row says so);" \
 	"ratio: median of the reps' ratios, their range, and the ratio of the best reps"
 row workload device IOPS MiB/s ratio
 if [[ " $parts " == *" reads "* ]]; then
