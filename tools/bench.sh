@@ -19,7 +19,8 @@
 #   bgraph-qcow2 on a preallocated image (preallocation=full: every cluster
 #     allocated, refcount 1, so writes go in place) vs dm-linear over brd
 #     (goal >= 0.95; twice the reps, together, next to a dm-linear vs
-#     dm-linear control and the same pair in ABBA) and vs writable qemu-nbd on a copy of the image (goal >= 3)
+#     dm-linear control and the same pair in ABBA) and vs writable
+#     qemu-nbd on a copy of the image (goal >= 3)
 #   an empty 4 GiB image (nearly every write allocates a cluster) vs the
 #     preallocated one (goal >= 0.6); the same with extended_l2=on (no zero
 #     fill); for scale, 64k vs 4k writes on dm-linear over brd
@@ -197,15 +198,14 @@ compare() {
 	: >"$tmp/dev"
 	for rep in $(seq "$n"); do
 		if [ -n "${together:-}" ]; then
+			# The peer's line first, whichever job fio started first.
 			if [ $((rep % 2)) -eq 1 ]; then
 				fio_pair "$2" "$4" "$rw" "$bs" "$qd" >"$tmp/pair"
-				sed -n 1p "$tmp/pair" >>"$tmp/peer"
-				sed -n 2p "$tmp/pair" >>"$tmp/dev"
 			else
-				fio_pair "$4" "$2" "$rw" "$bs" "$qd" >"$tmp/pair"
-				sed -n 1p "$tmp/pair" >>"$tmp/dev"
-				sed -n 2p "$tmp/pair" >>"$tmp/peer"
+				fio_pair "$4" "$2" "$rw" "$bs" "$qd" | tac >"$tmp/pair"
 			fi
+			sed -n 1p "$tmp/pair" >>"$tmp/peer"
+			sed -n 2p "$tmp/pair" >>"$tmp/dev"
 		elif [ $((rep % 2)) -eq 1 ]; then
 			measure_one "$2" >>"$tmp/peer"
 			measure_one "$4" >>"$tmp/dev"
