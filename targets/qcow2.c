@@ -79,6 +79,7 @@ struct l2c_set {
 	spinlock_t lock;	/* the ways, their slices and the clock */
 	seqcount_spinlock_t seq;	/* keys and slices changed */
 	u32 clock;
+	u32 hint;		/* the way used last: looked at first */
 	u32 gen;		/* bumped when a slice changes or turns
 				 * clean: a slice read from the file before
 				 * may be stale and is not inserted
@@ -158,6 +159,7 @@ static void l2c_touch(struct l2c_set *set, unsigned int w)
 
 	WRITE_ONCE(set->clock, clock);
 	WRITE_ONCE(set->way[w].stamp, clock);
+	WRITE_ONCE(set->hint, w);
 }
 
 /*
@@ -174,16 +176,21 @@ static bool l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos,
 
 	do {
 		seq = read_seqcount_begin(&set->seq);
-		for (w = 0; w < L2C_WAYS; w++)
-			if (READ_ONCE(set->way[w].key) == slice_off + 1)
-				break;
-		if (w == L2C_WAYS)
-			continue;
+		w = READ_ONCE(set->hint) % L2C_WAYS;
+		if (READ_ONCE(set->way[w].key) != slice_off + 1) {
+			for (w = 0; w < L2C_WAYS; w++)
+				if (READ_ONCE(set->way[w].key) == slice_off + 1)
+					break;
+			if (w == L2C_WAYS)
+				continue;
+		}
 		l2c_decode(l2c_slot(c, set, w) + pos, nwords, out);
 	} while (read_seqcount_retry(&set->seq, seq));
 	if (w == L2C_WAYS)
 		return false;
-	l2c_touch(set, w);
+	/* Already the newest (one hot slice in its set): nothing to store. */
+	if (READ_ONCE(set->way[w].stamp) != READ_ONCE(set->clock))
+		l2c_touch(set, w);
 	this_cpu_inc(c->stats->hits);
 	return true;
 }
@@ -618,6 +625,16 @@ static int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 		l2c_decode(raw + pos, n * words, entries);
 		kfree(raw);
 	}
+	/* Within one cluster of plain data (nearly every bio): inline. */
+	if (last == off >> qi->cluster_bits) {
+		ext->host_off = qcow2_map_plain(qi, entries[0], off,
+						&ext->copied);
+		if (ext->host_off) {
+			ext->type = QCOW2_MAP_DATA;
+			ext->len = len;
+			return 0;
+		}
+	}
 	qcow2_map(qi, entries, n, off, len, ext);
 
 resolve:
@@ -806,10 +823,11 @@ static void qcow2_epoch_put(struct qcow2_c *qc, struct qcow2_io *io)
 	/*
 	 * On brd every bio ends inside its own submission, so this count
 	 * drops to zero bio after bio: look for a drainer before taking the
-	 * wait queue's lock.  Pairs with wait_event()'s barrier.
+	 * wait queue's lock.  atomic_dec_and_test() is fully ordered, the
+	 * barrier wq_has_sleeper() would add; it pairs with wait_event()'s.
 	 */
 	if (atomic_dec_and_test(&qc->users[io->epoch]) &&
-	    wq_has_sleeper(&qc->drain_wq))
+	    waitqueue_active(&qc->drain_wq))	/* ordered: see above */
 		wake_up_all(&qc->drain_wq);
 	io->epoch = -1;
 }
