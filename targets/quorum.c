@@ -37,6 +37,11 @@
 #define QUORUM_PAGES		(QUORUM_MAX_IO_SECTORS >> (PAGE_SHIFT - SECTOR_SHIFT))
 /* Reports waiting for the worker to send their uevents; more are dropped. */
 #define QUORUM_REPORTS		64
+/*
+ * Bytes a read's completion may compare to vote inline: with 3 children,
+ * reads up to 32 KiB.  It may run in hard irq context.
+ */
+#define QUORUM_INLINE_BYTES	(64u << 10)
 
 struct quorum_child {
 	struct list_head entry;		/* on quorum_c.all */
@@ -423,24 +428,65 @@ static void quorum_fanout_end(struct bio *sub)
 
 static void quorum_vote_work(struct work_struct *work);
 
-static void quorum_read_end(struct bio *rd)
-{
-	struct quorum_io *qio = rd->bi_private;
-	unsigned int i = quorum_sub_index(qio, rd);
-
-	qio->err[i] = blk_status_to_errno(rd->bi_status);
-	if (atomic_dec_and_test(&qio->pending)) {
-		/* The vote needs process context; votes run in parallel. */
-		INIT_WORK(&qio->work, quorum_vote_work);
-		queue_work(qio->qc->wq, &qio->work);
-	}
-}
-
 static void quorum_read_finish(struct quorum_io *qio, int r)
 {
 	quorum_free_subs(qio);
 	qio->bio->bi_status = errno_to_blk_status(r);
 	bio_endio(qio->bio);
+}
+
+/*
+ * quorum_read_agree() - every child read without error and the same
+ * bytes, for a read small enough to compare where it completes.  Then
+ * the vote's result is known: child 0 wins, nobody is reported.  The
+ * buffers are built alike (quorum_alloc_subs()): page k of one is as long
+ * as page k of another, and every page is the pool's (lowmem).
+ */
+static bool quorum_read_agree(struct quorum_io *qio)
+{
+	struct bio *a = qio->sub[0];
+	unsigned int i, k;
+
+	if ((u64)qio->sectors * (qio->n - 1) >
+	    QUORUM_INLINE_BYTES >> SECTOR_SHIFT)
+		return false;
+	for (i = 0; i < qio->n; i++)
+		if (qio->err[i])
+			return false;
+	for (i = 1; i < qio->n; i++) {
+		struct bio *b = qio->sub[i];
+
+		for (k = 0; k < a->bi_vcnt; k++)
+			if (memcmp(page_address(a->bi_io_vec[k].bv_page),
+				   page_address(b->bi_io_vec[k].bv_page),
+				   a->bi_io_vec[k].bv_len))
+				return false;
+	}
+	return true;
+}
+
+static void quorum_read_end(struct bio *rd)
+{
+	struct quorum_io *qio = rd->bi_private;
+	unsigned int i = quorum_sub_index(qio, rd);
+	struct bvec_iter src = { .bi_size = qio->bio->bi_iter.bi_size };
+	struct bvec_iter dst = qio->bio->bi_iter;
+
+	qio->err[i] = blk_status_to_errno(rd->bi_status);
+	if (!atomic_dec_and_test(&qio->pending))
+		return;
+	/*
+	 * The last read to end votes on the spot when all agree (QEMU votes
+	 * in the last read's coroutine); anything else needs the full vote,
+	 * its reports and rewrites, in process context, in parallel.
+	 */
+	if (quorum_read_agree(qio)) {
+		bio_copy_data_iter(qio->bio, &dst, qio->sub[0], &src);
+		quorum_read_finish(qio, 0);
+		return;
+	}
+	INIT_WORK(&qio->work, quorum_vote_work);
+	queue_work(qio->qc->wq, &qio->work);
 }
 
 static void quorum_rewrite_end(struct bio *w)
