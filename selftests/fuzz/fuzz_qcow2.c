@@ -199,6 +199,19 @@ static void map_one(struct image *im, u64 off, u64 len, struct mapped *m)
 	if (ext->type == QCOW2_MAP_COMPRESSED)
 		CHECK(sub.csize == ext->csize);
 
+	/* map()'s inline case, when it answers, says what qcow2_map() says. */
+	{
+		bool copied;
+		u64 host = qcow2_map_plain(qi, l2[0], off, &copied);
+
+		if (host) {
+			CHECK(sub.type == QCOW2_MAP_DATA);
+			CHECK(host == sub.host_off && copied == sub.copied);
+			CHECK(in_file(host - in_cluster, qi->cluster_size,
+				      qi->file_size));
+		}
+	}
+
 	/*
 	 * Given fewer entries (the kernel passes those of one cache slice),
 	 * the same extent, cut at the last of them.
