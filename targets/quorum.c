@@ -435,32 +435,56 @@ static void quorum_read_finish(struct quorum_io *qio, int r)
 	bio_endio(qio->bio);
 }
 
+/* Child @i's read as the vote sees it: its pages as segments in @seg. */
+static void quorum_qbuf(struct quorum_io *qio, unsigned int i,
+			struct bg_qseg *seg, struct bg_qbuf *b)
+{
+	struct bvec_iter_all iter;
+	struct bio_vec *bv;
+
+	b->err = qio->err[i];
+	b->seg = seg;
+	b->nseg = 0;
+	if (b->err)
+		return;
+	bio_for_each_segment_all(bv, qio->sub[i], iter) {
+		seg[b->nseg].base = page_address(bv->bv_page) + bv->bv_offset;
+		seg[b->nseg++].len = bv->bv_len;
+	}
+}
+
+/* Return child @i's read: copy it into the node's bio. */
+static void quorum_read_copy(struct quorum_io *qio, unsigned int i)
+{
+	struct bvec_iter src = { .bi_size = qio->bio->bi_iter.bi_size };
+	struct bvec_iter dst = qio->bio->bi_iter;
+
+	bio_copy_data_iter(qio->bio, &dst, qio->sub[i], &src);
+}
+
 /*
  * quorum_read_agree() - every child read without error and the same
- * bytes, for a read small enough to compare where it completes.  Then
- * the vote's result is known: child 0 wins, nobody is reported.  The
- * buffers are built alike (quorum_alloc_subs()): page k of one is as long
- * as page k of another, and every page is the pool's (lowmem).
+ * bytes, for a read small enough to compare where it completes (at most
+ * QUORUM_INLINE_BYTES a child, so at most that many pages of segments).
+ * Then the vote's result is known: child 0 wins, nobody is reported.
  */
 static bool quorum_read_agree(struct quorum_io *qio)
 {
-	struct bio *a = qio->sub[0];
-	unsigned int i, k;
+	struct bg_qseg seg[2][QUORUM_INLINE_BYTES / PAGE_SIZE];
+	struct bg_qbuf a, b;
+	unsigned int i;
 
-	if ((u64)qio->sectors * (qio->n - 1) >
+	if ((u64)qio->sectors * max(qio->n - 1, 1u) >
 	    QUORUM_INLINE_BYTES >> SECTOR_SHIFT)
 		return false;
 	for (i = 0; i < qio->n; i++)
 		if (qio->err[i])
 			return false;
+	quorum_qbuf(qio, 0, seg[0], &a);
 	for (i = 1; i < qio->n; i++) {
-		struct bio *b = qio->sub[i];
-
-		for (k = 0; k < a->bi_vcnt; k++)
-			if (memcmp(page_address(a->bi_io_vec[k].bv_page),
-				   page_address(b->bi_io_vec[k].bv_page),
-				   a->bi_io_vec[k].bv_len))
-				return false;
+		quorum_qbuf(qio, i, seg[1], &b);
+		if (!bg_qbuf_equal(&a, &b, NULL))
+			return false;
 	}
 	return true;
 }
@@ -469,8 +493,6 @@ static void quorum_read_end(struct bio *rd)
 {
 	struct quorum_io *qio = rd->bi_private;
 	unsigned int i = quorum_sub_index(qio, rd);
-	struct bvec_iter src = { .bi_size = qio->bio->bi_iter.bi_size };
-	struct bvec_iter dst = qio->bio->bi_iter;
 
 	qio->err[i] = blk_status_to_errno(rd->bi_status);
 	if (!atomic_dec_and_test(&qio->pending))
@@ -481,7 +503,7 @@ static void quorum_read_end(struct bio *rd)
 	 * its reports and rewrites, in process context, in parallel.
 	 */
 	if (quorum_read_agree(qio)) {
-		bio_copy_data_iter(qio->bio, &dst, qio->sub[0], &src);
+		quorum_read_copy(qio, 0);
 		quorum_read_finish(qio, 0);
 		return;
 	}
@@ -550,29 +572,12 @@ static void quorum_read_vote(struct quorum_io *qio, struct bg_qseg *segs)
 {
 	struct quorum_c *qc = qio->qc;
 	struct bg_qbuf buf[BG_QUORUM_MAX];
-	struct bvec_iter src_iter = {
-		.bi_size = qio->bio->bi_iter.bi_size,
-	};
-	struct bvec_iter dst_iter = qio->bio->bi_iter;
-	struct bvec_iter_all iter;
 	struct bg_qvote v;
-	struct bio_vec *bv;
-	unsigned int i, k;
+	unsigned int i;
 	int r;
 
-	for (i = 0; i < qio->n; i++) {
-		buf[i].err = qio->err[i];
-		buf[i].seg = segs + i * QUORUM_PAGES;
-		k = 0;
-		if (!qio->err[i]) {
-			bio_for_each_segment_all(bv, qio->sub[i], iter) {
-				segs[i * QUORUM_PAGES + k].base =
-					page_address(bv->bv_page) + bv->bv_offset;
-				segs[i * QUORUM_PAGES + k++].len = bv->bv_len;
-			}
-		}
-		buf[i].nseg = k;
-	}
+	for (i = 0; i < qio->n; i++)
+		quorum_qbuf(qio, i, segs + i * QUORUM_PAGES, &buf[i]);
 	r = bg_quorum_vote(buf, qio->n, qc->args.threshold, qc->args.blkverify,
 			   &v);
 
@@ -592,7 +597,7 @@ static void quorum_read_vote(struct quorum_io *qio, struct bg_qseg *segs)
 		return;
 	}
 
-	bio_copy_data_iter(qio->bio, &dst_iter, qio->sub[v.winner], &src_iter);
+	quorum_read_copy(qio, v.winner);
 	for (i = 0; i < qio->n; i++) {
 		if (!(v.corrupt & BIT(i)))
 			continue;
