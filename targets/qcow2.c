@@ -410,6 +410,24 @@ struct qcow2_c {
 	bool no_zeroout;		/* it refused a write-zeroes */
 
 	/*
+	 * Zeroing ahead (qcow2_pz_work()): the free clusters [pz_start,
+	 * pz_end) of the file device hold zeros on disk, so a cluster the
+	 * allocator takes from there needs no zero fill, only its write's
+	 * data; [pz_end, pz_next) are being zeroed while pz_busy.  Cluster
+	 * indexes.  pz_start moves past every cluster the allocator takes,
+	 * so a cluster in the zone was free ever since it was zeroed.
+	 * Under meta_lock, but for pz_end and pz_busy, which the zeroing
+	 * work sets when its zeroes are on the device (readers under
+	 * meta_lock wait on pz_wq for pz_busy to drop).
+	 */
+	bool pz_on;			/* no backing, no extended L2 */
+	bool pz_stop;			/* suspended, or a zeroing failed */
+	bool pz_busy;
+	u64 pz_start, pz_end, pz_next;
+	struct work_struct pz_work;
+	wait_queue_head_t pz_wq;
+
+	/*
 	 * L2 entries stored from a bio's completion, outside meta_lock
 	 * (qcow2_alloc_store()); closed while a write-back runs, which then
 	 * sees no entry change under it and writes no entry whose data was
@@ -1014,6 +1032,38 @@ out:
 	return r;
 }
 
+/* Bytes zeroed ahead at a time (at least 4 clusters). */
+#define QCOW2_PZ_BYTES		(4u << 20)
+
+static u64 qcow2_pz_batch(const struct qcow2_info *qi)
+{
+	return max_t(u64, QCOW2_PZ_BYTES >> qi->cluster_bits, 4);
+}
+
+static bool qcow2_pz_busy(struct qcow2_c *qc)
+{
+	/* Acquire: pz_end is read after it, see qcow2_pz_work(). */
+	return smp_load_acquire(&qc->pz_busy);
+}
+
+/*
+ * The allocator takes cluster @c: the zone starts after it from now on;
+ * the next batch is zeroed when less than half a batch is left.  True:
+ * @c holds zeros.  Under meta_lock.
+ */
+static bool qcow2_pz_take(struct qcow2_c *qc, u64 c)
+{
+	u64 end = READ_ONCE(qc->pz_end);
+	bool zeroed = c >= qc->pz_start && c < end;
+
+	if (c >= qc->pz_start)
+		qc->pz_start = c + 1;
+	if (qc->pz_on && !qc->pz_stop && !READ_ONCE(qc->pz_busy) &&
+	    qc->pz_start + qcow2_pz_batch(&qc->qi) / 2 >= end)
+		queue_work(system_unbound_wq, &qc->pz_work);
+	return zeroed;
+}
+
 /*
  * qcow2_alloc_how() - take a free cluster of the file device: refcount 1, in
  * memory.  Creates a refcount block where none covers the cluster (in the
@@ -1021,9 +1071,12 @@ out:
  * larger refcount table when the table covers no more.  Returns -ENOSPC
  * when the device is full.  With @nowait (map()), -EWOULDBLOCK instead of
  * any I/O: a refcount block not cached, a new one or a larger table
- * needed.  Under meta_lock.
+ * needed.  A cluster in the batch being zeroed ahead is waited for (with
+ * @nowait, -EWOULDBLOCK); *@zeroed (if not NULL) tells whether the cluster
+ * holds zeros already.  Under meta_lock.
  */
-static int qcow2_alloc_how(struct qcow2_c *qc, u64 *host, bool nowait)
+static int qcow2_alloc_how(struct qcow2_c *qc, u64 *host, bool nowait,
+			   bool *zeroed)
 {
 	const struct qcow2_info *qi = &qc->qi;
 	u64 per = qcow2_refblock_entries(qi);
@@ -1031,6 +1084,7 @@ static int qcow2_alloc_how(struct qcow2_c *qc, u64 *host, bool nowait)
 	struct qcow2_rb *b;
 	u64 c, ri, boff;
 	int r = 0;
+	bool z;
 
 	/*
 	 * The device may have grown: clusters past the old end are valid
@@ -1081,10 +1135,19 @@ static int qcow2_alloc_how(struct qcow2_c *qc, u64 *host, bool nowait)
 		if (qcow2_refcount_get(qi, b->data, c % per) ||
 		    qcow2_is_fixed_metadata(qc, c << qi->cluster_bits))
 			continue;
+		if (c < qc->pz_next && c >= READ_ONCE(qc->pz_end)) {
+			/* Being zeroed ahead; that ends without meta_lock. */
+			if (nowait && qcow2_pz_busy(qc))
+				return -EWOULDBLOCK;
+			wait_event(qc->pz_wq, !qcow2_pz_busy(qc));
+		}
 		qcow2_refcount_set(qi, b->data, c % per, 1);
 		b->dirty = true;
 		qcow2_touch(qc);
 		qc->free_hint = c + 1;
+		z = qcow2_pz_take(qc, c);
+		if (zeroed)
+			*zeroed = z;
 		*host = c << qi->cluster_bits;
 		return 0;
 	}
@@ -1094,7 +1157,99 @@ static int qcow2_alloc_how(struct qcow2_c *qc, u64 *host, bool nowait)
 
 static int qcow2_alloc(struct qcow2_c *qc, u64 *host)
 {
-	return qcow2_alloc_how(qc, host, false);
+	return qcow2_alloc_how(qc, host, false, NULL);
+}
+
+/* Cluster @c is free, its refcount block exists, it is not metadata. */
+static bool qcow2_pz_free(struct qcow2_c *qc, u64 c)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	u64 per = qcow2_refblock_entries(qi), ri = c / per;
+	struct qcow2_rb *b;
+	int r;
+
+	if (ri >= qc->reftable_n || !qc->reftable[ri] ||
+	    qcow2_is_fixed_metadata(qc, c << qi->cluster_bits))
+		return false;
+	b = qcow2_rb_get(qc, qc->reftable[ri], false, &r);
+	return b && !qcow2_refcount_get(qi, b->data, c % per);
+}
+
+/*
+ * qcow2_pz_work() - zero the next batch of free clusters ahead of the
+ * allocator, QEMU's handle_alloc_space() done once per batch instead of
+ * once per cluster: an allocating write whose cluster is in the zone
+ * writes only its data (qcow2_start_alloc()), and the zeros cost one
+ * write-zeroes request per batch (written zero pages where the file
+ * device has none, on another CPU than the writer's).  Only free clusters
+ * are zeroed, only those the allocator takes next, and nothing refers to
+ * them: a crash meanwhile leaves nothing to repair.  The zeros are on the
+ * device before pz_end moves over them, so before any data goes there.
+ */
+static void qcow2_pz_work(struct work_struct *work)
+{
+	struct qcow2_c *qc = container_of(work, struct qcow2_c, pz_work);
+	const struct qcow2_info *qi = &qc->qi;
+	u64 batch = qcow2_pz_batch(qi), nc, s, e, lim;
+	unsigned int noio = memalloc_noio_save();
+	int r;
+
+	mutex_lock(&qc->meta_lock);
+	nc = bdev_nr_bytes(qc->file->bdev) >> qi->cluster_bits;
+	if (qc->pz_stop) {
+		mutex_unlock(&qc->meta_lock);
+		goto out;
+	}
+	if (qc->pz_start >= qc->pz_end) {
+		/* Used up: start again at the allocator's next free one. */
+		s = max_t(u64, qc->free_hint, 1);
+		lim = min(s + 4 * batch, nc);
+		while (s < lim && !qcow2_pz_free(qc, s))
+			s++;
+		qc->pz_start = s;
+		WRITE_ONCE(qc->pz_end, s);
+	}
+	s = qc->pz_end;
+	lim = min(s + batch, nc);
+	for (e = s; e < lim && qcow2_pz_free(qc, e); e++)
+		;
+	qc->pz_next = e;
+	if (e > s)
+		WRITE_ONCE(qc->pz_busy, true);
+	mutex_unlock(&qc->meta_lock);
+	if (e == s)
+		goto out;
+	r = blkdev_issue_zeroout(qc->file->bdev,
+				 (s << qi->cluster_bits) >> SECTOR_SHIFT,
+				 ((e - s) << qi->cluster_bits) >> SECTOR_SHIFT,
+				 GFP_NOIO, BLKDEV_ZERO_NOUNMAP);
+	if (r) {
+		DMWARN_LIMIT("%s: zeroing ahead failed (%d); off until the next resume",
+			     qcow2_name(qc), r);
+		WRITE_ONCE(qc->pz_stop, true);
+	} else {
+		WRITE_ONCE(qc->pz_end, e);
+	}
+	/* pz_end before pz_busy: allocators read them the other way. */
+	smp_store_release(&qc->pz_busy, false);
+	wake_up_all(&qc->pz_wq);
+out:
+	memalloc_noio_restore(noio);
+}
+
+/* Zeroing ahead stops (suspend): no batch is being zeroed after this. */
+static void qcow2_pz_halt(struct qcow2_c *qc)
+{
+	mutex_lock(&qc->meta_lock);
+	qc->pz_stop = true;
+	mutex_unlock(&qc->meta_lock);
+	cancel_work_sync(&qc->pz_work);
+	mutex_lock(&qc->meta_lock);
+	/* The device may be changed while suspended: forget the zone. */
+	qc->pz_start = 0;
+	qc->pz_next = 0;
+	WRITE_ONCE(qc->pz_end, 0);
+	mutex_unlock(&qc->meta_lock);
 }
 
 /*
@@ -1953,14 +2108,15 @@ static void qcow2_add_zeros(struct bio *bio, u64 len)
  * within one cluster, after reading in or allocating what it needs; the
  * worker is then free at once, not waiting for the data.  The new
  * cluster's bytes [wbegin, wend) are the bio's own pages and, around
- * them, zeros: one write-zeroes bio each side when
- * the file device has write-zeroes (QEMU's way), else the zero page in the
- * data's bio, not a bounce buffer.  The ranges do not overlap, so the bios
- * go out together.  The last to end stores the L2 entry, as the worker
- * does after its write (the refcount is taken here, in memory).  Nothing
- * sleeps in map(): meta_lock is only tried, bios only allocated if at
- * hand.  Returns false, having allocated nothing, when qcow2_write_bio()'s
- * cluster by cluster path must do it.
+ * them, zeros: nothing when the cluster was zeroed ahead (qcow2_pz_work()),
+ * else one write-zeroes bio each side when the file device has
+ * write-zeroes (QEMU's way), else the zero page in the data's bio, not a
+ * bounce buffer.  The ranges do not overlap, so the bios go out together.
+ * The last to end stores the L2 entry, as the worker does after its write
+ * (the refcount is taken here, in memory).  Nothing sleeps in map():
+ * meta_lock is only tried, bios only allocated if at hand.  Returns false,
+ * having allocated nothing, when qcow2_write_bio()'s cluster by cluster
+ * path must do it.
  */
 static bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
 			      bool worker)
@@ -1980,6 +2136,7 @@ static bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
 	gfp_t gfp = worker ? GFP_NOIO : GFP_NOWAIT;
 	u64 zoff[2], zlen[2];
 	unsigned int k;
+	bool zeroed;
 
 	if (!IS_ALIGNED(off | len, qc->lbs) ||
 	    (bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)) ||
@@ -2039,8 +2196,18 @@ static bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
 		if (!zb[k])
 			goto put;
 	}
-	if (qcow2_alloc_how(qc, &host, !worker))
+	if (qcow2_alloc_how(qc, &host, !worker, &zeroed))
 		goto put;	/* -ENOSPC too: the other path holds it */
+	if (zeroed) {
+		/* Zeroed ahead: only the data to write. */
+		for (k = 0; k < 2; k++) {
+			if (zb[k])
+				bio_put(zb[k]);
+			zb[k] = NULL;
+			zlen[k] = 0;
+		}
+		wz = true;
+	}
 	io->me.cluster = off >> qi->cluster_bits;
 	qcow2_inflight_add(qc, &io->me);
 	mutex_unlock(&qc->meta_lock);
@@ -2479,6 +2646,7 @@ static void qcow2_presuspend(struct dm_target *ti)
 	spin_lock(&qc->held_lock);
 	qc->suspending = true;
 	spin_unlock(&qc->held_lock);
+	qcow2_pz_halt(qc);
 	/* Held writes would block the suspend: requeue, or fail them. */
 	if (dm_noflush_suspending(ti))
 		qcow2_release_held(qc, true, BLK_STS_DM_REQUEUE);
@@ -2546,6 +2714,9 @@ static void qcow2_resume(struct dm_target *ti)
 	spin_lock(&qc->held_lock);
 	qc->suspending = false;
 	spin_unlock(&qc->held_lock);
+	mutex_lock(&qc->meta_lock);
+	qc->pz_stop = false;
+	mutex_unlock(&qc->meta_lock);
 	bg_instance_resume(qc->inst);
 }
 
@@ -2764,6 +2935,7 @@ static void qcow2_free(struct qcow2_c *qc)
 	struct qcow2_free *f, *tmp;
 	u32 i;
 
+	cancel_work_sync(&qc->pz_work);
 	if (qc->done_wq)
 		destroy_workqueue(qc->done_wq);
 	if (qc->flush_wq)
@@ -2828,6 +3000,9 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	init_waitqueue_head(&qc->drain_wq);
 	spin_lock_init(&qc->held_lock);
 	bio_list_init(&qc->held);
+	INIT_WORK(&qc->pz_work, qcow2_pz_work);
+	init_waitqueue_head(&qc->pz_wq);
+	qc->pz_stop = true;		/* until resumed */
 
 	qc->inst = bg_instance_create(ti, "qcow2");
 	if (IS_ERR(qc->inst)) {
@@ -2895,6 +3070,12 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = qcow2_load_tables(qc, &ti->error);
 	if (r)
 		goto out;
+	/*
+	 * Zeroing ahead only pays where new clusters are filled with zeros:
+	 * not where the fill comes from a backing child, nor with extended
+	 * L2 (a new cluster's other subclusters stay unallocated).
+	 */
+	qc->pz_on = qc->writable && !qc->backing && !qc->qi.extended_l2;
 	if (qc->writable && qc->qi.autoclear) {
 		/* QEMU's rule: a writer that does not know them clears them. */
 		DMINFO("%s: clearing autoclear features 0x%llx", qcow2_name(qc),

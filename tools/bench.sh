@@ -54,6 +54,8 @@
 # the two devices of a pair are measured alternately, the order flipping
 # every rep (ABBA); a ratio is the median of the reps' ratios, shown with
 # their range and with the ratio of the two devices' best reps.
+# BGRAPH_KO: the module to load (default: the one built for this kernel),
+# for A/B runs of two builds from a script in the guest.
 #
 # Pairs of brd-backed devices whose whole work per I/O is done by the
 # thread that submits it (dm-linear, bgraph-raw, qcow2 reads and in-place
@@ -80,7 +82,7 @@ tmp=$(mktemp -d)
 modprobe -a dm_mod configfs nbd
 modprobe brd rd_nr=5 rd_size=$(((size_mb + 16) * 1024))
 mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
-insmod "$src/build/$(uname -r)/dm-bgraph.ko"
+insmod "${BGRAPH_KO:-$src/build/$(uname -r)/dm-bgraph.ko}"
 mkdir -p "$work"
 sectors=$((size_mb * 2048))
 
