@@ -1742,12 +1742,14 @@ static void qcow2_copy_from_bio(struct bio *bio, u8 *dst, u64 len)
  * (handle_alloc_space()): one write-zeroes request zeroes bytes [wbegin,
  * wend) of the cluster without the zeros being sent, then only the
  * write's own blocks are written over it (a write-zeroes bio: nothing).
- * Both are on the device when it returns.  -EOPNOTSUPP: the fill is not
- * all zeros or the device has no write-zeroes; the caller writes the
- * whole range instead.
+ * Both are on the device when it returns.  A new cluster @zeroed ahead
+ * (qcow2_pz_work()) holds zeros already: only the write's blocks.
+ * -EOPNOTSUPP: the fill is not all zeros or the device has no
+ * write-zeroes; the caller writes the whole range instead.
  */
 static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
-			  u64 len, const struct qcow2_wplan *p, u64 host)
+			  u64 len, const struct qcow2_wplan *p, u64 host,
+			  bool zeroed)
 {
 	const unsigned int flags = BLKDEV_ZERO_NOUNMAP | BLKDEV_ZERO_NOFALLBACK;
 	const struct qcow2_info *qi = &qc->qi;
@@ -1757,7 +1759,8 @@ static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
 	u8 *buf;
 	int r = 0;
 
-	if (READ_ONCE(qc->no_zeroout) || !bdev_write_zeroes_sectors(bdev))
+	if (!zeroed &&
+	    (READ_ONCE(qc->no_zeroout) || !bdev_write_zeroes_sectors(bdev)))
 		return -EOPNOTSUPP;
 	backing_zeros = !qc->backing ||
 		base + p->wbegin >= bdev_nr_bytes(qc->backing->bdev);
@@ -1771,7 +1774,7 @@ static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
 	 * its room (fallocate(ZERO_RANGE) on a loop device, not a hole).
 	 * Nothing to zero when the write's blocks are the whole range.
 	 */
-	if (!data || db > p->wbegin || de < p->wend)
+	if (!zeroed && (!data || db > p->wbegin || de < p->wend))
 		r = blkdev_issue_zeroout(bdev, (host + p->wbegin) >> SECTOR_SHIFT,
 					 (p->wend - p->wbegin) >> SECTOR_SHIFT,
 					 GFP_NOIO, flags);
@@ -1800,7 +1803,8 @@ static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
  * its range is not allocated yet in the bitmap.
  */
 static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
-			   u64 len, const struct qcow2_wplan *p, u64 host)
+			   u64 len, const struct qcow2_wplan *p, u64 host,
+			   bool zeroed)
 {
 	const struct qcow2_info *qi = &qc->qi;
 	u64 cs = qi->cluster_size, ss = 1ULL << qi->subcluster_bits;
@@ -1809,7 +1813,7 @@ static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
 	u32 sc;
 	int r;
 
-	r = qcow2_zero_cow(qc, bio, off, len, p, host);
+	r = qcow2_zero_cow(qc, bio, off, len, p, host, zeroed);
 	if (r != -EOPNOTSUPP)
 		return r;
 	r = -ENOMEM;
@@ -1894,7 +1898,7 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 	const struct qcow2_info *qi = &qc->qi;
 	struct qcow2_inflight me = { .cluster = off >> qi->cluster_bits };
 	u64 len = *lenp;
-	bool whole = len == qi->cluster_size;
+	bool whole = len == qi->cluster_size, zeroed = false;
 	enum req_op op = bio_op(bio);
 	struct qcow2_wplan p;
 	u64 ent[2] = {}, nent[2] = {}, foff, flen;
@@ -1975,7 +1979,7 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 		return qcow2_write_zeros(qc, *host, len) ?: QCOW2_WR_DONE;
 	}
 	if (p.alloc) {
-		r = qcow2_alloc(qc, host);
+		r = qcow2_alloc_how(qc, host, false, &zeroed);
 		if (r)
 			goto unlock;
 	} else {
@@ -1984,7 +1988,7 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 	qcow2_inflight_add(qc, &me);
 	mutex_unlock(&qc->meta_lock);
 
-	r = qcow2_cow_write(qc, bio, off, len, &p, *host);
+	r = qcow2_cow_write(qc, bio, off, len, &p, *host, zeroed);
 
 	mutex_lock(&qc->meta_lock);
 	if (!r) {
