@@ -1181,7 +1181,7 @@ static bool qcow2_pz_free(struct qcow2_c *qc, u64 c)
  * once per cluster: an allocating write whose cluster is in the zone
  * writes only its data (qcow2_start_alloc()), and the zeros cost one
  * write-zeroes request per batch (written zero pages where the file
- * device has none, on another CPU than the writer's).  Only free clusters
+ * device has none, in this worker, not in the writer).  Only free clusters
  * are zeroed, only those the allocator takes next, and nothing refers to
  * them: a crash meanwhile leaves nothing to repair.  The zeros are on the
  * device before pz_end moves over them, so before any data goes there.
@@ -2203,12 +2203,14 @@ static bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
 	if (qcow2_alloc_how(qc, &host, !worker, &zeroed))
 		goto put;	/* -ENOSPC too: the other path holds it */
 	if (zeroed) {
-		/* Zeroed ahead: only the data to write. */
+		/*
+		 * Zeroed ahead: the data's bio alone, laid out as when the
+		 * device zeroes around it (wz), without those bios.
+		 */
 		for (k = 0; k < 2; k++) {
 			if (zb[k])
 				bio_put(zb[k]);
 			zb[k] = NULL;
-			zlen[k] = 0;
 		}
 		wz = true;
 	}
