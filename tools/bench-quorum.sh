@@ -17,7 +17,9 @@
 #   the most a dm device can cost in proportion), loop devices over tmpfs
 #   files (the quorum tests' children; fifo only) and, when the VM has
 #   them (make bench gives them: vm-run -b), virtio-blk disks, the devices
-#   a guest has, whose bios cost a round trip to the host.
+#   a guest has, whose bios cost a round trip to the host.  The fifo pair
+#   also on null_blk with a 2 ms completion timer: a device whose latency,
+#   not this VM's CPU, sets the rate.
 #
 # Fairness.  Six devices of one kind and size: md's legs on three, the
 # quorum's children on the other three, so that both sides exist at once
@@ -120,6 +122,18 @@ losetup -d "${lq[@]}"
 umount "$qtmp"
 rmdir "$qtmp"
 rmmod brd
+
+# null_blk completing each bio after 2 ms (irqmode=2, a timer; no memory,
+# reads return no data, fifo only reads): a device whose latency sets the
+# rate, as a disk's or a network volume's does, not this VM's CPU.  The
+# CPU a dm device spends per bio then delays a bio, not the next one.
+if modprobe null_blk nr_devices=3 irqmode=2 completion_nsec=2000000 gb=1 bs=4096; then
+	echo "# null_blk: 2 ms per bio, so at most 8000 IOPS at iodepth 16"
+	fifo_vs_child null_blk /dev/nullb0 /dev/nullb1 /dev/nullb2
+	rmmod null_blk
+else
+	echo "# quorum on null_blk: skipped, no null_blk module"
+fi
 
 # Six virtio-blk disks after the first blank one (which the writes use).
 vd=(/dev/vd{c..h})
