@@ -19,6 +19,8 @@
 #include <linux/mempool.h>
 #include <linux/workqueue.h>
 #include <linux/rcupdate.h>
+#include <linux/percpu-refcount.h>
+#include <linux/completion.h>
 #include <linux/kobject.h>
 #include <linux/device-mapper.h>
 
@@ -54,9 +56,18 @@ struct quorum_child {
 	atomic64_t io_errors;		/* any request of it that failed */
 };
 
-/* The children as they are now, replaced whole (RCU) by the messages. */
+/*
+ * The children as they are now, replaced whole (RCU) by the messages.
+ * Every request that writes (writes, flushes, discards, write-zeroes, and
+ * quorum-pattern reads, which may rewrite) holds a reference of the set
+ * it was mapped with until it ends, so that a message returns only once
+ * no request of the old set is left (QEMU drains the node around a child
+ * change too): a removed child gets no write after remove_child returns,
+ * an added one misses none that ends after add_child returned.
+ */
 struct quorum_set {
-	struct rcu_head rcu;
+	struct percpu_ref users;
+	struct completion drained;	/* users reached zero after a kill */
 	unsigned int n;
 	struct quorum_child *child[BG_QUORUM_MAX];
 };
@@ -135,6 +146,7 @@ struct quorum_io {
 	sector_t sector;		/* the node's range, for reports */
 	unsigned int sectors;
 	struct bvec_iter iter;		/* fifo: the bio as mapped */
+	struct quorum_set *set;		/* held, but by fifo reads */
 	struct quorum_child *child[BG_QUORUM_MAX];
 	struct bio *sub[BG_QUORUM_MAX];	/* clones, reads, rewrites */
 	int err[BG_QUORUM_MAX];
@@ -169,8 +181,9 @@ static const char *quorum_node(struct quorum_c *qc)
  * Queue a report for the worker (uevent, dm event).  Any context.  The
  * child's counters and the log line are the caller's.
  */
-static void quorum_report(struct quorum_io *qio, enum quorum_report_type type,
-			  struct quorum_child *c, int err)
+static void quorum_report_op(struct quorum_io *qio,
+			     enum quorum_report_type type,
+			     struct quorum_child *c, int err, const char *op)
 {
 	struct quorum_c *qc = qio->qc;
 	struct quorum_report *r;
@@ -184,7 +197,7 @@ static void quorum_report(struct quorum_io *qio, enum quorum_report_type type,
 				 QUORUM_REPORTS];
 		r->type = type;
 		r->child = c;
-		r->op = quorum_op_name(qio->bio);
+		r->op = op;
 		r->err = -err;
 		r->sector = qio->sector;
 		r->sectors = qio->sectors;
@@ -193,16 +206,29 @@ static void quorum_report(struct quorum_io *qio, enum quorum_report_type type,
 	queue_work(qc->wq, &qc->report_work);
 }
 
-/* A child's request failed with @err: count, log, report. */
-static void quorum_child_error(struct quorum_io *qio, struct quorum_child *c,
-			       int err)
+static void quorum_report(struct quorum_io *qio, enum quorum_report_type type,
+			  struct quorum_child *c, int err)
+{
+	quorum_report_op(qio, type, c, err, quorum_op_name(qio->bio));
+}
+
+/* A child's request @op failed with @err: count, log, report. */
+static void quorum_child_error_op(struct quorum_io *qio,
+				  struct quorum_child *c, int err,
+				  const char *op)
 {
 	atomic64_inc(&c->io_errors);
 	DMERR_LIMIT("%s: children.%u (%s): %s error %d at sector %llu+%u",
-		    quorum_node(qio->qc), c->index, c->name,
-		    quorum_op_name(qio->bio), err,
+		    quorum_node(qio->qc), c->index, c->name, op, err,
 		    (unsigned long long)qio->sector, qio->sectors);
-	quorum_report(qio, QUORUM_REPORT_BAD, c, err);
+	quorum_report_op(qio, QUORUM_REPORT_BAD, c, err, op);
+}
+
+/* A child's part of the node's request failed with @err. */
+static void quorum_child_error(struct quorum_io *qio, struct quorum_child *c,
+			       int err)
+{
+	quorum_child_error_op(qio, c, err, quorum_op_name(qio->bio));
 }
 
 /* The node's request fails with @err for want of quorum. */
@@ -407,6 +433,7 @@ static void quorum_fanout_done(struct quorum_io *qio)
 			quorum_child_error(qio, qio->child[i], qio->err[i]);
 	if (r)
 		quorum_failure(qio, r);
+	percpu_ref_put(&qio->set->users);
 	qio->bio->bi_status = errno_to_blk_status(r);
 	bio_endio(qio->bio);
 }
@@ -431,6 +458,7 @@ static void quorum_vote_work(struct work_struct *work);
 static void quorum_read_finish(struct quorum_io *qio, int r)
 {
 	quorum_free_subs(qio);
+	percpu_ref_put(&qio->set->users);
 	qio->bio->bi_status = errno_to_blk_status(r);
 	bio_endio(qio->bio);
 }
@@ -521,7 +549,7 @@ static void quorum_rewrite_end(struct bio *w)
 	qio->sub[i] = NULL;
 	bio_put(w);		/* its pages are the winner's */
 	if (err)
-		quorum_child_error(qio, c, err);
+		quorum_child_error_op(qio, c, err, "rewrite");
 	else
 		atomic64_inc(&c->rewrites);
 	if (atomic_dec_and_test(&qio->pending))
@@ -703,6 +731,13 @@ static int quorum_map(struct dm_target *ti, struct bio *bio)
 	set = rcu_dereference(qc->set);
 	qio->n = set->n;
 	memcpy(qio->child, set->child, set->n * sizeof(set->child[0]));
+	qio->set = NULL;
+	if (bio_op(bio) != REQ_OP_READ ||
+	    qc->args.read_pattern != BG_QREAD_FIFO) {
+		/* Not yet killed: see quorum_set_retire(). */
+		percpu_ref_get(&set->users);
+		qio->set = set;
+	}
 	rcu_read_unlock();
 
 	if (bio_op(bio) != REQ_OP_READ) {
@@ -915,14 +950,56 @@ out_put:
 	return ERR_PTR(r);
 }
 
-/* Publish @set in place of the current one.  qc->lock held. */
-static void quorum_set_replace(struct quorum_c *qc, struct quorum_set *set)
+static void quorum_set_release(struct percpu_ref *ref)
 {
-	struct quorum_set *old = rcu_replace_pointer(qc->set, set,
-						     lockdep_is_held(&qc->lock));
+	struct quorum_set *set = container_of(ref, struct quorum_set, users);
 
+	complete(&set->drained);
+}
+
+static struct quorum_set *quorum_set_alloc(void)
+{
+	struct quorum_set *set = kzalloc(sizeof(*set), GFP_KERNEL);
+
+	if (set && percpu_ref_init(&set->users, quorum_set_release, 0,
+				   GFP_KERNEL)) {
+		kfree(set);
+		return NULL;
+	}
+	if (set)
+		init_completion(&set->drained);
+	return set;
+}
+
+static void quorum_set_free(struct quorum_set *set)
+{
+	if (!set)
+		return;
+	percpu_ref_exit(&set->users);
+	kfree(set);
+}
+
+/* Publish @set in place of the current one, returned.  qc->lock held. */
+static struct quorum_set *quorum_set_replace(struct quorum_c *qc,
+					     struct quorum_set *set)
+{
 	qc->args.nr_children = set->n;
-	kfree_rcu(old, rcu);
+	return rcu_replace_pointer(qc->set, set, lockdep_is_held(&qc->lock));
+}
+
+/*
+ * Wait until no request mapped with @old, a set just replaced, is left;
+ * then free it.  After the grace period no map() can take a reference
+ * of @old any more (it took them under rcu_read_lock()), so the kill
+ * comes after every get.  Process context, without qc->lock: a request
+ * may wait for a child as long as that child takes.
+ */
+static void quorum_set_retire(struct quorum_set *old)
+{
+	synchronize_rcu();
+	percpu_ref_kill(&old->users);
+	wait_for_completion(&old->drained);
+	quorum_set_free(old);
 }
 
 static int quorum_add_child(struct quorum_c *qc, const char *path)
@@ -932,7 +1009,7 @@ static int quorum_add_child(struct quorum_c *qc, const char *path)
 	const char *error;
 	int r;
 
-	set = kzalloc(sizeof(*set), GFP_KERNEL);
+	set = quorum_set_alloc();
 	if (!set)
 		return -ENOMEM;
 	mutex_lock(&qc->lock);
@@ -960,13 +1037,16 @@ static int quorum_add_child(struct quorum_c *qc, const char *path)
 	set->n = old->n;
 	set->child[set->n++] = c;
 	qc->next_index++;
-	quorum_set_replace(qc, set);
+	old = quorum_set_replace(qc, set);
 	set = NULL;
 	DMINFO("%s: children.%u (%s) added", quorum_node(qc), c->index,
 	       c->name);
+	mutex_unlock(&qc->lock);
+	quorum_set_retire(old);
+	return 0;
 out:
 	mutex_unlock(&qc->lock);
-	kfree(set);
+	quorum_set_free(set);
 	return r;
 }
 
@@ -985,7 +1065,7 @@ static int quorum_remove_child(struct quorum_c *qc, const char *arg)
 		      quorum_node(qc), arg);
 		return -EINVAL;
 	}
-	set = kzalloc(sizeof(*set), GFP_KERNEL);
+	set = quorum_set_alloc();
 	if (!set)
 		return -ENOMEM;
 	mutex_lock(&qc->lock);
@@ -1008,16 +1088,19 @@ static int quorum_remove_child(struct quorum_c *qc, const char *arg)
 		      quorum_node(qc), index, error);
 		goto out;
 	}
-	quorum_set_replace(qc, set);
+	old = quorum_set_replace(qc, set);
 	set = NULL;
 	/* dm's device list of a live table is not ours: put in the dtr. */
 	c->detached = true;
 	bg_instance_detach_child(qc->inst, c->dev);
 	DMINFO("%s: children.%u (%s) removed", quorum_node(qc), c->index,
 	       c->name);
+	mutex_unlock(&qc->lock);
+	quorum_set_retire(old);
+	return 0;
 out:
 	mutex_unlock(&qc->lock);
-	kfree(set);
+	quorum_set_free(set);
 	return r;
 }
 
@@ -1066,7 +1149,7 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	int r;
 
 	qc = kvzalloc(sizeof(*qc), GFP_KERNEL);
-	set = kzalloc(sizeof(*set), GFP_KERNEL);
+	set = quorum_set_alloc();
 	if (!qc || !set) {
 		ti->error = "Cannot allocate the quorum context";
 		r = -ENOMEM;
@@ -1159,7 +1242,7 @@ out_instance:
 	quorum_free_children(qc);
 	bg_instance_destroy(qc->inst);	/* puts the children's devices */
 out_free:
-	kfree(set);
+	quorum_set_free(set);
 	kvfree(qc);
 	return r;
 }
@@ -1174,7 +1257,7 @@ static void quorum_dtr(struct dm_target *ti)
 	mempool_destroy(qc->pages);
 	bioset_exit(&qc->rw_bs);
 	bioset_exit(&qc->bs);
-	kfree(rcu_dereference_protected(qc->set, true));
+	quorum_set_free(rcu_dereference_protected(qc->set, true));
 	kvfree(qc);
 }
 

@@ -164,6 +164,42 @@ q_msg_refused() {
 	expect_match "$(log_since_mark)" "bgraph-quorum.*$why" "reason for '$*'"
 }
 
+# q_dm_module NAME: load dm target module NAME, else skip the test (the
+# debug kernel has only the targets built in).
+q_dm_module() {
+	[ -d "/lib/modules/$(uname -r)" ] && modprobe "dm_$1" 2>/dev/null
+	dmsetup targets | grep -q "^$1 " || skip "no dm-$1 in this kernel"
+}
+
+# q_delay NAME DEV MS: a dm-delay device over DEV whose writes (and
+# flushes) take MS ms, reads none; prints its path.
+q_delay() {
+	dmsetup create "$1" --table \
+		"0 $(blockdev --getsz "$2") delay $2 0 0 $2 0 $3" && echo "/dev/mapper/$1"
+}
+
+# q_held_writes NAME: the writes dm-delay device NAME holds now (its
+# status: reads, writes and flushes held).  Its queue keeps no in-flight
+# count (iostats 0 on 6.1).
+q_held_writes() {
+	dmsetup status "$1" | awk '{ print $5 }'
+}
+
+# q_wait_held NAME: wait until dm-delay device NAME holds a write.
+q_wait_held() {
+	for _ in $(seq 100); do
+		[ "$(q_held_writes "$1")" -gt 0 ] && return 0
+		sleep 0.1
+	done
+	diag "status of $1: $(dmsetup status "$1")"
+	fail "no write held by $1"
+}
+
+# q_fsync DEV: fsync(2) DEV (a flush); the exit status is its success.
+q_fsync() {
+	python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY); os.fsync(fd)' "$1"
+}
+
 # q_listen: receive kernel uevents from now on; those of bgraph go to
 # $SCRATCH/uevents, one a line: ACTION DEVNAME (of the devpath) and the
 # BGRAPH_ fields, sorted.  Returns once the socket is bound.  The listener
@@ -532,6 +568,36 @@ test_rewrite_corrupted_repairs_the_child_before_the_read_ends() {
 	expect_eq "$(q_stat qn children.1 bad_reads)" 1 "bad reads after a second read"
 }
 
+# rewrite-corrupted on a child that reads but cannot be written (dm-flakey
+# always down with error_writes): the read returns the winners' data, the
+# child's bad read is counted, and the failed rewrite is an I/O error
+# reported as a rewrite, not as the read's.
+test_a_failed_rewrite_is_counted_and_reported_as_a_rewrite() {
+	local l ref s d out ev
+	q_begin
+	q_dm_module flakey
+	mapfile -t l < <(q_loops 3)
+	ref=$(mkref qrw $Q_REF_MB)
+	for d in "${l[@]}"; do
+		dd if="$ref" of="$d" bs=1M oflag=direct status=none
+	done
+	s=$(blockdev --getsz "${l[2]}")
+	dmsetup create qflk2 --table "0 $s flakey ${l[2]} 0 0 3600 1 error_writes"
+	q_create qn 2 "1 rewrite-corrupted" "${l[0]}" "${l[1]}" /dev/mapper/qflk2
+	q_corrupt "${l[2]}" $Q_BAD_OFF $Q_BAD_LEN 0x5a
+	q_listen
+	mark_log
+	q_read /dev/mapper/qn $Q_RD_OFF $Q_RD_LEN "$SCRATCH/got" || fail "the read"
+	cmp "$SCRATCH/got" <(q_slice "$ref" $Q_RD_OFF $Q_RD_LEN) || fail "read returned wrong data"
+	q_stats_want qn 0 "children.0:${l[0]##*/}:0:0:0" \
+		"children.1:${l[1]##*/}:0:0:0" "children.2:qflk2:1:0:1"
+	ev=$(q_event "BGRAPH_OP=rewrite")
+	expect_eq "$ev" "change $(devname /dev/mapper/qn) BGRAPH_CHILD=qflk2 BGRAPH_ERROR=5 BGRAPH_EVENT=QUORUM_REPORT_BAD BGRAPH_NODE=qn BGRAPH_OP=rewrite BGRAPH_ROLE=children.2 BGRAPH_SECTOR=$((Q_RD_OFF / 512)) BGRAPH_SECTORS=$((Q_RD_LEN / 512))" \
+		"the failed rewrite's uevent"
+	out=$(log_since_mark)
+	expect_match "$out" "qn: children\\.2 \\(qflk2\\): rewrite error -5 at sector $Q_RANGE" "log of the rewrite"
+}
+
 test_two_children_corrupted_differently_fail_the_read_at_threshold_2() {
 	local l ev out
 	q_begin
@@ -644,6 +710,78 @@ test_a_write_fails_when_fewer_than_threshold_children_succeed() {
 	q_stats_want qn 1 "children.0:${l[0]##*/}:0:0:0" \
 		"children.1:${l[1]##*/}:0:0:0" "children.2:qlin2:0:0:1"
 	expect_match "$(log_since_mark)" "bgraph-quorum: qn: quorum failure: write at sector 0\\+8: -5" "kernel log"
+}
+
+# A flush and a discard are votes too: each child that fails one is
+# counted and reported with the operation's name; the node's request
+# fails when fewer than the threshold succeed.  The failing child is
+# dm-flakey always down with error_writes: it fails every write, flushes
+# and discards too (it keeps its device's write cache, where dm's error
+# target has none, and the block layer would answer a flush to it
+# without sending one).
+test_flushes_and_discards_are_voted_and_a_failing_child_reported() {
+	local l f s ev out
+	q_begin
+	q_dm_module flakey
+	mapfile -t l < <(q_loops 3)
+	s=$(blockdev --getsz "${l[2]}")
+	dmsetup create qflk2 --table "0 $s flakey ${l[2]} 0 0 3600 1 error_writes"
+	f=/dev/mapper/qflk2
+	q_create qn 2 "" "${l[0]}" "${l[1]}" "$f"
+	q_listen
+	mark_log
+	blkdiscard -o $Q_RD_OFF -l $Q_RD_LEN /dev/mapper/qn ||
+		fail "discard with 2 children of 3 working"
+	ev=$(q_event "BGRAPH_OP=discard")
+	expect_eq "$ev" "change $(devname /dev/mapper/qn) BGRAPH_CHILD=qflk2 BGRAPH_ERROR=5 BGRAPH_EVENT=QUORUM_REPORT_BAD BGRAPH_NODE=qn BGRAPH_OP=discard BGRAPH_ROLE=children.2 BGRAPH_SECTOR=$((Q_RD_OFF / 512)) BGRAPH_SECTORS=$((Q_RD_LEN / 512))" \
+		"the discard's uevent"
+	q_fsync /dev/mapper/qn || fail "flush with 2 children of 3 working"
+	ev=$(q_event "BGRAPH_OP=flush")
+	expect_match "$ev" "BGRAPH_CHILD=qflk2 BGRAPH_ERROR=5 BGRAPH_EVENT=QUORUM_REPORT_BAD BGRAPH_NODE=qn BGRAPH_OP=flush BGRAPH_ROLE=children\\.2 " \
+		"the flush's uevent"
+	q_stats_want qn 0 "children.0:${l[0]##*/}:0:0:0" \
+		"children.1:${l[1]##*/}:0:0:0" "children.2:qflk2:0:0:2"
+	out=$(log_since_mark)
+	expect_match "$out" "qn: children\\.2 \\(qflk2\\): discard error -5 at sector $((Q_RD_OFF / 512))\\+$((Q_RD_LEN / 512))" "log of the discard"
+	expect_match "$out" "qn: children\\.2 \\(qflk2\\): flush error -5" "log of the flush"
+	dmsetup remove qn
+	# Threshold 3: both fail.
+	q_create qn 3 "" "${l[0]}" "${l[1]}" "$f"
+	mark_log
+	if out=$(blkdiscard -o $Q_RD_OFF -l $Q_RD_LEN /dev/mapper/qn 2>&1); then
+		fail "discard succeeded on 2 children of 3 with threshold 3"
+	fi
+	q_fsync /dev/mapper/qn 2>/dev/null && fail "flush succeeded on 2 children of 3 with threshold 3"
+	expect_eq "$(q_stat qn - quorum_failures)" 2 "quorum failures"
+	out=$(log_since_mark)
+	expect_match "$out" "qn: quorum failure: discard at sector $((Q_RD_OFF / 512))\\+$((Q_RD_LEN / 512)): -5" "log of the failed discard"
+	expect_match "$out" "qn: quorum failure: flush at sector [0-9]+\\+0: -5" "log of the failed flush"
+}
+
+# One child of three on dm-flakey, up 1 s and down 1 s (its writes fail
+# while down; its reads then return what it has, stale where a write
+# failed), for 6 s of fio verify: reads and writes go on with two
+# children, the flaky child's failures are counted, its stale reads are
+# outvoted, and the two good children end equal.
+test_fio_verify_goes_on_while_a_child_is_flaky() {
+	local l s
+	q_begin
+	q_dm_module flakey
+	mapfile -t l < <(q_loops 3)
+	s=$(blockdev --getsz "${l[2]}")
+	dmsetup create qflk2 --table "0 $s flakey ${l[2]} 0 1 1 1 error_writes"
+	q_create qn 2 "" "${l[0]}" "${l[1]}" /dev/mapper/qflk2
+	fio_ok --name=qf --filename=/dev/mapper/qn --rw=randrw --bsrange=4k-64k \
+		--numjobs=2 --size=$((FIO_MB / 2))M --offset_increment=$((FIO_MB / 2))M \
+		--ioengine=libaio --iodepth=8 --direct=1 --verify=crc32c \
+		--verify_backlog=32 --verify_fatal=1 --time_based --runtime=6 ||
+		fail "fio through the node with a flaky child"
+	[ "$(q_stat qn children.2 io_errors)" -gt 0 ] || fail "no I/O errors counted for the flaky child"
+	expect_eq "$(q_stat qn children.0 io_errors)" 0 "I/O errors of child 0"
+	expect_eq "$(q_stat qn children.1 io_errors)" 0 "I/O errors of child 1"
+	expect_eq "$(q_stat qn - quorum_failures)" 0 "quorum failures"
+	cmp "${l[0]}" "${l[1]}" || fail "children 0 and 1 differ"
+	diag "$(cat "$CFS/nodes/qn/stats")"
 }
 
 test_fifo_reads_the_next_child_when_the_first_fails() {
@@ -762,6 +900,52 @@ test_add_child_appends_at_the_next_index_and_gets_writes() {
 	q_read /dev/mapper/qn 0 $((4 << 20)) /dev/null
 	q_stats_want qn 0 "children.0:${l[0]##*/}:0:0:0" \
 		"children.1:${l[1]##*/}:0:0:0" "children.3:${extra##*/}:0:0:0"
+}
+
+# remove_child returns only once the writes sent to that child have
+# ended (QEMU drains the node around a child change): the child is
+# dm-delay holding writes 1.5 s, and one write is in flight on it when
+# the message is sent.  After the message nothing is in flight on it,
+# the write is on it, and it gets nothing more.
+test_remove_child_returns_once_its_writes_in_flight_have_ended() {
+	local l c2 pid sum
+	q_begin
+	q_dm_module delay
+	mapfile -t l < <(q_loops 3)
+	c2=$(q_delay qdel2 "${l[2]}" 1500)
+	q_create qn 2 "" "${l[0]}" "${l[1]}" "$c2"
+	head -c 4096 /dev/urandom >"$SCRATCH/new"
+	dd if="$SCRATCH/new" of=/dev/mapper/qn bs=4096 seek=$((Q_RD_OFF / 4096)) \
+		oflag=direct status=none &
+	pid=$!
+	q_wait_held qdel2
+	dmsetup message qn 0 remove_child 2
+	expect_eq "$(q_held_writes qdel2)" 0 "writes held by children.2 after remove_child"
+	wait $pid || fail "the write in flight"
+	q_read "${l[2]}" $Q_RD_OFF 4096 "$SCRATCH/got"
+	cmp "$SCRATCH/got" "$SCRATCH/new" || fail "the write in flight did not reach the removed child"
+	sum=$(md5sum <"${l[2]}")
+	dd if=/dev/urandom of=/dev/mapper/qn bs=4096 count=16 oflag=direct status=none
+	expect_eq "$(md5sum <"${l[2]}")" "$sum" "the removed child after more writes"
+}
+
+# add_child returns only once the writes sent before it have ended: no
+# write that ends after it misses the new child.  Child 0 is dm-delay
+# holding writes 1.5 s, one write in flight on it.
+test_add_child_returns_once_the_writes_sent_before_it_have_ended() {
+	local l c0 pid
+	q_begin
+	q_dm_module delay
+	mapfile -t l < <(q_loops 3)
+	c0=$(q_delay qdel0 "${l[0]}" 1500)
+	q_create qn 2 "" "$c0" "${l[1]}"
+	dd if=/dev/urandom of=/dev/mapper/qn bs=4096 count=1 oflag=direct status=none &
+	pid=$!
+	q_wait_held qdel0
+	dmsetup message qn 0 add_child "${l[2]}"
+	expect_eq "$(q_held_writes qdel0)" 0 "writes sent before add_child, held by children.0 after it"
+	wait $pid || fail "the write in flight"
+	expect_eq "$(q_graph qn)" "qn children.0 qdel0;qn children.1 ${l[1]##*/};qn children.2 ${l[2]##*/};" "graph"
 }
 
 test_add_child_refused_for_another_size_no_device_or_blkverify() {
