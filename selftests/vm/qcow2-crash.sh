@@ -287,3 +287,56 @@ test_qcow2_crash_losing_any_write_before_a_flush_leaves_no_corruption() {
 		crash_qcow2 torn 8 4 14 cluster_size=65536
 	[ "$CRASH_TORN_CHECKS" -gt 0 ] || fail "no torn epoch checked"
 }
+
+# A write with FUA is durable when it completes, with the metadata that
+# finds it, though nothing flushes the node: the file device's log
+# replayed only up to a mark set right after the write ends holds it,
+# where qemu reads it.  An asynchronous O_DSYNC write (fio, libaio) is a
+# bio with REQ_FUA and nothing after it; a synchronous one is followed by
+# a flush (generic_write_sync()), which would hide a FUA not honoured.
+# Two FUA writes, each into new clusters (4K into one, 128K across
+# three), after a plain write that no flush made durable.
+test_qcow2_crash_a_fua_write_is_durable_when_it_completes() {
+	on_6_12_only "crash replay"
+	local img copy loop rl m=$((1 << 20)) rc
+	crash_tool
+	crash_dir
+	img=$(q2_new fua 64M cluster_size=65536)
+	truncate -s 128M "$img"
+	copy=$CRASH_DIR/fua-copy.img
+	cp --sparse=always "$img" "$copy"
+	loop=$(losetup -f --show "$img")
+	crash_logw fua-lw "$loop"
+	dmsetup create fua --table "0 $(q2_sectors "$img") bgraph-qcow2 /dev/mapper/fua-lw" ||
+		{ fail "writable table of fua refused"; return 1; }
+	python3 -c 'import mmap, os; b = mmap.mmap(-1, 65536); b[:] = b"\x11" * 65536; os.pwritev(os.open("/dev/mapper/fua", os.O_WRONLY | os.O_DIRECT), [b], 1 << 20)' ||
+		fail "the plain write"
+	fio_ok --name=fua1 --filename=/dev/mapper/fua --rw=write --offset=$((5 * m + 4096)) \
+		--size=4k --bs=4k --buffer_pattern=0x22 --ioengine=libaio --direct=1 --sync=1 ||
+		fail "the first FUA write"
+	dmsetup message fua-lw 0 mark fua1
+	fio_ok --name=fua2 --filename=/dev/mapper/fua --rw=write --offset=$((9 * m + 32768)) \
+		--size=128k --bs=128k --buffer_pattern=0x33 --ioengine=libaio --direct=1 --sync=1 ||
+		fail "the second FUA write"
+	dmsetup message fua-lw 0 mark fua2
+	dmsetup remove fua
+	dmsetup remove fua-lw
+	diag "file device's log: $("$CRASH_REPLAY" --log "$CRASH_LOG" --list | grep -cE 'FLUSH|FUA' || true) entries with FLUSH or FUA"
+	rl=$(losetup -f --show "$copy")
+	"$CRASH_REPLAY" --log "$CRASH_LOG" --replay "$rl" --end-mark fua1 >/dev/null ||
+		fail "replay to fua1"
+	rc=0
+	qemu-img check -q "$copy" >/dev/null 2>&1 || rc=$?
+	[ $rc -eq 0 ] || [ $rc -eq 3 ] || fail "qemu-img check at fua1 exits $rc"
+	q2_io "$copy" "read -P 0x22 $((5 * m + 4096)) 4096" "read -P 0 $((5 * m)) 4096" ||
+		fail "the first FUA write is not in the image at its completion"
+	"$CRASH_REPLAY" --log "$CRASH_LOG" --replay "$rl" --start-mark fua1 --end-mark fua2 \
+		>/dev/null || fail "replay from fua1 to fua2"
+	rc=0
+	qemu-img check -q "$copy" >/dev/null 2>&1 || rc=$?
+	[ $rc -eq 0 ] || [ $rc -eq 3 ] || fail "qemu-img check at fua2 exits $rc"
+	q2_io "$copy" "read -P 0x33 $((9 * m + 32768)) 131072" "read -P 0x22 $((5 * m + 4096)) 4096" ||
+		fail "the FUA writes are not in the image at the second one's completion"
+	losetup -d "$rl"
+	crash_dir
+}
