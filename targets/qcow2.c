@@ -2146,10 +2146,19 @@ static bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
 	    (bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)) ||
 	    (worker && len != bio->bi_iter.bi_size))
 		return false;
+	/*
+	 * Another allocation of this cluster first, then its L2 entry: one
+	 * started here ends in its write's completion, which stores the
+	 * entry and then leaves the in-flight list without meta_lock.  In
+	 * the other order, the entry could be read before that store and
+	 * the list after it, and the cluster be allocated twice (the first
+	 * write lost).  inflight_lock orders the store before what follows.
+	 */
 	if (worker) {
 		mutex_lock(&qc->meta_lock);
-		if (qcow2_mark_dirty(qc) || qcow2_l2_get(qc, off, ent))
-			goto no;	/* the other path fails it */
+		if (qcow2_inflight_busy(qc, off >> qi->cluster_bits) ||
+		    qcow2_mark_dirty(qc) || qcow2_l2_get(qc, off, ent))
+			goto no;	/* the other path waits, or fails it */
 		l2_off = qc->l1[i];
 	} else {
 		if (!mutex_trylock(&qc->meta_lock))
@@ -2158,13 +2167,13 @@ static bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
 		/* The dirty bit set already, the L2 table ours and cached. */
 		if ((!qc->hdr_dirty &&
 		     (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
-		    !l2_off || !test_bit(i, qc->l1_copied))
+		    !l2_off || !test_bit(i, qc->l1_copied) ||
+		    qcow2_inflight_busy(qc, off >> qi->cluster_bits))
 			goto no;
 	}
 	qcow2_slice_pos(qc, l2_off, off, &io->slice_off, &io->pos);
-	if ((!worker && !l2c_lookup(&qc->cache, io->slice_off, io->pos,
-				    qi->l2_entry_words, ent)) ||
-	    qcow2_inflight_busy(qc, off >> qi->cluster_bits))
+	if (!worker && !l2c_lookup(&qc->cache, io->slice_off, io->pos,
+				   qi->l2_entry_words, ent))
 		goto no;
 	qcow2_plan_write(qi, ent, off, len, &p);
 	qcow2_plan_align(qi, ent, qc->lbs, &p);
