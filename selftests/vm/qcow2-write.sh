@@ -509,13 +509,13 @@ test_qcow2_write_new_clusters_are_zeroed_ahead_in_batches() {
 }
 
 # Sixteen fio jobs write at once, job i the 4 KiB block i of each of the
-# first 64 clusters of an empty image, each its own byte (verify=pattern):
-# the sixteen writes of a cluster race to allocate it, and every one
-# must land (a write lost to another's allocation fails fio's verify
-# and the model).  Meanwhile a reader reads those clusters again and
-# again: each block must read zeros or its job's byte, never anything
-# else (the file past the image's end holds 0xee: a cluster read before
-# its zeros or data are down would show it).
+# first 64 clusters of an empty image, each its own byte (verify=pattern),
+# one pass: the sixteen writes of a cluster race to allocate it, and every
+# one must land (a write lost to another's allocation fails fio's verify
+# and the model).  Meanwhile a reader, started first, reads those clusters
+# again and again: each block must read zeros or its job's byte, never
+# anything else (the file past the image's end holds 0xee: a cluster read
+# before its zeros or data are down would show it).
 test_qcow2_write_racing_writes_to_new_clusters_all_land_reads_see_old_or_new() {
 	local name=rc img end i rpid rc=0
 	local -a jobs=()
@@ -525,12 +525,16 @@ test_qcow2_write_racing_writes_to_new_clusters_all_land_reads_see_old_or_new() {
 	head -c $(((16 << 20) - end)) /dev/zero | tr '\0' '\356' |
 		dd of="$img" bs=64k seek="$end" oflag=seek_bytes conv=notrunc status=none
 	qw_dm $name "$img" 16M || return 1
-	python3 - "/dev/mapper/$name" "$SCRATCH/$name.stop" <<-"PY" >"$SCRATCH/$name.reader" 2>&1 &
+	rm -f "$SCRATCH/$name.ready" "$SCRATCH/$name.stop"
+	python3 - "/dev/mapper/$name" "$SCRATCH/$name.stop" "$SCRATCH/$name.ready" \
+		<<-"PY" >"$SCRATCH/$name.reader" 2>&1 &
 	import mmap, os, random, sys
 	fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
 	buf = mmap.mmap(-1, 65536)
 	n = bad = 0
 	while n < 8 or not os.path.exists(sys.argv[2]):
+	    if n == 1:
+	        open(sys.argv[3], "w").close()
 	    c = random.randrange(64)
 	    os.preadv(fd, [buf], c << 16)
 	    for b in range(16):
@@ -545,10 +549,14 @@ test_qcow2_write_racing_writes_to_new_clusters_all_land_reads_see_old_or_new() {
 	sys.exit(1 if bad else 0)
 	PY
 	rpid=$!
+	for _ in $(seq 100); do
+		[ -e "$SCRATCH/$name.ready" ] && break
+		sleep 0.1
+	done
 	for ((i = 0; i < 16; i++)); do
 		jobs+=(--name="b$i" --offset=$((i * 4))k --verify_pattern="$(printf 0x%02x $((0x40 + i)))")
 	done
-	fio_ok --filename="/dev/mapper/$name" --rw=write:60k --bs=4k --size=4M \
+	fio_ok --filename="/dev/mapper/$name" --rw=write:60k --bs=4k --size=4M --io_size=256k \
 		--ioengine=libaio --iodepth=4 --direct=1 --verify=pattern "${jobs[@]}" ||
 		rc=1
 	touch "$SCRATCH/$name.stop"
@@ -737,6 +745,58 @@ test_qcow2_write_out_of_space_waits_until_the_file_grows() {
 	qw_compare "$img" "$ref" "after waiting for space"
 }
 
+# qw_wait_held NAME PID: wait until node NAME holds writes for want of
+# space (status flag no_space) while PID, the writer, still runs.
+qw_wait_held() {
+	for _ in $(seq 300); do
+		[[ $(qw_flags "$1") == *no_space* ]] && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.2
+	done
+	fail "$1: no write held for want of space (status $(q2_status "$1"))"
+}
+
+# What the documentation says of a suspend while writes wait for space: a
+# --noflush suspend requeues them in dm core, and after the device grew
+# the resume sends them again (they succeed, data intact); a flushing
+# suspend fails them with ENOSPC, and the image stays consistent.
+test_qcow2_write_held_writes_wait_across_a_noflush_suspend_fail_at_a_flushing_one() {
+	local img ref pid rc=0
+	img=$(q2_new sh 16M cluster_size=65536)
+	ref=$(mkref sh 4)
+	qw_dm sh "$img" 1M || return 1
+	dd if="$ref" of=/dev/mapper/sh bs=64k oflag=direct status=none 2>"$SCRATCH/dd.err" &
+	pid=$!
+	qw_wait_held sh $pid || { qw_grow sh "$img" 32M; return 1; }
+	dmsetup suspend --noflush sh
+	kill -0 $pid 2>/dev/null || fail "the writer ended at a --noflush suspend"
+	truncate -s 32M "$img"
+	losetup -c "/dev/${Q2_LOOP[sh]}"
+	dmsetup resume sh
+	wait $pid || rc=$?
+	[ $rc -eq 0 ] || { diag "$(cat "$SCRATCH/dd.err")"; fail "the requeued writes failed (dd exit $rc)"; }
+	cmp <(dd if=/dev/mapper/sh bs=1M count=4 iflag=direct status=none) "$ref" ||
+		fail "data written across the --noflush suspend"
+	expect_no_match "$(qw_flags sh)" "no_space" "status flags after the resume"
+	qw_remove sh
+	qw_check "$img" "after a --noflush suspend with writes held"
+	qw_compare "$img" "$ref" "after a --noflush suspend with writes held"
+
+	img=$(q2_new sf 16M cluster_size=65536)
+	qw_dm sf "$img" 1M || return 1
+	dd if="$ref" of=/dev/mapper/sf bs=64k oflag=direct status=none 2>"$SCRATCH/dd.err" &
+	pid=$!
+	qw_wait_held sf $pid || { qw_grow sf "$img" 32M; return 1; }
+	dmsetup suspend sf
+	rc=0
+	wait $pid || rc=$?
+	[ $rc -ne 0 ] || fail "the writer succeeded across a flushing suspend with no room"
+	expect_match "$(cat "$SCRATCH/dd.err")" "No space left on device" "error of the held write"
+	dmsetup resume sf
+	qw_remove sf
+	qw_check "$img" "after a flushing suspend failed the held writes" leaks
+}
+
 test_qcow2_write_error_if_no_space_fails_writes() {
 	local img ref out n
 	mark_log
@@ -777,12 +837,20 @@ qw_limits() {
 }
 
 test_qcow2_write_discard_frees_whole_clusters() {
-	local img model m=$((1 << 20)) alloc
+	local img model m=$((1 << 20)) alloc hosts
 	img=$(q2_new dc 8M cluster_size=65536)
 	q2_io "$img" "write -s $(q2_pat 1) 0 4M"
 	model=$(qw_model "$img")
 	qw_check "$img" "before the discards"
 	alloc=$QW_ALLOC
+	# Where the 16 clusters of [1M, 2M) are in the file: holes after.
+	hosts=$(qemu-img map --output=json "$img" | python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    if e["data"] and "offset" in e:
+        for g in range(max(e["start"], 1 << 20), min(e["start"] + e["length"], 2 << 20), 65536):
+            print(e["offset"] + g - e["start"])')
+	expect_eq "$(wc -w <<<"$hosts")" 16 "clusters of [1M, 2M) in the file"
 	qw_dm dc "$img" 16M
 	qw_limits dc
 	blkdiscard -o $m -l $m /dev/mapper/dc			# 16 clusters
@@ -794,6 +862,20 @@ test_qcow2_write_discard_frees_whole_clusters() {
 	qw_finish dc "$img" "after the discards"
 	diag "allocated clusters: $alloc before, $QW_ALLOC after"
 	expect_eq "$((alloc - QW_ALLOC))" 18 "clusters freed"
+	# The discards reached the file device: its file has holes there.
+	# shellcheck disable=SC2086
+	python3 - "$img" $hosts <<-"PY" || fail "freed clusters still hold data in the image file"
+	import os, sys
+	fd = os.open(sys.argv[1], os.O_RDONLY)
+	def data_in(h):
+	    try:
+	        return os.lseek(fd, h, os.SEEK_DATA) < h + 65536
+	    except OSError:	# ENXIO: no data after h
+	        return False
+	bad = [h for h in map(int, sys.argv[2:]) if data_in(h)]
+	print("# freed clusters: %d, holes in the file: %d" % (len(sys.argv) - 2, len(sys.argv) - 2 - len(bad)))
+	sys.exit(1 if bad else 0)
+	PY
 	qw_map "$img" 0:$m:data $m:$m:zero $((2 * m)):$m:data $((3 * m)):128K:zero \
 		$((3 * m + 131072)):$((m - 131072)):data $((4 * m)):$((4 * m)):zero
 }
