@@ -8,17 +8,8 @@
  * the header validation promises is checked, and so is every documented
  * property of qcow2_map().
  */
-#include <stdio.h>
-#include <stdlib.h>
+#include "fuzz.h"
 #include "qcow2-format.h"
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: CHECK failed: %s\n",		\
-			__FILE__, __LINE__, #cond);			\
-		abort();						\
-	}								\
-} while (0)
 
 /* Budget per input, in mapping units (subclusters) walked by qcow2_map(). */
 #define MAX_WORK	BIT(18)

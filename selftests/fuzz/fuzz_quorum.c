@@ -19,18 +19,9 @@
  *   first byte that differs.  The same errors as a write's: it succeeds
  *   when at least threshold children did, and the failed ones are named.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include "fuzz.h"
 #include "quorum-vote.h"
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: CHECK failed: %s\n",		\
-			__FILE__, __LINE__, #cond);			\
-		abort();						\
-	}								\
-} while (0)
 
 #define MAX_WORDS	64
 #define LEN		64	/* bytes of each read */

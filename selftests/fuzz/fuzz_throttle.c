@@ -6,17 +6,8 @@
  * accepted one leaves a configuration QEMU's rules accept; a request told
  * to wait w ns may pass w ns later; a direction without limits never waits.
  */
-#include <stdio.h>
-#include <stdlib.h>
+#include "fuzz.h"
 #include "throttle-core.h"
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: CHECK failed: %s\n",		\
-			__FILE__, __LINE__, #cond);			\
-		abort();						\
-	}								\
-} while (0)
 
 static u64 take(const u8 **p, size_t *n, unsigned int bytes)
 {
