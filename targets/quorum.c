@@ -734,7 +734,7 @@ static int quorum_map(struct dm_target *ti, struct bio *bio)
 	qio->set = NULL;
 	if (bio_op(bio) != REQ_OP_READ ||
 	    qc->args.read_pattern != BG_QREAD_FIFO) {
-		/* Not yet killed: see quorum_set_retire(). */
+		/* Alive until a grace period after a kill: see quorum_set_retire(). */
 		percpu_ref_get(&set->users);
 		qio->set = set;
 	}
@@ -989,14 +989,14 @@ static struct quorum_set *quorum_set_replace(struct quorum_c *qc,
 
 /*
  * Wait until no request mapped with @old, a set just replaced, is left;
- * then free it.  After the grace period no map() can take a reference
- * of @old any more (it took them under rcu_read_lock()), so the kill
- * comes after every get.  Process context, without qc->lock: a request
- * may wait for a child as long as that child takes.
+ * then free it.  A map() that found @old under rcu_read_lock() may take
+ * its reference after the kill: the kill drops the initial reference only
+ * after an RCU grace period, so the count cannot reach zero before such
+ * a get.  Process context, without qc->lock: a request may wait for a
+ * child as long as that child takes.
  */
 static void quorum_set_retire(struct quorum_set *old)
 {
-	synchronize_rcu();
 	percpu_ref_kill(&old->users);
 	wait_for_completion(&old->drained);
 	quorum_set_free(old);
