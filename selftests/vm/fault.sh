@@ -69,13 +69,13 @@ test_failslab_in_constructor_fails_cleanly() {
 	exec 9<>"$SCRATCH/tick.fifo"	# never written: load_failing_nth's sleep
 	# No random failures: fail-nth alone picks the one that fails.
 	fi_set failslab verbose=0 probability=0 ignore-gfp-wait=N cache-filter=N
-	# Fail the 1st, 2nd, ... fault site of the table load: dm's own
-	# first, then, every third one (each load costs seconds under TCG and
-	# KASAN), our constructor's; stop 4 loads after the last one that
-	# failed in our constructor.
-	n=0
+	# Fail the 1st, 4th, 7th ... fault site of the table load (each load
+	# costs two seconds under TCG and KASAN): dm's own first, which come
+	# before our constructor, then our constructor's; stop 4 loads after
+	# the last one that failed in our constructor.
+	n=-2
 	while [ $n -lt 200 ]; do
-		n=$((n + (ours ? 3 : 1)))
+		n=$((n + 3))
 		mark_log
 		if load_failing_nth "$n" "$t"; then
 			ok=$((ok + 1))
