@@ -175,11 +175,13 @@ qw_compare() {
 }
 
 # qw_finish NAME IMG WHAT: read all of node NAME, remove it, check IMG
-# clean and reading as the node did.  Sets QW_ALLOC and QW_END.
+# clean and reading as the node did.  Sets QW_ALLOC and QW_END.  After
+# qw_fio, qw_finish NAME IMG WHAT CS [REF] also checks with qw_untouched.
 qw_finish() {
 	local d=$SCRATCH/$1-dump.ref
 	dd if="/dev/mapper/$1" of="$d" bs=1M iflag=direct status=none ||
 		{ fail "$3: reading /dev/mapper/$1"; return 1; }
+	[ -z "${4:-}" ] || qw_untouched "$1" "$d" "$4" "${5:-}"
 	qw_remove "$1"
 	qw_check "$2" "$3"
 	qw_compare "$2" "$d" "$3"
@@ -251,17 +253,67 @@ qw_qemu_reads() {
 # 2. verify=crc32c, each job on a quarter of the range (fio cannot verify
 #    what another job overwrote), checking what it wrote as it goes
 #    (verify_backlog) and at the end; one job fsyncs every 16 writes, one
-#    writes with O_SYNC (FUA), one fdatasyncs every 8.
+#    writes with O_SYNC (FUA), one fdatasyncs every 8.  Each writes half
+#    of its quarter, so that clusters written in part remain.
+# Each write's offset and length go to a log for qw_untouched.
 qw_fio() {
-	local q=$((QW_MB / 4))
+	local q=$((QW_MB / 4)) h=$((QW_MB * 128))
 	local -a g=(--filename="/dev/mapper/$1" --rw=randwrite --bssplit=4k/70:64k/25:1M/5
-		--ioengine=libaio --direct=1 --iodepth=16)
-	fio_ok "${g[@]}" --name=race --numjobs=4 --size="${QW_MB}M" --io_size="${q}M"
-	fio_ok "${g[@]}" --verify=crc32c --verify_backlog=64 --size="${q}M" --io_size="${q}M" \
+		--ioengine=libaio --direct=1 --iodepth=16 --log_offset=1)
+	rm -f "$SCRATCH/$1"-fio-*.log
+	fio_ok "${g[@]}" --write_lat_log="$SCRATCH/$1-fio-race" \
+		--name=race --numjobs=4 --size="${QW_MB}M" --io_size="${q}M"
+	fio_ok "${g[@]}" --write_lat_log="$SCRATCH/$1-fio-v" \
+		--verify=crc32c --verify_backlog=64 --size="${q}M" --io_size="${h}K" \
 		--name=v0 --offset=0 \
 		--name=v1 --offset="${q}M" --fsync=16 \
 		--name=v2 --offset="$((2 * q))M" --sync=1 \
 		--name=v3 --offset="$((3 * q))M" --fdatasync=8
+}
+
+# qw_untouched NAME DUMP CS [REF]: every sector of DUMP (what node NAME
+# read after qw_fio) that no fio write covered reads as in REF (the raw
+# view of the image chain before the writes; zeros without REF).  In the
+# clusters of CS bytes that fio wrote in part, those are the sectors the
+# node copied from the backing chain or zeroed around the new data.
+qw_untouched() {
+	python3 - "$SCRATCH/$1" "$2" "$3" "${4:-}" <<-"PY" || fail "sectors fio did not write changed"
+	import glob, sys
+	prefix, dump, cs, ref = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+	data = open(dump, "rb").read()
+	want = open(ref, "rb").read() if ref else bytes(len(data))
+	n, spc = len(data) // 512, int(sys.argv[3]) // 512
+	written, writes = bytearray(n), 0
+	for log in glob.glob(prefix + "-fio-*_lat.*.log"):
+	    for line in open(log):
+	        f = line.split(",")
+	        if int(f[2]) != 1:		# the verify phase's reads
+	            continue
+	        off, length = int(f[4]), int(f[3])
+	        written[off // 512:(off + length) // 512] = b"\1" * (length // 512)
+	        writes += 1
+	bad = partial = 0
+	for c in range(0, n, spc):
+	    w = written[c:c + spc]
+	    if not any(w):
+	        sectors = [(c, c + spc)]
+	    else:
+	        sectors = [(s, s + 1) for s in range(c, c + spc) if not w[s - c]]
+	        partial += len(sectors)
+	    for a, b in sectors:
+	        if data[a * 512:b * 512] == want[a * 512:b * 512]:
+	            continue
+	        for s in range(a, b):
+	            if data[s * 512:(s + 1) * 512] != want[s * 512:(s + 1) * 512]:
+	                if bad < 5:
+	                    print("# sector %d (offset %d): fio did not write it, it changed" % (s, s * 512))
+	                bad += 1
+	print("# %d fio writes; %d of %d sectors untouched by them, %d of those in clusters written in part; %d changed"
+	      % (writes, n - sum(written), n, partial, bad))
+	# No write logged, or no cluster written in part: the check saw nothing.
+	sys.exit(1 if bad or not writes or not partial else 0)
+	PY
+	rm -f "$SCRATCH/$1"-fio-*.log
 }
 
 # qw_fio_empty NAME [DIR]: qw_fio on an empty image (in DIR if given).
@@ -273,7 +325,7 @@ qw_fio_empty() {
 	fi
 	qw_dm "$1" "$img" 80M
 	qw_fio "$1"
-	qw_finish "$1" "$img" "$1: empty image after fio"
+	qw_finish "$1" "$img" "$1: empty image after fio" 65536
 	diag "$1: allocated clusters: $QW_ALLOC, image end: $QW_END"
 	[ "$QW_ALLOC" -gt 0 ] || fail "$1: no cluster allocated"
 }
@@ -302,7 +354,7 @@ test_qcow2_write_fio_on_a_preallocated_image_writes_in_place() {
 	end=$QW_END alloc=$QW_ALLOC
 	qw_dm fp "$img" 80M
 	qw_fio fp
-	qw_finish fp "$img" "preallocated image after fio"
+	qw_finish fp "$img" "preallocated image after fio" 65536
 	expect_eq "$QW_ALLOC" "$alloc" "allocated clusters"
 	expect_eq "$QW_END" "$end" "image end offset"
 }
@@ -324,9 +376,12 @@ test_qcow2_write_fio_on_an_overlay_of_a_two_deep_chain_copies_from_backing() {
 	q2_dm fb "$base"
 	q2_dm fm "$mid" backing /dev/mapper/fb
 	sums=$(md5sum "$base" "$mid")
+	# What qemu reads of the chain before the writes: fio's writes aside,
+	# the node must read the same afterwards.
+	qemu-img convert -O raw "$top" "$SCRATCH/ft-before.ref"
 	qw_dm ft "$top" 80M backing /dev/mapper/fm
 	qw_fio ft
-	qw_finish ft "$top" "overlay after fio"
+	qw_finish ft "$top" "overlay after fio" 65536 "$SCRATCH/ft-before.ref"
 	expect_eq "$(md5sum "$base" "$mid")" "$sums" "backing images"
 }
 
