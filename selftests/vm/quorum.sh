@@ -36,14 +36,15 @@ q_teardown() {
 	# The runner removes dm and loop devices after each test; those
 	# over nbd devices must go before their disconnection.
 	[ -n "$Q_NBD_DEVS" ] && cleanup_devices
+	# Under errexit (the test's): a server a test killed is no error.
 	for x in $Q_NBD_DEVS; do
-		qemu-nbd -d "$x" >/dev/null 2>&1
+		qemu-nbd -d "$x" >/dev/null 2>&1 || true
 	done
 	for x in $Q_NBD_PIDS; do
-		kill "$x" 2>/dev/null
+		kill "$x" 2>/dev/null || true
 	done
 	for x in $Q_NETNS; do
-		ip netns del "$x" 2>/dev/null
+		ip netns del "$x" 2>/dev/null || true
 	done
 	return 0
 }
@@ -552,6 +553,49 @@ test_a_bad_read_is_reported_by_uevent_dm_event_and_log() {
 		"device-mapper: bgraph-quorum: qn: children\\.1 \\(${Q_L[1]##*/}\\): bad read at sector $Q_RANGE" \
 		"kernel log"
 	[ "$(q_dm_events qn)" -gt "$ev0" ] || fail "no dm event raised ($ev0 before and after)"
+}
+
+# 40 bad reads in a row: each is counted and each has its uevent (sent or
+# counted as dropped), but the kernel log takes at most 10 lines per 5 s
+# (pr_err_ratelimited's default burst and interval).
+test_a_storm_of_bad_reads_is_counted_in_full_and_logged_ratelimited() {
+	local n=40 t lines max ev seen dropped
+	q_begin
+	q_one_corrupted qn ""
+	q_corrupt "${Q_L[1]}" $Q_RD_OFF $((n * 4096)) 0x5a
+	# A window of the rate limit that began in an earlier test has ended.
+	sleep 5
+	q_listen
+	mark_log
+	t=$(python3 - /dev/mapper/qn "$Q_REF" $Q_RD_OFF $n <<-"PY"
+	import mmap, os, sys, time
+	fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+	ref = open(sys.argv[2], "rb").read()
+	off, n = int(sys.argv[3]), int(sys.argv[4])
+	buf = mmap.mmap(-1, 4096)
+	t0 = time.monotonic()
+	for i in range(n):
+	    o = off + i * 4096
+	    if os.preadv(fd, [buf], o) != 4096 or buf[:] != ref[o:o + 4096]:
+	        sys.exit("wrong data at %d" % o)
+	print(int(time.monotonic() - t0) + 1)
+	PY
+	) || fail "reads through qn"
+	expect_eq "$(q_stat qn children.1 bad_reads)" "$n" "bad reads counted"
+	for _ in $(seq 300); do
+		seen=$(grep -c "BGRAPH_EVENT=QUORUM_REPORT_BAD" "$SCRATCH/uevents" || true)
+		dropped=$(q_stat qn - events_dropped)
+		[ $((seen + dropped)) -ge $n ] && break
+		sleep 0.1
+	done
+	diag "$n bad reads in at most $t s: $seen uevents received, $dropped dropped"
+	expect_eq "$((seen + dropped))" "$n" "uevents received and dropped"
+	lines=$(log_since_mark | grep -c "qn: children\.1 (${Q_L[1]##*/}): bad read at sector" || true)
+	max=$((10 * ((t + 4) / 5)))
+	diag "bad read lines in the kernel log: $lines (at most $max)"
+	if [ "$lines" -lt 1 ] || [ "$lines" -gt "$max" ]; then
+		fail "$lines kernel log lines for $n bad reads in $t s; want 1 to $max"
+	fi
 }
 
 test_rewrite_corrupted_repairs_the_child_before_the_read_ends() {
@@ -1067,6 +1111,58 @@ test_children_on_nbd_in_other_network_namespaces_vote_with_a_loop() {
 	# What the remote hosts hold is what the loop device holds.
 	cmp "$l" "$f1" || fail "host 1's file differs from the loop child"
 	cmp "$l" "$f2" || fail "host 2's file differs from the loop child"
+}
+
+# Host 1's copy is corrupted on the host itself: the read returns the
+# loop device's and host 2's data and rewrite-corrupted repairs host 1
+# over the network.  Then host 2's server dies: writes and reads go on
+# with 2 of 3, and its failures are counted as I/O errors.
+test_a_remote_host_corrupted_or_lost_is_outvoted_repaired_and_counted() {
+	local l n1 n2 f1 f2 ref ref2 got
+	q_begin
+	[ -d "/lib/modules/$(uname -r)" ] || skip "no modules for $(uname -r) (nbd, veth)"
+	command -v ip >/dev/null || skip "no ip (iproute2)"
+	modprobe nbd 2>/dev/null || skip "no nbd module for $(uname -r)"
+	modprobe veth 2>/dev/null || skip "no veth module for $(uname -r)"
+	l=$(mkloop q0 16)
+	f1=$SCRATCH/host1.img f2=$SCRATCH/host2.img
+	truncate -s 16M "$f1" "$f2"
+	q_nbd_host 1 "$f1"
+	q_nbd_host 2 "$f2"
+	n1=/dev/nbd0 n2=/dev/nbd1
+	q_create qn 2 "1 rewrite-corrupted" "$l" "$n1" "$n2"
+	ref=$(mkref qr 1)
+	dd if="$ref" of=/dev/mapper/qn bs=1M oflag=direct status=none
+	# On host 1, behind its server's back.
+	dd if=/dev/urandom of="$f1" bs=4k seek=16 count=2 conv=notrunc status=none
+	q_listen
+	q_read /dev/mapper/qn 0 $((1 << 20)) "$SCRATCH/got"
+	cmp "$SCRATCH/got" "$ref" || fail "read returned host 1's bad copy"
+	got=$(q_event "BGRAPH_ROLE=children.1")
+	expect_match "$got" "BGRAPH_CHILD=nbd0 BGRAPH_ERROR=0 BGRAPH_EVENT=QUORUM_REPORT_BAD BGRAPH_NODE=qn BGRAPH_OP=read" "the uevent"
+	cmp <(head -c $((1 << 20)) "$f1") "$ref" || fail "host 1 not repaired"
+	# Host 2 is lost.
+	kill "$(cat "$SCRATCH/nbd2.pid")"
+	ref2=$(mkref qr2 1)
+	dd if="$ref2" of=/dev/mapper/qn bs=1M seek=2 oflag=direct status=none ||
+		fail "a write with host 2 lost"
+	q_read /dev/mapper/qn $((2 << 20)) $((1 << 20)) "$SCRATCH/got"
+	cmp "$SCRATCH/got" "$ref2" || fail "read after host 2 was lost"
+	fio_ok --name=qlost --filename=/dev/mapper/qn --rw=randwrite --bsrange=4k-64k \
+		--size=1M --offset=4M --ioengine=libaio --iodepth=8 --direct=1 \
+		--verify=crc32c --verify_fatal=1 --do_verify=1
+	q_event "BGRAPH_ROLE=children.2" >/dev/null
+	expect_eq "$(q_stat qn children.1 bad_reads)/$(q_stat qn children.1 rewrites)" 1/1 \
+		"host 1's bad reads/rewrites"
+	[ "$(q_stat qn children.2 io_errors)" -gt 0 ] || fail "host 2's failures not counted"
+	expect_eq "$(q_stat qn children.0 io_errors)$(q_stat qn - quorum_failures)" 00 \
+		"loop child errors, quorum failures"
+	diag "host 2 lost: $(q_stat qn children.2 io_errors) I/O errors counted"
+	dmsetup remove qn
+	qemu-nbd -d "$n1" >/dev/null
+	qemu-nbd -d "$n2" >/dev/null 2>&1 || true
+	Q_NBD_DEVS=""
+	cmp "$l" "$f1" || fail "host 1's file differs from the loop child"
 }
 
 # ---- everything at once ---------------------------------------------
