@@ -1081,20 +1081,24 @@ q_nbd_host() {
 	done
 }
 
-test_children_on_nbd_in_other_network_namespaces_vote_with_a_loop() {
-	local l n1 n2 f1 f2
-	q_begin
+# q_nbd_hosts FILE1 FILE2: 16 MiB files FILE1 and FILE2, served by hosts 1
+# and 2 (q_nbd_host) as /dev/nbd0 and /dev/nbd1.  Small: nbd over veth
+# under TCG moves a few MB/s.  Skips without nbd, veth or ip.
+q_nbd_hosts() {
 	[ -d "/lib/modules/$(uname -r)" ] || skip "no modules for $(uname -r) (nbd, veth)"
 	command -v ip >/dev/null || skip "no ip (iproute2)"
 	modprobe nbd 2>/dev/null || skip "no nbd module for $(uname -r)"
 	modprobe veth 2>/dev/null || skip "no veth module for $(uname -r)"
-	# Small: nbd over veth under TCG moves a few MB/s.
+	truncate -s 16M "$1" "$2"
+	q_nbd_host 1 "$1"
+	q_nbd_host 2 "$2"
+}
+
+test_children_on_nbd_in_other_network_namespaces_vote_with_a_loop() {
+	local l n1=/dev/nbd0 n2=/dev/nbd1 f1=$SCRATCH/host1.img f2=$SCRATCH/host2.img
+	q_begin
 	l=$(mkloop q0 16)
-	f1=$SCRATCH/host1.img f2=$SCRATCH/host2.img
-	truncate -s 16M "$f1" "$f2"
-	q_nbd_host 1 "$f1"
-	q_nbd_host 2 "$f2"
-	n1=/dev/nbd0 n2=/dev/nbd1
+	q_nbd_hosts "$f1" "$f2"
 	expect_eq "$(blockdev --getsize64 "$n1")" $((16 << 20)) "size of $n1"
 	q_create qn 2 "" "$l" "$n1" "$n2"
 	expect_eq "$(q_graph qn)" \
@@ -1118,18 +1122,11 @@ test_children_on_nbd_in_other_network_namespaces_vote_with_a_loop() {
 # over the network.  Then host 2's server dies: writes and reads go on
 # with 2 of 3, and its failures are counted as I/O errors.
 test_a_remote_host_corrupted_or_lost_is_outvoted_repaired_and_counted() {
-	local l n1 n2 f1 f2 ref ref2 got
+	local l n1=/dev/nbd0 n2=/dev/nbd1 f1=$SCRATCH/host1.img f2=$SCRATCH/host2.img
+	local ref ref2 got
 	q_begin
-	[ -d "/lib/modules/$(uname -r)" ] || skip "no modules for $(uname -r) (nbd, veth)"
-	command -v ip >/dev/null || skip "no ip (iproute2)"
-	modprobe nbd 2>/dev/null || skip "no nbd module for $(uname -r)"
-	modprobe veth 2>/dev/null || skip "no veth module for $(uname -r)"
 	l=$(mkloop q0 16)
-	f1=$SCRATCH/host1.img f2=$SCRATCH/host2.img
-	truncate -s 16M "$f1" "$f2"
-	q_nbd_host 1 "$f1"
-	q_nbd_host 2 "$f2"
-	n1=/dev/nbd0 n2=/dev/nbd1
+	q_nbd_hosts "$f1" "$f2"
 	q_create qn 2 "1 rewrite-corrupted" "$l" "$n1" "$n2"
 	ref=$(mkref qr 1)
 	dd if="$ref" of=/dev/mapper/qn bs=1M oflag=direct status=none
