@@ -398,22 +398,36 @@ fail:
 	return false;
 }
 
+/*
+ * Send @subs[0..@n-1], which end @qio: once the last is sent, @qio may be
+ * gone (its bio ended by their completions), so nothing here reads it.
+ */
+static void quorum_send(struct bio **subs, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		submit_bio_noacct(subs[i]);
+}
+
 static void quorum_submit_subs(struct quorum_io *qio, bio_end_io_t *end_io)
 {
 	struct quorum_c *qc = qio->qc;
-	unsigned int i;
+	struct bio *subs[BG_QUORUM_MAX];
+	unsigned int i, n = qio->n;
 
 	if (!quorum_alloc_subs(qio, GFP_NOWAIT)) {
 		mutex_lock(&qc->alloc_lock);
 		quorum_alloc_subs(qio, GFP_NOIO);	/* waits, never fails */
 		mutex_unlock(&qc->alloc_lock);
 	}
-	atomic_set(&qio->pending, qio->n);
-	for (i = 0; i < qio->n; i++) {
-		qio->sub[i]->bi_end_io = end_io;
-		qio->sub[i]->bi_private = qio;
-		submit_bio_noacct(qio->sub[i]);
+	atomic_set(&qio->pending, n);
+	for (i = 0; i < n; i++) {
+		subs[i] = qio->sub[i];
+		subs[i]->bi_end_io = end_io;
+		subs[i]->bi_private = qio;
 	}
+	quorum_send(subs, n);
 }
 
 /* ---------------------------------------------------------------- */
@@ -565,10 +579,10 @@ static void quorum_rewrite(struct quorum_io *qio, unsigned int winner,
 			   u32 corrupt)
 {
 	struct quorum_c *qc = qio->qc;
-	struct bio *src = qio->sub[winner], *w;
+	struct bio *src = qio->sub[winner], *w, *ws[BG_QUORUM_MAX];
 	struct bvec_iter_all iter;
 	struct bio_vec *bv;
-	unsigned int i;
+	unsigned int i, nw = 0;
 
 	atomic_set(&qio->pending, hweight32(corrupt));
 	/* At most BG_QUORUM_MAX - 1 bios: rw_bs always has a full set. */
@@ -585,11 +599,10 @@ static void quorum_rewrite(struct quorum_io *qio, unsigned int winner,
 		w->bi_end_io = quorum_rewrite_end;
 		w->bi_private = qio;
 		qio->sub[i] = w;
+		ws[nw++] = w;
 	}
 	mutex_unlock(&qc->rw_lock);
-	for (i = 0; i < qio->n; i++)
-		if (corrupt & BIT(i))
-			submit_bio_noacct(qio->sub[i]);
+	quorum_send(ws, nw);
 }
 
 /*
