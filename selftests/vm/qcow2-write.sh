@@ -360,18 +360,18 @@ test_qcow2_write_fio_on_a_preallocated_image_writes_in_place() {
 }
 
 test_qcow2_write_fio_on_an_overlay_of_a_two_deep_chain_copies_from_backing() {
-	local base mid top p1 p2 sums sz=64M
+	local base mid top p1 p2 sums
 	p1=$(q2_pat 1)
 	p2=$(q2_pat 2)
 	# base (64K clusters) <- mid (4K clusters) <- top (64K clusters, the
 	# one written): 4k writes into top's clusters copy the rest from mid,
 	# which has data, zeros and holes down to base.
-	base=$(q2_new fb $sz cluster_size=65536)
-	q2_io "$base" "write -s $p1 0 $sz"
-	mid=$(q2_new fm $sz cluster_size=4096 -b "$base" -F qcow2)
+	base=$(q2_new fb 64M cluster_size=65536)
+	q2_io "$base" "write -s $p1 0 64M"
+	mid=$(q2_new fm 64M cluster_size=4096 -b "$base" -F qcow2)
 	q2_io "$mid" "write -s $p2 1M 3M" "write -z 8M 2M" "write -P 0x22 $((20 << 20)) 4M" \
 		"write -s $p2 $(((30 << 20) + 512)) 100000"
-	top=$(q2_new ft $sz cluster_size=65536 -b "$mid" -F qcow2)
+	top=$(q2_new ft 64M cluster_size=65536 -b "$mid" -F qcow2)
 	q2_io "$top" "write -P 0x33 $((5 << 20)) 1M" "write -z $((9 << 20)) 128k"
 	q2_dm fb "$base"
 	q2_dm fm "$mid" backing /dev/mapper/fb
