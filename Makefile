@@ -45,7 +45,7 @@ module:
 	@test -n "$(KVER)" || { echo "no kernel headers found: run tools/setup" >&2; exit 1; }
 	@test -d "$(KDIR)" || { echo "no kernel build tree at $(KDIR)" >&2; exit 1; }
 	@mkdir -p $(BUILD)
-	@cd $(BUILD) && cp -rsf $(addprefix $(SRC)/,Kbuild dm-bgraph targets) .
+	@cd $(BUILD) && cp -rsf $(addprefix $(SRC)/,Kbuild dm-bgraph targets jobs) .
 	$(MAKE) -C $(KDIR) M=$(BUILD) $(KBUILD_ARGS) modules
 
 # The module for every kernel the selftests boot.

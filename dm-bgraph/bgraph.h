@@ -33,6 +33,52 @@
 
 struct bg_instance;
 
+/**
+ * struct bg_kind - a node kind: one dm target type and what the core asks
+ * of it.  Each kind defines one, named ``<kind>_kind``, in its own file; the
+ * core learns the list from the build (Kbuild's ``bgraph-kinds``, see
+ * main.c) and walks it, naming none.  Model: dm-cache's policy registry.
+ *
+ * @name:	the kind's name, as nodes/<name>/kind shows it ("raw"); its
+ *		dm target is "bgraph-<name>" and its module alias
+ *		"dm-bgraph-<name>" (MODULE_ALIAS in the kind's file).
+ * @target:	its dm target type; registered by the core after @init.
+ * @init:	optional.  Sets up what the kind shares between its nodes
+ *		(workqueues, configfs groups), once at module load, before
+ *		the configfs subsystem and the target are registered.
+ *		Sleeps.  Returns 0 or a negative errno.
+ * @exit:	optional.  Undoes @init, after the target and the configfs
+ *		subsystem are gone.  Sleeps.
+ * @configfs_group: optional.  A directory the kind owns under
+ *		/sys/kernel/config/bgraph/ (throttle groups), made by @init;
+ *		the core adds it as a default group of the subsystem.
+ * @stats_text:	optional.  The text of nodes/<name>/stats of a live
+ *		instance, whose ``private`` is the kind's context, with
+ *		bg_emit() semantics (returns the whole length; @buf may be
+ *		NULL with @size 0).  Called with bg_graph_lock held; may
+ *		take spinlocks and rcu_read_lock(), must not sleep.
+ *
+ * The operations the block jobs will ask of a node (block status, copy-up
+ * writes) join this structure with the jobs.
+ */
+struct bg_kind {
+	const char *name;
+	struct target_type *target;
+	int (*init)(void);
+	void (*exit)(void);
+	struct config_group *configfs_group;
+	int (*stats_text)(struct bg_instance *inst, char *buf, size_t size);
+};
+
+/*
+ * Each kind's struct bg_kind, declared from Kbuild's list: BG_KIND_NAMES
+ * is "raw_kind,qcow2_kind,...", set by Kbuild from bgraph-kinds.
+ */
+#ifndef BG_KIND_NAMES
+#error "BG_KIND_NAMES is set by Kbuild from bgraph-kinds"
+#endif
+extern struct bg_kind BG_KIND_NAMES;
+
 struct bg_node {
 	struct config_group group;	/* nodes/<name>/, owns the memory */
 	struct list_head entry;		/* on bg_nodes */
@@ -55,16 +101,10 @@ struct bg_instance {
 	struct list_head entry;		/* on node->instances */
 	struct bg_node *node;
 	struct dm_target *ti;
-	const char *kind;
+	const struct bg_kind *kind;
+	void *private;			/* the kind's, for its ops */
 	bool writable;
 	struct list_head children;	/* bg_edge.parent_entry */
-	/*
-	 * nodes/<name>/stats of the live instance: set by a kind that has
-	 * counters, under bg_graph_lock, called with it held; bg_emit()
-	 * semantics.
-	 */
-	int (*stats_text)(struct bg_instance *inst, char *buf, size_t size);
-	void *private;			/* the target's, for stats_text */
 };
 
 struct bg_edge {
@@ -94,12 +134,21 @@ struct bg_block_set {
 extern struct mutex bg_graph_lock;
 extern struct list_head bg_nodes;
 
-/*
- * bg_instance_create() - start a node instance in a target constructor.
- * Finds or creates the node of the target's dm device.  Sleeps.  On error
- * sets ti->error and returns an ERR_PTR.
+/**
+ * bg_instance_create() - start a node instance in a target constructor
+ * @ti:		the target being constructed
+ * @kind:	its kind
+ * @private:	the kind's context, for @kind's ops (stats_text); they see
+ *		it only once the instance is live, after its resume
+ *
+ * Finds or creates the node of the target's dm device.
+ *
+ * Context: sleeps; takes bg_graph_lock.
+ * Return: the instance, or an ERR_PTR with ti->error set.
  */
-struct bg_instance *bg_instance_create(struct dm_target *ti, const char *kind);
+struct bg_instance *bg_instance_create(struct dm_target *ti,
+				       const struct bg_kind *kind,
+				       void *private);
 
 /*
  * bg_instance_add_child() - open @path as the child in @role (index @index
@@ -148,6 +197,41 @@ static inline bool bg_node_write_blocked(const struct bg_node *node)
 	return READ_ONCE(node->write_blocked);
 }
 
+/**
+ * bg_bio_write_refused() - must @inst's map() fail @bio with DM_MAPIO_KILL?
+ * @inst:	the instance the bio came to
+ * @bio:	the bio
+ *
+ * A node under a backing edge takes no writes, from anyone: not even from
+ * an opener that had it open for writing before the edge was made.  Every
+ * kind's map() asks this first.  Flushes (no sectors) pass.
+ *
+ * Context: any; lock-free.
+ */
+static inline bool bg_bio_write_refused(const struct bg_instance *inst,
+					struct bio *bio)
+{
+	return unlikely(op_is_write(bio_op(bio)) && bio_sectors(bio) &&
+			bg_node_write_blocked(inst->node));
+}
+
+/**
+ * bg_prepare_ioctl() - a filter's prepare_ioctl: pass ioctls to its child
+ * @ti:		the target
+ * @dev:	its one child
+ * @start:	where the target starts on @dev, in sectors
+ * @bdev:	set to @dev's block device
+ *
+ * Return: 0 when the target covers the whole of @dev (ioctls pass), else
+ * 1 (dm then refuses the ioctls that would reach past the target).
+ */
+static inline int bg_prepare_ioctl(struct dm_target *ti, struct dm_dev *dev,
+				   sector_t start, struct block_device **bdev)
+{
+	*bdev = dev->bdev;
+	return start || ti->len != bdev_nr_sectors(dev->bdev);
+}
+
 /* Is @inst part of its node's live table?  bg_graph_lock held. */
 static inline bool bg_instance_live(const struct bg_instance *inst)
 {
@@ -169,24 +253,33 @@ int bg_op_block(struct bg_node **nodes, unsigned int n, enum bg_op op,
 void bg_op_unblock(struct bg_block_set *set);
 
 /* configfs.c */
-int bg_configfs_init(void);
+/*
+ * bg_configfs_init() - register /sys/kernel/config/bgraph/ with the @n
+ * kinds' directories @groups (already initialised) at its root.  Sleeps.
+ */
+int bg_configfs_init(struct config_group **groups, unsigned int n);
 void bg_configfs_exit(void);
 int bg_configfs_add_node(struct bg_node *node);
 void bg_configfs_remove_node(struct bg_node *node);
+/**
+ * bg_configfs_text_read() - a configfs binary attribute's read
+ * @fn:		formats the text with bg_emit() semantics: returns its whole
+ *		length, and with a NULL buffer only measures it
+ * @arg:	for @fn
+ * @buf:	configfs's buffer, or NULL when configfs asks for the size
+ * @size:	its size
+ *
+ * configfs first asks for the size, then for exactly that many bytes;
+ * snprintf() needs room for a NUL the file must not contain, so @fn fills
+ * a bounce buffer.
+ *
+ * Context: sleeps; calls @fn with bg_graph_lock held.
+ * Return: the length read, or -ENOMEM.
+ */
+ssize_t bg_configfs_text_read(int (*fn)(void *arg, char *buf, size_t size),
+			      void *arg, void *buf, size_t size);
 /* Pin a user-made directory of ours: its rmdir fails with EBUSY. Sleeps. */
 int bg_configfs_depend(struct config_item *item);
 void bg_configfs_undepend(struct config_item *item);
-
-/* targets */
-int bg_raw_init(void);
-void bg_raw_exit(void);
-int bg_qcow2_init(void);
-void bg_qcow2_exit(void);
-int bg_throttle_init(void);
-void bg_throttle_exit(void);
-int bg_quorum_init(void);
-void bg_quorum_exit(void);
-/* throttle-groups/, set up before the configfs subsystem registers. */
-struct config_group *bg_throttle_groups_group(void);
 
 #endif /* DM_BGRAPH_BGRAPH_H */

@@ -6,7 +6,8 @@
  *   op_blockers	the op-blocker table
  *   nodes/<name>/	one directory per node, made and removed by the kernel
  *	kind size read_only dev children parents permissions blockers stats
- *   throttle-groups/<group>/	made by users (targets/throttle.c)
+ *   <kind's group>/	a directory a node kind owns (bg_kind.configfs_group),
+ *			such as the throttle groups users make with mkdir
  *
  * The node directories follow the dm devices; users cannot mkdir or rmdir
  * them.  Multi-line files are configfs binary attributes so that a large
@@ -29,37 +30,28 @@ static inline struct bg_node *to_bg_node(struct config_item *item)
 /* ---------------------------------------------------------------- */
 
 /*
- * Each formatter has snprintf() semantics through BG_EMIT(): it returns the
+ * Each formatter has snprintf() semantics through bg_emit(): it returns the
  * length of the whole text, and with buf == NULL only measures it.
  */
-typedef int (*bg_text_fn)(struct bg_node *node, char *buf, size_t size);
-
-/*
- * bg_text_read() - a configfs binary attribute read: configfs first asks for
- * the size (buf == NULL), then for exactly that many bytes.  snprintf()
- * needs room for a NUL the file must not contain, so fill a bounce buffer.
- */
-static ssize_t bg_text_read(bg_text_fn fn, struct bg_node *node, void *buf,
-			    size_t size)
+ssize_t bg_configfs_text_read(int (*fn)(void *arg, char *buf, size_t size),
+			      void *arg, void *buf, size_t size)
 {
-	char *tmp;
+	char *tmp = NULL;
 	int len;
 
-	if (!buf) {
-		mutex_lock(&bg_graph_lock);
-		len = fn(node, NULL, 0);
-		mutex_unlock(&bg_graph_lock);
-		return len;
+	if (buf) {
+		tmp = kmalloc(size + 1, GFP_KERNEL);
+		if (!tmp)
+			return -ENOMEM;
 	}
-	tmp = kmalloc(size + 1, GFP_KERNEL);
-	if (!tmp)
-		return -ENOMEM;
 	mutex_lock(&bg_graph_lock);
-	len = fn(node, tmp, size + 1);
+	len = fn(arg, tmp, tmp ? size + 1 : 0);
 	mutex_unlock(&bg_graph_lock);
-	len = min_t(size_t, len, size);
-	memcpy(buf, tmp, len);
-	kfree(tmp);
+	if (tmp) {
+		len = min_t(size_t, len, size);
+		memcpy(buf, tmp, len);
+		kfree(tmp);
+	}
 	return len;
 }
 
@@ -70,8 +62,9 @@ static const char *bg_edge_role(struct bg_edge *e, char *role, size_t size)
 	return role;
 }
 
-static int bg_children_text(struct bg_node *node, char *buf, size_t size)
+static int bg_children_text(void *arg, char *buf, size_t size)
 {
+	struct bg_node *node = arg;
 	struct bg_instance *inst;
 	struct bg_edge *e;
 	char role[32];
@@ -88,8 +81,9 @@ static int bg_children_text(struct bg_node *node, char *buf, size_t size)
 	return len;
 }
 
-static int bg_parents_text(struct bg_node *node, char *buf, size_t size)
+static int bg_parents_text(void *arg, char *buf, size_t size)
 {
+	struct bg_node *node = arg;
 	struct bg_edge *e;
 	char role[32];
 	int len = 0;
@@ -103,8 +97,9 @@ static int bg_parents_text(struct bg_node *node, char *buf, size_t size)
 	return len;
 }
 
-static int bg_perms_text(struct bg_node *node, char *buf, size_t size)
+static int bg_perms_text(void *arg, char *buf, size_t size)
 {
+	struct bg_node *node = arg;
 	struct bg_instance *inst;
 	char perm[80], shared[80], role[32];
 	struct bg_edge *e;
@@ -124,8 +119,9 @@ static int bg_perms_text(struct bg_node *node, char *buf, size_t size)
 	return len;
 }
 
-static int bg_blockers_text(struct bg_node *node, char *buf, size_t size)
+static int bg_blockers_text(void *arg, char *buf, size_t size)
 {
+	struct bg_node *node = arg;
 	struct bg_blocker *b;
 	int len = 0;
 
@@ -135,17 +131,18 @@ static int bg_blockers_text(struct bg_node *node, char *buf, size_t size)
 }
 
 /* Counters of the node's kind, if it has any: the live instance's. */
-static int bg_stats_text(struct bg_node *node, char *buf, size_t size)
+static int bg_stats_text(void *arg, char *buf, size_t size)
 {
+	struct bg_node *node = arg;
 	struct bg_instance *inst;
 
 	list_for_each_entry(inst, &node->instances, entry)
-		if (bg_instance_live(inst) && inst->stats_text)
-			return inst->stats_text(inst, buf, size);
+		if (bg_instance_live(inst) && inst->kind->stats_text)
+			return inst->kind->stats_text(inst, buf, size);
 	return 0;
 }
 
-static int bg_graph_text(struct bg_node *unused, char *buf, size_t size)
+static int bg_graph_text(void *unused, char *buf, size_t size)
 {
 	struct bg_instance *inst;
 	struct bg_node *node;
@@ -214,7 +211,7 @@ static struct configfs_attribute *bg_node_attrs[] = {
 static ssize_t bg_node_##_name##_read(struct config_item *item,	\
 				      void *buf, size_t size)		\
 {									\
-	return bg_text_read(_fn, to_bg_node(item), buf, size);		\
+	return bg_configfs_text_read(_fn, to_bg_node(item), buf, size);		\
 }									\
 CONFIGFS_BIN_ATTR_RO(bg_node_, _name, NULL, BG_TEXT_MAX)
 
@@ -256,10 +253,10 @@ static const struct config_item_type bg_node_type = {
 static ssize_t bg_root_graph_read(struct config_item *item, void *buf,
 				  size_t size)
 {
-	return bg_text_read(bg_graph_text, NULL, buf, size);
+	return bg_configfs_text_read(bg_graph_text, NULL, buf, size);
 }
 
-static int bg_op_table_text(struct bg_node *unused, char *buf, size_t size)
+static int bg_op_table_text(void *unused, char *buf, size_t size)
 {
 	return bg_op_table_format(buf, size);
 }
@@ -267,7 +264,7 @@ static int bg_op_table_text(struct bg_node *unused, char *buf, size_t size)
 static ssize_t bg_root_op_blockers_read(struct config_item *item, void *buf,
 					size_t size)
 {
-	return bg_text_read(bg_op_table_text, NULL, buf, size);
+	return bg_configfs_text_read(bg_op_table_text, NULL, buf, size);
 }
 
 CONFIGFS_BIN_ATTR_RO(bg_root_, graph, NULL, BG_TEXT_MAX);
@@ -321,14 +318,16 @@ void bg_configfs_undepend(struct config_item *item)
 	configfs_undepend_item(item);
 }
 
-int bg_configfs_init(void)
+int bg_configfs_init(struct config_group **groups, unsigned int n)
 {
+	unsigned int i;
+
 	config_group_init(&bg_subsys.su_group);
 	mutex_init(&bg_subsys.su_mutex);
 	config_group_init_type_name(&bg_nodes_group, "nodes", &bg_nodes_type);
 	configfs_add_default_group(&bg_nodes_group, &bg_subsys.su_group);
-	configfs_add_default_group(bg_throttle_groups_group(),
-				   &bg_subsys.su_group);
+	for (i = 0; i < n; i++)
+		configfs_add_default_group(groups[i], &bg_subsys.su_group);
 	return configfs_register_subsystem(&bg_subsys);
 }
 

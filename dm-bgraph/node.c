@@ -142,16 +142,27 @@ bool bg_node_read_only(struct bg_node *node)
 /* Permissions (bg_graph_lock held)                                 */
 /* ---------------------------------------------------------------- */
 
-/* The edges on @child, except those from instances of @skip, folded. */
+/*
+ * The edges on @child, folded: with @self, only those of @self or of other
+ * nodes (the other instances of @self's node are the tables a reload
+ * replaces, and never live together with @self); with @own, only those of
+ * @self.  Each edge counts, as in QEMU: a node whose file is also its own
+ * backing child conflicts with itself.
+ */
 static struct bg_perm_acc bg_parents_acc(struct bg_node *child,
-					 struct bg_node *skip)
+					 const struct bg_instance *self,
+					 bool own)
 {
 	struct bg_perm_acc acc = { 0, 0 };
 	struct bg_edge *edge;
 
-	list_for_each_entry(edge, &child->parents, child_entry)
-		if (edge->parent->node != skip)
-			bg_perm_acc_add(&acc, edge->perm);
+	list_for_each_entry(edge, &child->parents, child_entry) {
+		if (own ? edge->parent != self :
+			  self && edge->parent != self &&
+			  edge->parent->node == self->node)
+			continue;
+		bg_perm_acc_add(&acc, edge->perm);
+	}
 	return acc;
 }
 
@@ -163,7 +174,7 @@ static struct bg_perm_acc bg_parents_acc(struct bg_node *child,
  */
 static void bg_node_update_ro(struct bg_node *child, struct gendisk *disk)
 {
-	struct bg_perm_acc acc = bg_parents_acc(child, NULL);
+	struct bg_perm_acc acc = bg_parents_acc(child, NULL, false);
 	bool ro = bg_perm_read_only(&acc);
 
 	WRITE_ONCE(child->write_blocked, ro);
@@ -203,7 +214,9 @@ static int bg_reaches(struct bg_node *from, struct bg_node *target,
 /* Instances                                                        */
 /* ---------------------------------------------------------------- */
 
-struct bg_instance *bg_instance_create(struct dm_target *ti, const char *kind)
+struct bg_instance *bg_instance_create(struct dm_target *ti,
+				       const struct bg_kind *kind,
+				       void *private)
 {
 	struct mapped_device *md = dm_table_get_md(ti->table);
 	char name[BG_NAME_LEN];
@@ -223,11 +236,13 @@ struct bg_instance *bg_instance_create(struct dm_target *ti, const char *kind)
 	}
 	inst->ti = ti;
 	inst->kind = kind;
+	inst->private = private;
 	inst->writable = dm_table_get_mode(ti->table) & BG_OPEN_WRITE;
 	INIT_LIST_HEAD(&inst->children);
 
 	mutex_lock(&bg_cfs_lock);
-	node = bg_node_get(disk_devt(dm_disk(md)), name, kind, &ti->error);
+	node = bg_node_get(disk_devt(dm_disk(md)), name, kind->name,
+			   &ti->error);
 	if (IS_ERR(node)) {
 		mutex_unlock(&bg_cfs_lock);
 		kfree(inst);
@@ -249,7 +264,7 @@ struct bg_instance *bg_instance_create(struct dm_target *ti, const char *kind)
 	}
 	inst->node = node;
 	node->md = md;
-	node->kind = kind;
+	node->kind = kind->name;
 	node->ninstances++;
 	list_add_tail(&inst->entry, &node->instances);
 	mutex_unlock(&bg_graph_lock);
@@ -334,14 +349,21 @@ int bg_instance_add_child(struct bg_instance *inst, const char *path,
 		r = r < 0 ? r : -ELOOP;
 		goto out_unlock_graph;
 	}
-	acc = bg_parents_acc(child, node);
+	acc = bg_parents_acc(child, inst, false);
 	bad = bg_perm_conflict(&acc, edge->perm);
 	if (bad) {
+		bool own;
+
+		acc = bg_parents_acc(child, inst, true);
+		own = bg_perm_conflict(&acc, edge->perm);
 		bg_perm_format(pbuf, sizeof(pbuf), bad);
 		bg_perm_format(sbuf, sizeof(sbuf), edge->perm.perm);
-		DMERR("%s: %s child %s: permission conflict on %s (wants %s)",
-		      node->name, role_name, child->name, pbuf, sbuf);
-		ti->error = "Child permissions conflict with another parent";
+		DMERR("%s: %s child %s: permission conflict on %s (wants %s)%s",
+		      node->name, role_name, child->name, pbuf, sbuf,
+		      own ? " with another edge of this node" : "");
+		ti->error = own ?
+			"Child permissions conflict with another edge of this node" :
+			"Child permissions conflict with another parent";
 		r = -EPERM;
 		goto out_unlock_graph;
 	}

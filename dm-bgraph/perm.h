@@ -20,7 +20,7 @@
 enum bg_role {
 	BG_ROLE_FILE,		/* the device holding the node's data */
 	BG_ROLE_BACKING,	/* the image a COW node reads through to */
-	BG_ROLE_CHILD,		/* children.N of a quorum-like node */
+	BG_ROLE_CHILD,		/* children.N of a node with several children */
 	BG_ROLE_NR,
 };
 

@@ -52,4 +52,31 @@ typedef __u8 u8;
 __printf(4, 5)
 int bg_emit(char *buf, size_t size, int len, const char *fmt, ...);
 
+/**
+ * struct bg_opt_args - the optional arguments of a table line being written,
+ * "[<#opt_args> <opt_args>...]": words added one option at a time with
+ * bg_opt_add(), then written with their count by bg_opt_emit().
+ * @text:	the words, each after a space
+ * @len:	the length of @text (bg_emit() semantics: may pass its size)
+ * @count:	how many words
+ */
+struct bg_opt_args {
+	char text[256];
+	int len;
+	unsigned int count;
+};
+
+/*
+ * bg_opt_add() - append one option (a key and its values, separated by
+ * single spaces, such as "backing %s") to @o; its words are counted.
+ */
+__printf(2, 3)
+void bg_opt_add(struct bg_opt_args *o, const char *fmt, ...);
+
+/*
+ * bg_opt_emit() - append " <count> <words>" of @o to @buf (bg_emit()
+ * semantics), or nothing when no option was added.
+ */
+int bg_opt_emit(char *buf, size_t size, int len, const struct bg_opt_args *o);
+
 #endif /* DM_BGRAPH_PURE_H */

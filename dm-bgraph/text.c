@@ -15,3 +15,34 @@ int bg_emit(char *buf, size_t size, int len, const char *fmt, ...)
 	va_end(ap);
 	return len;
 }
+
+void bg_opt_add(struct bg_opt_args *o, const char *fmt, ...)
+{
+	size_t at = o->len, room;
+	const char *c;
+	va_list ap;
+	int n;
+
+	if (at + 1 >= sizeof(o->text))
+		return;		/* full: a line is never cut in a word */
+	room = sizeof(o->text) - at - 1;
+	va_start(ap, fmt);
+	n = vsnprintf(o->text + at + 1, room, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= room) {
+		o->text[at] = '\0';
+		o->len = sizeof(o->text);	/* nothing more is added */
+		return;
+	}
+	o->text[at] = ' ';
+	for (c = o->text + at; *c; c++)
+		o->count += *c == ' ';
+	o->len = at + 1 + n;
+}
+
+int bg_opt_emit(char *buf, size_t size, int len, const struct bg_opt_args *o)
+{
+	if (!o->count)
+		return len;
+	return bg_emit(buf, size, len, " %u%s", o->count, o->text);
+}

@@ -40,7 +40,7 @@
 #include <linux/device-mapper.h>
 
 #include "../dm-bgraph/bgraph.h"
-#include "../dm-bgraph/parse.h"
+#include "qcow2-args.h"
 #include "qcow2-format.h"
 
 #define DM_MSG_PREFIX "bgraph-qcow2"
@@ -2505,6 +2505,9 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 	struct qcow2_extent ext;
 	u64 off;
 
+	if (bg_bio_write_refused(qc->inst, bio))
+		return DM_MAPIO_KILL;
+
 	io->epoch = -1;
 	if (unlikely(!bio_sectors(bio))) {
 		/* An empty flush: with no metadata to write, pass it on. */
@@ -2979,7 +2982,7 @@ static void qcow2_free(struct qcow2_c *qc)
 
 static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
-	struct bg_qcow2_args args;
+	struct qcow2_args args;
 	const char *error = NULL;
 	struct qcow2_c *qc;
 	u64 cache;
@@ -2990,7 +2993,7 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Invalid argument count: <file_dev> [<#opt_args> <opt_args>...]";
 		return -EINVAL;
 	}
-	r = bg_qcow2_parse_opts(argc - 1, argv + 1, &args, &error);
+	r = qcow2_parse_opts(argc - 1, argv + 1, &args, &error);
 	if (r) {
 		ti->error = (char *)error;
 		return r;
@@ -3019,7 +3022,7 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	init_waitqueue_head(&qc->pz_wq);
 	qc->pz_stop = true;		/* until resumed */
 
-	qc->inst = bg_instance_create(ti, "qcow2");
+	qc->inst = bg_instance_create(ti, &qcow2_kind, qc);
 	if (IS_ERR(qc->inst)) {
 		r = PTR_ERR(qc->inst);
 		goto out;
@@ -3151,7 +3154,7 @@ static void qcow2_dtr(struct dm_target *ti)
 	qcow2_free(qc);
 }
 
-static struct target_type qcow2_target = {
+static struct target_type qcow2_target_type = {
 	.name		= "bgraph-qcow2",
 	.version	= {1, 1, 0},
 	.features	= DM_TARGET_NOWAIT,
@@ -3170,12 +3173,9 @@ static struct target_type qcow2_target = {
 	.resume		= qcow2_resume,
 };
 
-int bg_qcow2_init(void)
-{
-	return dm_register_target(&qcow2_target);
-}
+struct bg_kind qcow2_kind = {
+	.name		= "qcow2",
+	.target		= &qcow2_target_type,
+};
 
-void bg_qcow2_exit(void)
-{
-	dm_unregister_target(&qcow2_target);
-}
+MODULE_ALIAS("dm-bgraph-qcow2");

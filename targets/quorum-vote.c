@@ -8,12 +8,12 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static u32 bg_qmask(unsigned int n)
+static u32 quorum_mask(unsigned int n)
 {
 	return (u32)(BIT_ULL(n) - 1);
 }
 
-static unsigned int bg_qweight(u32 set)
+static unsigned int quorum_weight(u32 set)
 {
 	unsigned int w = 0;
 
@@ -22,13 +22,13 @@ static unsigned int bg_qweight(u32 set)
 	return w;
 }
 
-static bool bg_qsizes_ok(unsigned int n, unsigned int threshold)
+static bool quorum_sizes_ok(unsigned int n, unsigned int threshold)
 {
-	return n && n <= BG_QUORUM_MAX && threshold && threshold <= n;
+	return n && n <= QUORUM_MAX_CHILDREN && threshold && threshold <= n;
 }
 
 /* The next byte of a read: skip the segments used up, and empty ones. */
-static bool bg_qcursor(const struct bg_qbuf *b, unsigned int *i, size_t *off)
+static bool quorum_cursor(const struct quorum_buf *b, unsigned int *i, size_t *off)
 {
 	while (*i < b->nseg && *off == b->seg[*i].len) {
 		(*i)++;
@@ -37,8 +37,8 @@ static bool bg_qcursor(const struct bg_qbuf *b, unsigned int *i, size_t *off)
 	return *i < b->nseg;
 }
 
-bool bg_qbuf_equal(const struct bg_qbuf *a, const struct bg_qbuf *b,
-		   u64 *mismatch_at)
+bool quorum_buf_equal(const struct quorum_buf *a, const struct quorum_buf *b,
+		      u64 *mismatch_at)
 {
 	unsigned int ia = 0, ib = 0;
 	size_t oa = 0, ob = 0, len, k;
@@ -47,8 +47,8 @@ bool bg_qbuf_equal(const struct bg_qbuf *a, const struct bg_qbuf *b,
 	u64 pos = 0;
 
 	for (;;) {
-		more_a = bg_qcursor(a, &ia, &oa);
-		more_b = bg_qcursor(b, &ib, &ob);
+		more_a = quorum_cursor(a, &ia, &oa);
+		more_b = quorum_cursor(b, &ib, &ob);
 		if (!more_a || !more_b)
 			break;
 		pa = (const u8 *)a->seg[ia].base + oa;
@@ -83,10 +83,10 @@ bool bg_qbuf_equal(const struct bg_qbuf *a, const struct bg_qbuf *b,
  * quorum_get_vote_winner() takes the first strictly larger count from the
  * head, so a tie goes to the group created last.  0 if none failed.
  */
-static int bg_qerror_vote(const int *err, unsigned int n)
+static int quorum_error_vote(const int *err, unsigned int n)
 {
-	unsigned int count[BG_QUORUM_MAX], ng = 0, g, i, best;
-	int code[BG_QUORUM_MAX];
+	unsigned int count[QUORUM_MAX_CHILDREN], ng = 0, g, i, best;
+	int code[QUORUM_MAX_CHILDREN];
 
 	for (i = 0; i < n; i++) {
 		if (!err[i])
@@ -111,15 +111,15 @@ static int bg_qerror_vote(const int *err, unsigned int n)
 
 /* ------------------------------------------------------------------ votes */
 
-int bg_quorum_vote(const struct bg_qbuf *buf, unsigned int n,
-		   unsigned int threshold, bool blkverify, struct bg_qvote *v)
+int quorum_vote(const struct quorum_buf *buf, unsigned int n,
+		unsigned int threshold, bool blkverify, struct quorum_ballot *v)
 {
-	u32 members[BG_QUORUM_MAX], all = bg_qmask(n);
-	unsigned int first[BG_QUORUM_MAX], ng, g, i, j, split, best;
-	int err[BG_QUORUM_MAX];
+	u32 members[QUORUM_MAX_CHILDREN], all = quorum_mask(n);
+	unsigned int first[QUORUM_MAX_CHILDREN], ng, g, i, j, split, best;
+	int err[QUORUM_MAX_CHILDREN];
 
 	memset(v, 0, sizeof(*v));
-	if (!bg_qsizes_ok(n, threshold) ||
+	if (!quorum_sizes_ok(n, threshold) ||
 	    (blkverify && (n != 2 || threshold != 2)))
 		return v->ret = -EINVAL;
 
@@ -133,8 +133,8 @@ int bg_quorum_vote(const struct bg_qbuf *buf, unsigned int n,
 	v->losers = all;
 
 	/* quorum_has_too_much_io_failed(): errors vote for the error code. */
-	if (bg_qweight(v->ok) < threshold)
-		return v->ret = bg_qerror_vote(err, n);
+	if (quorum_weight(v->ok) < threshold)
+		return v->ret = quorum_error_vote(err, n);
 
 	/* The first successful read against the others, to the first miss. */
 	for (i = 0; err[i]; i++)
@@ -144,8 +144,8 @@ int bg_quorum_vote(const struct bg_qbuf *buf, unsigned int n,
 	for (j = i + 1; j < n; j++) {
 		if (err[j])
 			continue;
-		if (!bg_qbuf_equal(&buf[i], &buf[j],
-				   blkverify ? &v->mismatch_at : NULL))
+		if (!quorum_buf_equal(&buf[i], &buf[j],
+				      blkverify ? &v->mismatch_at : NULL))
 			break;
 		members[0] |= BIT(j);
 	}
@@ -170,7 +170,7 @@ int bg_quorum_vote(const struct bg_qbuf *buf, unsigned int n,
 		if (err[j])
 			continue;
 		for (g = j == split ? 1 : 0; g < ng; g++)
-			if (bg_qbuf_equal(&buf[first[g]], &buf[j], NULL))
+			if (quorum_buf_equal(&buf[first[g]], &buf[j], NULL))
 				break;
 		if (g == ng) {
 			first[ng] = j;
@@ -183,9 +183,9 @@ int bg_quorum_vote(const struct bg_qbuf *buf, unsigned int n,
 	/* quorum_get_vote_winner(): a tie goes to the group created last. */
 	best = ng - 1;
 	for (g = ng - 1; g-- > 0;)
-		if (bg_qweight(members[g]) > bg_qweight(members[best]))
+		if (quorum_weight(members[g]) > quorum_weight(members[best]))
 			best = g;
-	if (bg_qweight(members[best]) < threshold)
+	if (quorum_weight(members[best]) < threshold)
 		return v->ret = -EIO;
 
 	v->winner = first[best];
@@ -195,15 +195,15 @@ int bg_quorum_vote(const struct bg_qbuf *buf, unsigned int n,
 	return v->ret = 0;
 }
 
-int bg_quorum_result(const int *err, unsigned int n, unsigned int threshold,
-		     u32 *failed)
+int quorum_result(const int *err, unsigned int n, unsigned int threshold,
+		  u32 *failed)
 {
 	unsigned int i, ok = 0;
 	u32 f = 0;
 
 	if (failed)
 		*failed = 0;
-	if (!bg_qsizes_ok(n, threshold))
+	if (!quorum_sizes_ok(n, threshold))
 		return -EINVAL;
 	for (i = 0; i < n; i++) {
 		if (err[i])
@@ -213,26 +213,19 @@ int bg_quorum_result(const int *err, unsigned int n, unsigned int threshold,
 	}
 	if (failed)
 		*failed = f;
-	return ok >= threshold ? 0 : bg_qerror_vote(err, n);
+	return ok >= threshold ? 0 : quorum_error_vote(err, n);
 }
 
 /* ------------------------------------------------------------ table line */
 
-static int bg_quorum_parse_opts(unsigned int argc, char **argv,
-				struct bg_quorum_args *a, const char **error)
+static int quorum_parse_opts(unsigned int argc, char **argv,
+			     struct quorum_args *a, const char **error)
 {
 	bool seen_pattern = false;
 	unsigned int i;
-	u64 nopt;
 
-	if (bg_parse_u64(argv[0], &nopt)) {
-		*error = "Invalid number of optional arguments";
+	if (bg_parse_opt_count(argc, argv, false, error))
 		return -EINVAL;
-	}
-	if (nopt != argc - 1) {
-		*error = "Optional argument count does not match the arguments given";
-		return -EINVAL;
-	}
 	for (i = 1; i < argc; i++) {
 		const char *key = argv[i];
 
@@ -260,9 +253,9 @@ static int bg_quorum_parse_opts(unsigned int argc, char **argv,
 			}
 			key = argv[++i];
 			if (!strcmp(key, "quorum")) {
-				a->read_pattern = BG_QREAD_QUORUM;
+				a->read_pattern = QUORUM_READ_QUORUM;
 			} else if (!strcmp(key, "fifo")) {
-				a->read_pattern = BG_QREAD_FIFO;
+				a->read_pattern = QUORUM_READ_FIFO;
 			} else {
 				*error = "Invalid read-pattern: quorum or fifo";
 				return -EINVAL;
@@ -275,8 +268,8 @@ static int bg_quorum_parse_opts(unsigned int argc, char **argv,
 	return 0;
 }
 
-int bg_quorum_parse(unsigned int argc, char **argv, struct bg_quorum_args *a,
-		    const char **error)
+int quorum_parse(unsigned int argc, char **argv, struct quorum_args *a,
+		 const char **error)
 {
 	u64 threshold, n;
 	unsigned int i;
@@ -298,7 +291,7 @@ int bg_quorum_parse(unsigned int argc, char **argv, struct bg_quorum_args *a,
 		*error = "Number of children must be 1 or more";
 		return -EINVAL;
 	}
-	if (n > BG_QUORUM_MAX) {
+	if (n > QUORUM_MAX_CHILDREN) {
 		*error = "Too many children: at most 16";
 		return -EINVAL;
 	}
@@ -321,15 +314,15 @@ int bg_quorum_parse(unsigned int argc, char **argv, struct bg_quorum_args *a,
 		a->dev[i] = argv[2 + i];
 
 	if (argc > 2 + n &&
-	    bg_quorum_parse_opts(argc - 2 - n, argv + 2 + n, a, error))
+	    quorum_parse_opts(argc - 2 - n, argv + 2 + n, a, error))
 		return -EINVAL;
 
 	/* QEMU reads these two only with read-pattern quorum. */
-	if (a->read_pattern == BG_QREAD_FIFO && a->rewrite_corrupted) {
+	if (a->read_pattern == QUORUM_READ_FIFO && a->rewrite_corrupted) {
 		*error = "rewrite-corrupted needs read-pattern quorum";
 		return -EINVAL;
 	}
-	if (a->read_pattern == BG_QREAD_FIFO && a->blkverify) {
+	if (a->read_pattern == QUORUM_READ_FIFO && a->blkverify) {
 		*error = "blkverify needs read-pattern quorum";
 		return -EINVAL;
 	}
@@ -344,20 +337,20 @@ int bg_quorum_parse(unsigned int argc, char **argv, struct bg_quorum_args *a,
 	return 0;
 }
 
-int bg_quorum_can_add(const struct bg_quorum_args *a, const char **error)
+int quorum_can_add(const struct quorum_args *a, const char **error)
 {
 	if (a->blkverify) {
 		*error = "Cannot add a child to a quorum in blkverify mode";
 		return -EINVAL;
 	}
-	if (a->nr_children >= BG_QUORUM_MAX) {
+	if (a->nr_children >= QUORUM_MAX_CHILDREN) {
 		*error = "Too many children: at most 16";
 		return -EINVAL;
 	}
 	return 0;
 }
 
-int bg_quorum_can_remove(const struct bg_quorum_args *a, const char **error)
+int quorum_can_remove(const struct quorum_args *a, const char **error)
 {
 	if (a->nr_children <= a->threshold) {
 		*error = "The number of children cannot be lower than the vote threshold";

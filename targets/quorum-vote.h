@@ -6,7 +6,7 @@
  * (see pure.h): no allocation, no locks, no sleeping; every function may be
  * called from any context, on the caller's data only.
  *
- * Children are numbered 0..n-1 in table order, at most BG_QUORUM_MAX of
+ * Children are numbered 0..n-1 in table order, at most QUORUM_MAX_CHILDREN of
  * them; a set of children is a u32 bitmap, bit i for child i.
  *
  * The read vote follows quorum_vote():
@@ -50,10 +50,10 @@
  * grouping (every read different) stays at 120 compares.  The refusals in
  * quorum-vote.c spell the number out.
  */
-#define BG_QUORUM_MAX		16
+#define QUORUM_MAX_CHILDREN		16
 
 /* One piece of a child's read: @len bytes at @base. */
-struct bg_qseg {
+struct quorum_seg {
 	const void *base;
 	size_t len;
 };
@@ -64,14 +64,14 @@ struct bg_qseg {
  * segments; only the bytes count.  @err is a negative errno otherwise, and
  * @seg is not looked at.
  */
-struct bg_qbuf {
-	const struct bg_qseg *seg;
+struct quorum_buf {
+	const struct quorum_seg *seg;
 	unsigned int nseg;
 	int err;
 };
 
-/* The outcome of bg_quorum_vote(). */
-struct bg_qvote {
+/* The outcome of quorum_vote(). */
+struct quorum_ballot {
 	/*
 	 * 0: return the data of @winner.  -EIO: the reads disagree and no
 	 * content reached the threshold, or blkverify found a mismatch.
@@ -98,53 +98,53 @@ struct bg_qvote {
 };
 
 /*
- * bg_qbuf_equal() - do @a and @b hold the same bytes?  Reads of different
+ * quorum_buf_equal() - do @a and @b hold the same bytes?  Reads of different
  * lengths differ.  When they differ and @mismatch_at is not NULL, it is set
  * to the first byte that differs (the shorter length if one is a prefix of
  * the other).  Both must be successful reads.
  */
-bool bg_qbuf_equal(const struct bg_qbuf *a, const struct bg_qbuf *b,
-		   u64 *mismatch_at);
+bool quorum_buf_equal(const struct quorum_buf *a, const struct quorum_buf *b,
+		      u64 *mismatch_at);
 
 /*
- * bg_quorum_vote() - QEMU's read vote over the @n reads of @buf (one per
+ * quorum_vote() - QEMU's read vote over the @n reads of @buf (one per
  * child, all of the same range) with @threshold: fills @v and returns
  * @v->ret.  With @blkverify (two children, threshold 2) two successful reads
  * that differ fail the read with -EIO and set @v->mismatch and
  * @v->mismatch_at, where QEMU prints the offset and exits.  Returns -EINVAL,
- * with only @v->ret set, unless 1 <= @threshold <= @n <= BG_QUORUM_MAX.
+ * with only @v->ret set, unless 1 <= @threshold <= @n <= QUORUM_MAX_CHILDREN.
  * Reads @buf only; uses no memory but its own stack.
  */
-int bg_quorum_vote(const struct bg_qbuf *buf, unsigned int n,
-		   unsigned int threshold, bool blkverify, struct bg_qvote *v);
+int quorum_vote(const struct quorum_buf *buf, unsigned int n,
+		unsigned int threshold, bool blkverify, struct quorum_ballot *v);
 
 /*
- * bg_quorum_result() - a write, write-zeroes, discard or flush went to @n
+ * quorum_result() - a write, write-zeroes, discard or flush went to @n
  * children and child i ended with @err[i] (0 or a negative errno).  Returns
  * 0 when at least @threshold succeeded, else the error vote's winner;
  * @failed (may be NULL) gets the children that failed, to report whether or
- * not the request succeeded.  -EINVAL as bg_quorum_vote().
+ * not the request succeeded.  -EINVAL as quorum_vote().
  */
-int bg_quorum_result(const int *err, unsigned int n, unsigned int threshold,
-		     u32 *failed);
+int quorum_result(const int *err, unsigned int n, unsigned int threshold,
+		  u32 *failed);
 
-enum bg_qread_pattern {
-	BG_QREAD_QUORUM,	/* read every child and vote */
-	BG_QREAD_FIFO,		/* read child 0; on error, the next; ... */
+enum quorum_read_pattern {
+	QUORUM_READ_QUORUM,	/* read every child and vote */
+	QUORUM_READ_FIFO,		/* read child 0; on error, the next; ... */
 };
 
 /* A bgraph-quorum table line. */
-struct bg_quorum_args {
+struct quorum_args {
 	unsigned int threshold;
 	unsigned int nr_children;
-	const char *dev[BG_QUORUM_MAX];	/* point into the table's argv */
-	enum bg_qread_pattern read_pattern;
+	const char *dev[QUORUM_MAX_CHILDREN];	/* point into the table's argv */
+	enum quorum_read_pattern read_pattern;
 	bool rewrite_corrupted;
 	bool blkverify;
 };
 
 /*
- * bg_quorum_parse() - parse the @argc words of @argv, a whole table line
+ * quorum_parse() - parse the @argc words of @argv, a whole table line
  * after the target name:
  *
  *   <threshold> <#children> <dev>... [<#opt> [rewrite-corrupted]
@@ -159,21 +159,21 @@ struct bg_quorum_args {
  * one-line reason in *@error.  @a->dev[] points into @argv; the devices
  * themselves (equal sizes, opening) are the constructor's business.
  */
-int bg_quorum_parse(unsigned int argc, char **argv, struct bg_quorum_args *a,
-		    const char **error);
+int quorum_parse(unsigned int argc, char **argv, struct quorum_args *a,
+		 const char **error);
 
 /*
- * bg_quorum_can_add() - may a child be added to the quorum configured as
- * @a (quorum_add_child())?  Not in blkverify mode, not past BG_QUORUM_MAX.
+ * quorum_can_add() - may a child be added to the quorum configured as
+ * @a (quorum_add_child())?  Not in blkverify mode, not past QUORUM_MAX_CHILDREN.
  * 0, or -EINVAL with a literal reason in *@error.
  */
-int bg_quorum_can_add(const struct bg_quorum_args *a, const char **error);
+int quorum_can_add(const struct quorum_args *a, const char **error);
 
 /*
- * bg_quorum_can_remove() - may a child be removed (quorum_del_child())?
+ * quorum_can_remove() - may a child be removed (quorum_del_child())?
  * Not when that would leave fewer children than the threshold.  0, or
  * -EINVAL with a literal reason in *@error.
  */
-int bg_quorum_can_remove(const struct bg_quorum_args *a, const char **error);
+int quorum_can_remove(const struct quorum_args *a, const char **error);
 
 #endif /* DM_BGRAPH_QUORUM_VOTE_H */

@@ -69,7 +69,7 @@ struct quorum_set {
 	struct percpu_ref users;
 	struct completion drained;	/* users reached zero after a kill */
 	unsigned int n;
-	struct quorum_child *child[BG_QUORUM_MAX];
+	struct quorum_child *child[QUORUM_MAX_CHILDREN];
 };
 
 enum quorum_report_type {
@@ -86,10 +86,10 @@ struct quorum_report {
 	unsigned int sectors;
 };
 
-struct quorum_c {
+struct quorum_target {
 	struct dm_target *ti;
 	struct bg_instance *inst;
-	struct bg_quorum_args args;	/* args.dev[] only in the constructor */
+	struct quorum_args args;	/* args.dev[] only in the constructor */
 
 	struct mutex lock;		/* messages: set, all, next_index */
 	struct quorum_set __rcu *set;
@@ -124,7 +124,7 @@ struct quorum_c {
 	 * io_work's scratch for a vote that could not allocate its own: the
 	 * pages of each child's read, QUORUM_PAGES a child.
 	 */
-	struct bg_qseg segs[BG_QUORUM_MAX * QUORUM_PAGES];
+	struct quorum_seg segs[QUORUM_MAX_CHILDREN * QUORUM_PAGES];
 };
 
 enum quorum_kind {
@@ -135,7 +135,7 @@ enum quorum_kind {
 
 /* Per-bio data. */
 struct quorum_io {
-	struct quorum_c *qc;
+	struct quorum_target *quorum;
 	struct bio *bio;
 	struct list_head entry;		/* on quorum_c.io_list */
 	struct work_struct work;	/* quorum reads: the vote */
@@ -147,9 +147,9 @@ struct quorum_io {
 	unsigned int sectors;
 	struct bvec_iter iter;		/* fifo: the bio as mapped */
 	struct quorum_set *set;		/* held, but by fifo reads */
-	struct quorum_child *child[BG_QUORUM_MAX];
-	struct bio *sub[BG_QUORUM_MAX];	/* clones, reads, rewrites */
-	int err[BG_QUORUM_MAX];
+	struct quorum_child *child[QUORUM_MAX_CHILDREN];
+	struct bio *sub[QUORUM_MAX_CHILDREN];	/* clones, reads, rewrites */
+	int err[QUORUM_MAX_CHILDREN];
 };
 
 /* ---------------------------------------------------------------- */
@@ -172,9 +172,9 @@ static const char *quorum_op_name(struct bio *bio)
 	}
 }
 
-static const char *quorum_node(struct quorum_c *qc)
+static const char *quorum_node(struct quorum_target *quorum)
 {
-	return qc->inst->node->name;
+	return quorum->inst->node->name;
 }
 
 /*
@@ -185,15 +185,15 @@ static void quorum_report_op(struct quorum_io *qio,
 			     enum quorum_report_type type,
 			     struct quorum_child *c, int err, const char *op)
 {
-	struct quorum_c *qc = qio->qc;
+	struct quorum_target *quorum = qio->quorum;
 	struct quorum_report *r;
 	unsigned long flags;
 
-	spin_lock_irqsave(&qc->report_lock, flags);
-	if (qc->nreports == QUORUM_REPORTS) {
-		qc->events_dropped++;
+	spin_lock_irqsave(&quorum->report_lock, flags);
+	if (quorum->nreports == QUORUM_REPORTS) {
+		quorum->events_dropped++;
 	} else {
-		r = &qc->reports[(qc->report_head + qc->nreports++) %
+		r = &quorum->reports[(quorum->report_head + quorum->nreports++) %
 				 QUORUM_REPORTS];
 		r->type = type;
 		r->child = c;
@@ -202,8 +202,8 @@ static void quorum_report_op(struct quorum_io *qio,
 		r->sector = qio->sector;
 		r->sectors = qio->sectors;
 	}
-	spin_unlock_irqrestore(&qc->report_lock, flags);
-	queue_work(qc->wq, &qc->report_work);
+	spin_unlock_irqrestore(&quorum->report_lock, flags);
+	queue_work(quorum->wq, &quorum->report_work);
 }
 
 static void quorum_report(struct quorum_io *qio, enum quorum_report_type type,
@@ -219,7 +219,7 @@ static void quorum_child_error_op(struct quorum_io *qio,
 {
 	atomic64_inc(&c->io_errors);
 	DMERR_LIMIT("%s: children.%u (%s): %s error %d at sector %llu+%u",
-		    quorum_node(qio->qc), c->index, c->name, op, err,
+		    quorum_node(qio->quorum), c->index, c->name, op, err,
 		    (unsigned long long)qio->sector, qio->sectors);
 	quorum_report_op(qio, QUORUM_REPORT_BAD, c, err, op);
 }
@@ -234,17 +234,17 @@ static void quorum_child_error(struct quorum_io *qio, struct quorum_child *c,
 /* The node's request fails with @err for want of quorum. */
 static void quorum_failure(struct quorum_io *qio, int err)
 {
-	atomic64_inc(&qio->qc->quorum_failures);
+	atomic64_inc(&qio->quorum->quorum_failures);
 	DMERR_LIMIT("%s: quorum failure: %s at sector %llu+%u: %d",
-		    quorum_node(qio->qc), quorum_op_name(qio->bio),
+		    quorum_node(qio->quorum), quorum_op_name(qio->bio),
 		    (unsigned long long)qio->sector, qio->sectors, err);
 	quorum_report(qio, QUORUM_FAILURE, NULL, err);
 }
 
-static void quorum_send_uevent(struct quorum_c *qc, struct quorum_report *r)
+static void quorum_send_uevent(struct quorum_target *quorum, struct quorum_report *r)
 {
 	struct kobject *kobj =
-		&disk_to_dev(dm_disk(dm_table_get_md(qc->ti->table)))->kobj;
+		&disk_to_dev(dm_disk(dm_table_get_md(quorum->ti->table)))->kobj;
 	char node[BG_NAME_LEN + 16], child[BG_NAME_LEN + 16], role[48];
 	char op[32], sector[48], sectors[32], err[24];
 	char *envp[9];
@@ -253,7 +253,7 @@ static void quorum_send_uevent(struct quorum_c *qc, struct quorum_report *r)
 	envp[i++] = r->type == QUORUM_FAILURE ?
 		    "BGRAPH_EVENT=QUORUM_FAILURE" :
 		    "BGRAPH_EVENT=QUORUM_REPORT_BAD";
-	snprintf(node, sizeof(node), "BGRAPH_NODE=%s", quorum_node(qc));
+	snprintf(node, sizeof(node), "BGRAPH_NODE=%s", quorum_node(quorum));
 	envp[i++] = node;
 	if (r->child) {
 		snprintf(child, sizeof(child), "BGRAPH_CHILD=%s", r->child->name);
@@ -277,25 +277,25 @@ static void quorum_send_uevent(struct quorum_c *qc, struct quorum_report *r)
 
 static void quorum_report_work(struct work_struct *work)
 {
-	struct quorum_c *qc = container_of(work, struct quorum_c, report_work);
+	struct quorum_target *quorum = container_of(work, struct quorum_target, report_work);
 	struct quorum_report r;
 	bool any = false;
 
 	for (;;) {
-		spin_lock_irq(&qc->report_lock);
-		if (!qc->nreports) {
-			spin_unlock_irq(&qc->report_lock);
+		spin_lock_irq(&quorum->report_lock);
+		if (!quorum->nreports) {
+			spin_unlock_irq(&quorum->report_lock);
 			break;
 		}
-		r = qc->reports[qc->report_head];
-		qc->report_head = (qc->report_head + 1) % QUORUM_REPORTS;
-		qc->nreports--;
-		spin_unlock_irq(&qc->report_lock);
-		quorum_send_uevent(qc, &r);
+		r = quorum->reports[quorum->report_head];
+		quorum->report_head = (quorum->report_head + 1) % QUORUM_REPORTS;
+		quorum->nreports--;
+		spin_unlock_irq(&quorum->report_lock);
+		quorum_send_uevent(quorum, &r);
 		any = true;
 	}
 	if (any)
-		dm_table_event(qc->ti->table);
+		dm_table_event(quorum->ti->table);
 }
 
 /* ---------------------------------------------------------------- */
@@ -313,23 +313,23 @@ static unsigned int quorum_sub_index(struct quorum_io *qio, struct bio *sub)
 
 static void quorum_queue(struct quorum_io *qio)
 {
-	struct quorum_c *qc = qio->qc;
+	struct quorum_target *quorum = qio->quorum;
 	unsigned long flags;
 
-	spin_lock_irqsave(&qc->io_lock, flags);
-	list_add_tail(&qio->entry, &qc->io_list);
-	spin_unlock_irqrestore(&qc->io_lock, flags);
-	queue_work(qc->wq, &qc->io_work);
+	spin_lock_irqsave(&quorum->io_lock, flags);
+	list_add_tail(&qio->entry, &quorum->io_list);
+	spin_unlock_irqrestore(&quorum->io_lock, flags);
+	queue_work(quorum->wq, &quorum->io_work);
 }
 
 /* A read buffer: its pages back to the pool, the bio to the bio set. */
-static void quorum_free_read(struct quorum_c *qc, struct bio *rd)
+static void quorum_free_read(struct quorum_target *quorum, struct bio *rd)
 {
 	struct bvec_iter_all iter;
 	struct bio_vec *bv;
 
 	bio_for_each_segment_all(bv, rd, iter)
-		mempool_free(bv->bv_page, qc->pages);
+		mempool_free(bv->bv_page, quorum->pages);
 	bio_put(rd);
 }
 
@@ -339,7 +339,7 @@ static void quorum_free_subs(struct quorum_io *qio)
 
 	for (i = 0; i < qio->n; i++) {
 		if (qio->sub[i])
-			quorum_free_read(qio->qc, qio->sub[i]);
+			quorum_free_read(qio->quorum, qio->sub[i]);
 		qio->sub[i] = NULL;
 	}
 }
@@ -353,7 +353,7 @@ static void quorum_free_subs(struct quorum_io *qio)
  */
 static bool quorum_alloc_subs(struct quorum_io *qio, gfp_t gfp)
 {
-	struct quorum_c *qc = qio->qc;
+	struct quorum_target *quorum = qio->quorum;
 	struct bio *bio = qio->bio, *sub;
 	unsigned int i, size, len;
 	struct page *page;
@@ -363,7 +363,7 @@ static bool quorum_alloc_subs(struct quorum_io *qio, gfp_t gfp)
 		struct block_device *bdev = qio->child[i]->dev->bdev;
 
 		if (qio->kind == QUORUM_IO_FANOUT) {
-			sub = bio_alloc_clone(bdev, bio, gfp, &qc->bs);
+			sub = bio_alloc_clone(bdev, bio, gfp, &quorum->bs);
 			if (!sub)
 				goto fail;
 			qio->sub[i] = sub;
@@ -372,13 +372,13 @@ static bool quorum_alloc_subs(struct quorum_io *qio, gfp_t gfp)
 		sub = bio_alloc_bioset(bdev, QUORUM_PAGES,
 				       REQ_OP_READ | (bio->bi_opf &
 				       (REQ_SYNC | REQ_META | REQ_PRIO)),
-				       gfp, &qc->bs);
+				       gfp, &quorum->bs);
 		if (!sub)
 			goto fail;
 		qio->sub[i] = sub;
 		sub->bi_iter.bi_sector = bio->bi_iter.bi_sector;
 		for (size = bio->bi_iter.bi_size; size; size -= len) {
-			page = mempool_alloc(qc->pages, gfp);
+			page = mempool_alloc(quorum->pages, gfp);
 			if (!page)
 				goto fail;
 			len = min_t(unsigned int, size, PAGE_SIZE);
@@ -412,14 +412,14 @@ static void quorum_send(struct bio **subs, unsigned int n)
 
 static void quorum_submit_subs(struct quorum_io *qio, bio_end_io_t *end_io)
 {
-	struct quorum_c *qc = qio->qc;
-	struct bio *subs[BG_QUORUM_MAX];
+	struct quorum_target *quorum = qio->quorum;
+	struct bio *subs[QUORUM_MAX_CHILDREN];
 	unsigned int i, n = qio->n;
 
 	if (!quorum_alloc_subs(qio, GFP_NOWAIT)) {
-		mutex_lock(&qc->alloc_lock);
+		mutex_lock(&quorum->alloc_lock);
 		quorum_alloc_subs(qio, GFP_NOIO);	/* waits, never fails */
-		mutex_unlock(&qc->alloc_lock);
+		mutex_unlock(&quorum->alloc_lock);
 	}
 	atomic_set(&qio->pending, n);
 	for (i = 0; i < n; i++) {
@@ -436,12 +436,12 @@ static void quorum_submit_subs(struct quorum_io *qio, bio_end_io_t *end_io)
 
 static void quorum_fanout_done(struct quorum_io *qio)
 {
-	struct quorum_c *qc = qio->qc;
+	struct quorum_target *quorum = qio->quorum;
 	unsigned int i;
 	u32 failed;
 	int r;
 
-	r = bg_quorum_result(qio->err, qio->n, qc->args.threshold, &failed);
+	r = quorum_result(qio->err, qio->n, quorum->args.threshold, &failed);
 	for (i = 0; i < qio->n; i++)
 		if (failed & BIT(i))
 			quorum_child_error(qio, qio->child[i], qio->err[i]);
@@ -478,8 +478,8 @@ static void quorum_read_finish(struct quorum_io *qio, int r)
 }
 
 /* Child @i's read as the vote sees it: its pages as segments in @seg. */
-static void quorum_qbuf(struct quorum_io *qio, unsigned int i,
-			struct bg_qseg *seg, struct bg_qbuf *b)
+static void quorum_buf_of(struct quorum_io *qio, unsigned int i,
+			  struct quorum_seg *seg, struct quorum_buf *b)
 {
 	struct bvec_iter_all iter;
 	struct bio_vec *bv;
@@ -512,8 +512,8 @@ static void quorum_read_copy(struct quorum_io *qio, unsigned int i)
  */
 static bool quorum_read_agree(struct quorum_io *qio)
 {
-	struct bg_qseg seg[2][QUORUM_INLINE_BYTES / PAGE_SIZE];
-	struct bg_qbuf a, b;
+	struct quorum_seg seg[2][QUORUM_INLINE_BYTES / PAGE_SIZE];
+	struct quorum_buf a, b;
 	unsigned int i;
 
 	if ((u64)qio->sectors * max(qio->n - 1, 1u) >
@@ -522,10 +522,10 @@ static bool quorum_read_agree(struct quorum_io *qio)
 	for (i = 0; i < qio->n; i++)
 		if (qio->err[i])
 			return false;
-	quorum_qbuf(qio, 0, seg[0], &a);
+	quorum_buf_of(qio, 0, seg[0], &a);
 	for (i = 1; i < qio->n; i++) {
-		quorum_qbuf(qio, i, seg[1], &b);
-		if (!bg_qbuf_equal(&a, &b, NULL))
+		quorum_buf_of(qio, i, seg[1], &b);
+		if (!quorum_buf_equal(&a, &b, NULL))
 			return false;
 	}
 	return true;
@@ -550,7 +550,7 @@ static void quorum_read_end(struct bio *rd)
 		return;
 	}
 	INIT_WORK(&qio->work, quorum_vote_work);
-	queue_work(qio->qc->wq, &qio->work);
+	queue_work(qio->quorum->wq, &qio->work);
 }
 
 static void quorum_rewrite_end(struct bio *w)
@@ -578,20 +578,20 @@ static void quorum_rewrite_end(struct bio *w)
 static void quorum_rewrite(struct quorum_io *qio, unsigned int winner,
 			   u32 corrupt)
 {
-	struct quorum_c *qc = qio->qc;
-	struct bio *src = qio->sub[winner], *w, *ws[BG_QUORUM_MAX];
+	struct quorum_target *quorum = qio->quorum;
+	struct bio *src = qio->sub[winner], *w, *ws[QUORUM_MAX_CHILDREN];
 	struct bvec_iter_all iter;
 	struct bio_vec *bv;
 	unsigned int i, nw = 0;
 
 	atomic_set(&qio->pending, hweight32(corrupt));
-	/* At most BG_QUORUM_MAX - 1 bios: rw_bs always has a full set. */
-	mutex_lock(&qc->rw_lock);
+	/* At most QUORUM_MAX_CHILDREN - 1 bios: rw_bs always has a full set. */
+	mutex_lock(&quorum->rw_lock);
 	for (i = 0; i < qio->n; i++) {
 		if (!(corrupt & BIT(i)))
 			continue;
 		w = bio_alloc_bioset(qio->child[i]->dev->bdev, QUORUM_PAGES,
-				     REQ_OP_WRITE, GFP_NOIO, &qc->rw_bs);
+				     REQ_OP_WRITE, GFP_NOIO, &quorum->rw_bs);
 		w->bi_iter.bi_sector = qio->bio->bi_iter.bi_sector;
 		bio_for_each_segment_all(bv, src, iter)
 			__bio_add_page(w, bv->bv_page, bv->bv_len,
@@ -601,7 +601,7 @@ static void quorum_rewrite(struct quorum_io *qio, unsigned int winner,
 		qio->sub[i] = w;
 		ws[nw++] = w;
 	}
-	mutex_unlock(&qc->rw_lock);
+	mutex_unlock(&quorum->rw_lock);
 	quorum_send(ws, nw);
 }
 
@@ -609,18 +609,18 @@ static void quorum_rewrite(struct quorum_io *qio, unsigned int winner,
  * Every child's read has ended: vote, answer, report, rewrite.  @segs has
  * room for QUORUM_PAGES segments a child.
  */
-static void quorum_read_vote(struct quorum_io *qio, struct bg_qseg *segs)
+static void quorum_read_vote(struct quorum_io *qio, struct quorum_seg *segs)
 {
-	struct quorum_c *qc = qio->qc;
-	struct bg_qbuf buf[BG_QUORUM_MAX];
-	struct bg_qvote v;
+	struct quorum_target *quorum = qio->quorum;
+	struct quorum_buf buf[QUORUM_MAX_CHILDREN];
+	struct quorum_ballot v;
 	unsigned int i;
 	int r;
 
 	for (i = 0; i < qio->n; i++)
-		quorum_qbuf(qio, i, segs + i * QUORUM_PAGES, &buf[i]);
-	r = bg_quorum_vote(buf, qio->n, qc->args.threshold, qc->args.blkverify,
-			   &v);
+		quorum_buf_of(qio, i, segs + i * QUORUM_PAGES, &buf[i]);
+	r = quorum_vote(buf, qio->n, quorum->args.threshold, quorum->args.blkverify,
+			&v);
 
 	for (i = 0; i < qio->n; i++)
 		if (v.failed & BIT(i))
@@ -628,7 +628,7 @@ static void quorum_read_vote(struct quorum_io *qio, struct bg_qseg *segs)
 	if (r) {
 		if (v.mismatch)
 			DMERR_LIMIT("%s: blkverify mismatch at sector %llu (byte %llu)",
-				    quorum_node(qc),
+				    quorum_node(quorum),
 				    (unsigned long long)(qio->sector +
 							 (v.mismatch_at >> SECTOR_SHIFT)),
 				    (unsigned long long)((qio->sector << SECTOR_SHIFT) +
@@ -644,19 +644,19 @@ static void quorum_read_vote(struct quorum_io *qio, struct bg_qseg *segs)
 			continue;
 		atomic64_inc(&qio->child[i]->bad_reads);
 		DMERR_LIMIT("%s: children.%u (%s): bad read at sector %llu+%u",
-			    quorum_node(qc), qio->child[i]->index,
+			    quorum_node(quorum), qio->child[i]->index,
 			    qio->child[i]->name,
 			    (unsigned long long)qio->sector, qio->sectors);
 		quorum_report(qio, QUORUM_REPORT_BAD, qio->child[i], 0);
 	}
-	if (!qc->args.rewrite_corrupted || !v.corrupt) {
+	if (!quorum->args.rewrite_corrupted || !v.corrupt) {
 		quorum_read_finish(qio, 0);
 		return;
 	}
 	/* Keep only the winner's buffer: the rewrites take its pages. */
 	for (i = 0; i < qio->n; i++) {
 		if (i != v.winner && qio->sub[i]) {
-			quorum_free_read(qc, qio->sub[i]);
+			quorum_free_read(quorum, qio->sub[i]);
 			qio->sub[i] = NULL;
 		}
 	}
@@ -681,7 +681,7 @@ static void quorum_fifo_retry(struct quorum_io *qio)
 static void quorum_vote_work(struct work_struct *work)
 {
 	struct quorum_io *qio = container_of(work, struct quorum_io, work);
-	struct bg_qseg *segs;
+	struct quorum_seg *segs;
 
 	segs = kmalloc_array(qio->n * QUORUM_PAGES, sizeof(*segs),
 			     GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN);
@@ -695,14 +695,14 @@ static void quorum_vote_work(struct work_struct *work)
 
 static void quorum_io_work(struct work_struct *work)
 {
-	struct quorum_c *qc = container_of(work, struct quorum_c, io_work);
+	struct quorum_target *quorum = container_of(work, struct quorum_target, io_work);
 	struct quorum_io *qio, *tmp;
 	struct blk_plug plug;
 	LIST_HEAD(list);
 
-	spin_lock_irq(&qc->io_lock);
-	list_splice_init(&qc->io_list, &list);
-	spin_unlock_irq(&qc->io_lock);
+	spin_lock_irq(&quorum->io_lock);
+	list_splice_init(&quorum->io_list, &list);
+	spin_unlock_irq(&quorum->io_lock);
 
 	blk_start_plug(&plug);
 	list_for_each_entry_safe(qio, tmp, &list, entry) {
@@ -710,7 +710,7 @@ static void quorum_io_work(struct work_struct *work)
 		if (qio->kind == QUORUM_IO_FIFO)
 			quorum_fifo_retry(qio);
 		else
-			quorum_read_vote(qio, qc->segs);
+			quorum_read_vote(qio, quorum->segs);
 	}
 	blk_finish_plug(&plug);
 }
@@ -721,19 +721,18 @@ static void quorum_io_work(struct work_struct *work)
 
 static int quorum_map(struct dm_target *ti, struct bio *bio)
 {
-	struct quorum_c *qc = ti->private;
+	struct quorum_target *quorum = ti->private;
 	struct quorum_io *qio = dm_per_bio_data(bio, sizeof(*qio));
 	struct quorum_set *set;
 
-	if (unlikely(op_is_write(bio_op(bio)) && bio_sectors(bio) &&
-		     bg_node_write_blocked(qc->inst->node)))
+	if (bg_bio_write_refused(quorum->inst, bio))
 		return DM_MAPIO_KILL;
 
 	if (bio_op(bio) == REQ_OP_READ &&
-	    qc->args.read_pattern != BG_QREAD_FIFO &&
+	    quorum->args.read_pattern != QUORUM_READ_FIFO &&
 	    bio_sectors(bio) > QUORUM_MAX_IO_SECTORS)
 		dm_accept_partial_bio(bio, QUORUM_MAX_IO_SECTORS);
-	qio->qc = qc;
+	qio->quorum = quorum;
 	qio->bio = bio;
 	qio->sector = bio->bi_iter.bi_sector;
 	qio->sectors = bio_sectors(bio);
@@ -741,12 +740,12 @@ static int quorum_map(struct dm_target *ti, struct bio *bio)
 		bio->bi_iter.bi_sector = dm_target_offset(ti, qio->sector);
 
 	rcu_read_lock();
-	set = rcu_dereference(qc->set);
+	set = rcu_dereference(quorum->set);
 	qio->n = set->n;
 	memcpy(qio->child, set->child, set->n * sizeof(set->child[0]));
 	qio->set = NULL;
 	if (bio_op(bio) != REQ_OP_READ ||
-	    qc->args.read_pattern != BG_QREAD_FIFO) {
+	    quorum->args.read_pattern != QUORUM_READ_FIFO) {
 		/* Alive until a grace period after a kill: see quorum_set_retire(). */
 		percpu_ref_get(&set->users);
 		qio->set = set;
@@ -758,7 +757,7 @@ static int quorum_map(struct dm_target *ti, struct bio *bio)
 		quorum_submit_subs(qio, quorum_fanout_end);
 		return DM_MAPIO_SUBMITTED;
 	}
-	if (qc->args.read_pattern == BG_QREAD_FIFO) {
+	if (quorum->args.read_pattern == QUORUM_READ_FIFO) {
 		qio->kind = QUORUM_IO_FIFO;
 		qio->next = 0;
 		qio->iter = bio->bi_iter;
@@ -802,19 +801,19 @@ static void quorum_status(struct dm_target *ti, status_type_t type,
 			  unsigned int status_flags, char *result,
 			  unsigned int maxlen)
 {
-	struct quorum_c *qc = ti->private;
-	bool fifo = qc->args.read_pattern == BG_QREAD_FIFO;
-	unsigned int nopt = qc->args.rewrite_corrupted + 2 * fifo +
-			    qc->args.blkverify;
+	struct quorum_target *quorum = ti->private;
+	bool fifo = quorum->args.read_pattern == QUORUM_READ_FIFO;
+	unsigned int nopt = quorum->args.rewrite_corrupted + 2 * fifo +
+			    quorum->args.blkverify;
 	struct quorum_set *set;
 	struct quorum_child *c;
 	unsigned int sz = 0, i;
 
 	rcu_read_lock();
-	set = rcu_dereference(qc->set);
+	set = rcu_dereference(quorum->set);
 	switch (type) {
 	case STATUSTYPE_INFO:
-		DMEMIT("%u %u", qc->args.threshold, set->n);
+		DMEMIT("%u %u", quorum->args.threshold, set->n);
 		for (i = 0; i < set->n; i++) {
 			c = set->child[i];
 			DMEMIT(" %s %llu %llu %llu", c->dev->name,
@@ -823,28 +822,28 @@ static void quorum_status(struct dm_target *ti, status_type_t type,
 			       (unsigned long long)atomic64_read(&c->io_errors));
 		}
 		DMEMIT(" %llu", (unsigned long long)
-		       atomic64_read(&qc->quorum_failures));
+		       atomic64_read(&quorum->quorum_failures));
 		break;
 	case STATUSTYPE_TABLE:
-		DMEMIT("%u %u", qc->args.threshold, set->n);
+		DMEMIT("%u %u", quorum->args.threshold, set->n);
 		for (i = 0; i < set->n; i++)
 			DMEMIT(" %s", set->child[i]->dev->name);
 		if (nopt)
 			DMEMIT(" %u", nopt);
-		if (qc->args.rewrite_corrupted)
+		if (quorum->args.rewrite_corrupted)
 			DMEMIT(" rewrite-corrupted");
 		if (fifo)
 			DMEMIT(" read-pattern fifo");
-		if (qc->args.blkverify)
+		if (quorum->args.blkverify)
 			DMEMIT(" blkverify");
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
 		DMEMIT(",threshold=%u,children=%u,read_pattern=%s",
-		       qc->args.threshold, set->n, fifo ? "fifo" : "quorum");
+		       quorum->args.threshold, set->n, fifo ? "fifo" : "quorum");
 		DMEMIT(",rewrite_corrupted=%c,blkverify=%c;",
-		       qc->args.rewrite_corrupted ? 'y' : 'n',
-		       qc->args.blkverify ? 'y' : 'n');
+		       quorum->args.rewrite_corrupted ? 'y' : 'n',
+		       quorum->args.blkverify ? 'y' : 'n');
 		break;
 	}
 	rcu_read_unlock();
@@ -853,7 +852,7 @@ static void quorum_status(struct dm_target *ti, status_type_t type,
 /* nodes/<name>/stats: a line per child, then the node's counters. */
 static int quorum_stats_text(struct bg_instance *inst, char *buf, size_t size)
 {
-	struct quorum_c *qc = inst->private;
+	struct quorum_target *quorum = inst->private;
 	struct quorum_set *set;
 	struct quorum_child *c;
 	int len = 0;
@@ -861,7 +860,7 @@ static int quorum_stats_text(struct bg_instance *inst, char *buf, size_t size)
 	u64 dropped;
 
 	rcu_read_lock();
-	set = rcu_dereference(qc->set);
+	set = rcu_dereference(quorum->set);
 	for (i = 0; i < set->n; i++) {
 		c = set->child[i];
 		len = bg_emit(buf, size, len,
@@ -872,36 +871,36 @@ static int quorum_stats_text(struct bg_instance *inst, char *buf, size_t size)
 			      (unsigned long long)atomic64_read(&c->io_errors));
 	}
 	rcu_read_unlock();
-	spin_lock_irq(&qc->report_lock);
-	dropped = qc->events_dropped;
-	spin_unlock_irq(&qc->report_lock);
+	spin_lock_irq(&quorum->report_lock);
+	dropped = quorum->events_dropped;
+	spin_unlock_irq(&quorum->report_lock);
 	return bg_emit(buf, size, len, "quorum_failures=%llu events_dropped=%llu\n",
-		       (unsigned long long)atomic64_read(&qc->quorum_failures),
+		       (unsigned long long)atomic64_read(&quorum->quorum_failures),
 		       (unsigned long long)dropped);
 }
 
 static int quorum_iterate_devices(struct dm_target *ti,
 				  iterate_devices_callout_fn fn, void *data)
 {
-	struct quorum_c *qc = ti->private;
+	struct quorum_target *quorum = ti->private;
 	struct quorum_set *set;
 	unsigned int i;
 	int r = 0;
 
 	/* The callouts may sleep: the messages' lock, not RCU. */
-	mutex_lock(&qc->lock);
-	set = rcu_dereference_protected(qc->set, lockdep_is_held(&qc->lock));
+	mutex_lock(&quorum->lock);
+	set = rcu_dereference_protected(quorum->set, lockdep_is_held(&quorum->lock));
 	for (i = 0; !r && i < set->n; i++)
 		r = fn(ti, set->child[i]->dev, 0, ti->len, data);
-	mutex_unlock(&qc->lock);
+	mutex_unlock(&quorum->lock);
 	return r;
 }
 
 static void quorum_resume(struct dm_target *ti)
 {
-	struct quorum_c *qc = ti->private;
+	struct quorum_target *quorum = ti->private;
 
-	bg_instance_resume(qc->inst);
+	bg_instance_resume(quorum->inst);
 }
 
 /* ---------------------------------------------------------------- */
@@ -913,12 +912,12 @@ static void quorum_resume(struct dm_target *ti)
  * so far: not one of them, and of their size.  The caller adds it to the
  * set.  On error ti->error holds the reason and the device is put back.
  */
-static struct quorum_child *quorum_open_child(struct quorum_c *qc,
+static struct quorum_child *quorum_open_child(struct quorum_target *quorum,
 					      const char *path,
 					      unsigned int index,
 					      struct quorum_set *set)
 {
-	struct dm_target *ti = qc->ti;
+	struct dm_target *ti = quorum->ti;
 	struct quorum_child *c;
 	struct dm_dev *dev;
 	unsigned int i;
@@ -929,7 +928,7 @@ static struct quorum_child *quorum_open_child(struct quorum_c *qc,
 		ti->error = "Cannot allocate a quorum child";
 		return ERR_PTR(-ENOMEM);
 	}
-	r = bg_instance_add_child(qc->inst, path, BG_ROLE_CHILD, index, &dev);
+	r = bg_instance_add_child(quorum->inst, path, BG_ROLE_CHILD, index, &dev);
 	if (r) {
 		kfree(c);
 		return ERR_PTR(r);
@@ -949,15 +948,15 @@ static struct quorum_child *quorum_open_child(struct quorum_c *qc,
 	}
 	c->dev = dev;
 	c->index = index;
-	bg_instance_child_name(qc->inst, dev, c->name);
+	bg_instance_child_name(quorum->inst, dev, c->name);
 	atomic64_set(&c->bad_reads, 0);
 	atomic64_set(&c->rewrites, 0);
 	atomic64_set(&c->io_errors, 0);
-	list_add_tail(&c->entry, &qc->all);
+	list_add_tail(&c->entry, &quorum->all);
 	return c;
 
 out_put:
-	bg_instance_detach_child(qc->inst, dev);
+	bg_instance_detach_child(quorum->inst, dev);
 	dm_put_device(ti, dev);
 	kfree(c);
 	return ERR_PTR(r);
@@ -992,12 +991,12 @@ static void quorum_set_free(struct quorum_set *set)
 	kfree(set);
 }
 
-/* Publish @set in place of the current one, returned.  qc->lock held. */
-static struct quorum_set *quorum_set_replace(struct quorum_c *qc,
+/* Publish @set in place of the current one, returned.  quorum->lock held. */
+static struct quorum_set *quorum_set_replace(struct quorum_target *quorum,
 					     struct quorum_set *set)
 {
-	qc->args.nr_children = set->n;
-	return rcu_replace_pointer(qc->set, set, lockdep_is_held(&qc->lock));
+	quorum->args.nr_children = set->n;
+	return rcu_replace_pointer(quorum->set, set, lockdep_is_held(&quorum->lock));
 }
 
 /*
@@ -1005,7 +1004,7 @@ static struct quorum_set *quorum_set_replace(struct quorum_c *qc,
  * then free it.  A map() that found @old under rcu_read_lock() may take
  * its reference after the kill: the kill drops the initial reference only
  * after an RCU grace period, so the count cannot reach zero before such
- * a get.  Process context, without qc->lock: a request may wait for a
+ * a get.  Process context, without quorum->lock: a request may wait for a
  * child as long as that child takes.
  */
 static void quorum_set_retire(struct quorum_set *old)
@@ -1015,7 +1014,7 @@ static void quorum_set_retire(struct quorum_set *old)
 	quorum_set_free(old);
 }
 
-static int quorum_add_child(struct quorum_c *qc, const char *path)
+static int quorum_add_child(struct quorum_target *quorum, const char *path)
 {
 	struct quorum_set *old, *set;
 	struct quorum_child *c;
@@ -1025,45 +1024,45 @@ static int quorum_add_child(struct quorum_c *qc, const char *path)
 	set = quorum_set_alloc();
 	if (!set)
 		return -ENOMEM;
-	mutex_lock(&qc->lock);
-	old = rcu_dereference_protected(qc->set, lockdep_is_held(&qc->lock));
-	r = bg_quorum_can_add(&qc->args, &error);
+	mutex_lock(&quorum->lock);
+	old = rcu_dereference_protected(quorum->set, lockdep_is_held(&quorum->lock));
+	r = quorum_can_add(&quorum->args, &error);
 	if (r) {
-		DMERR("%s: add_child %s refused: %s", quorum_node(qc), path,
+		DMERR("%s: add_child %s refused: %s", quorum_node(quorum), path,
 		      error);
 		goto out;
 	}
-	r = mempool_resize(qc->pages, (old->n + 1) * QUORUM_PAGES);
+	r = mempool_resize(quorum->pages, (old->n + 1) * QUORUM_PAGES);
 	if (r) {
 		DMERR("%s: add_child %s: cannot grow the page pool",
-		      quorum_node(qc), path);
+		      quorum_node(quorum), path);
 		goto out;
 	}
-	c = quorum_open_child(qc, path, qc->next_index, old);
+	c = quorum_open_child(quorum, path, quorum->next_index, old);
 	if (IS_ERR(c)) {
 		r = PTR_ERR(c);
-		DMERR("%s: add_child %s refused: %s", quorum_node(qc), path,
-		      qc->ti->error);
+		DMERR("%s: add_child %s refused: %s", quorum_node(quorum), path,
+		      quorum->ti->error);
 		goto out;
 	}
 	memcpy(set->child, old->child, old->n * sizeof(old->child[0]));
 	set->n = old->n;
 	set->child[set->n++] = c;
-	qc->next_index++;
-	old = quorum_set_replace(qc, set);
+	quorum->next_index++;
+	old = quorum_set_replace(quorum, set);
 	set = NULL;
-	DMINFO("%s: children.%u (%s) added", quorum_node(qc), c->index,
+	DMINFO("%s: children.%u (%s) added", quorum_node(quorum), c->index,
 	       c->name);
-	mutex_unlock(&qc->lock);
+	mutex_unlock(&quorum->lock);
 	quorum_set_retire(old);
 	return 0;
 out:
-	mutex_unlock(&qc->lock);
+	mutex_unlock(&quorum->lock);
 	quorum_set_free(set);
 	return r;
 }
 
-static int quorum_remove_child(struct quorum_c *qc, const char *arg)
+static int quorum_remove_child(struct quorum_target *quorum, const char *arg)
 {
 	struct quorum_set *old, *set;
 	struct quorum_child *c = NULL;
@@ -1075,14 +1074,14 @@ static int quorum_remove_child(struct quorum_c *qc, const char *arg)
 		arg += 9;
 	if (kstrtouint(arg, 10, &index)) {
 		DMERR("%s: remove_child: not a child index: %s",
-		      quorum_node(qc), arg);
+		      quorum_node(quorum), arg);
 		return -EINVAL;
 	}
 	set = quorum_set_alloc();
 	if (!set)
 		return -ENOMEM;
-	mutex_lock(&qc->lock);
-	old = rcu_dereference_protected(qc->set, lockdep_is_held(&qc->lock));
+	mutex_lock(&quorum->lock);
+	old = rcu_dereference_protected(quorum->set, lockdep_is_held(&quorum->lock));
 	for (i = 0; i < old->n; i++) {
 		if (old->child[i]->index == index)
 			c = old->child[i];
@@ -1091,28 +1090,28 @@ static int quorum_remove_child(struct quorum_c *qc, const char *arg)
 	}
 	if (!c) {
 		DMERR("%s: remove_child: no child children.%u",
-		      quorum_node(qc), index);
+		      quorum_node(quorum), index);
 		r = -EINVAL;
 		goto out;
 	}
-	r = bg_quorum_can_remove(&qc->args, &error);
+	r = quorum_can_remove(&quorum->args, &error);
 	if (r) {
 		DMERR("%s: remove_child children.%u refused: %s",
-		      quorum_node(qc), index, error);
+		      quorum_node(quorum), index, error);
 		goto out;
 	}
-	old = quorum_set_replace(qc, set);
+	old = quorum_set_replace(quorum, set);
 	set = NULL;
 	/* dm's device list of a live table is not ours: put in the dtr. */
 	c->detached = true;
-	bg_instance_detach_child(qc->inst, c->dev);
-	DMINFO("%s: children.%u (%s) removed", quorum_node(qc), c->index,
+	bg_instance_detach_child(quorum->inst, c->dev);
+	DMINFO("%s: children.%u (%s) removed", quorum_node(quorum), c->index,
 	       c->name);
-	mutex_unlock(&qc->lock);
+	mutex_unlock(&quorum->lock);
 	quorum_set_retire(old);
 	return 0;
 out:
-	mutex_unlock(&qc->lock);
+	mutex_unlock(&quorum->lock);
 	quorum_set_free(set);
 	return r;
 }
@@ -1126,14 +1125,14 @@ out:
 static int quorum_message(struct dm_target *ti, unsigned int argc,
 			  char **argv, char *result, unsigned int maxlen)
 {
-	struct quorum_c *qc = ti->private;
+	struct quorum_target *quorum = ti->private;
 
 	if (argc == 2 && !strcmp(argv[0], "add_child"))
-		return quorum_add_child(qc, argv[1]);
+		return quorum_add_child(quorum, argv[1]);
 	if (argc == 2 && !strcmp(argv[0], "remove_child"))
-		return quorum_remove_child(qc, argv[1]);
+		return quorum_remove_child(quorum, argv[1]);
 	DMERR("%s: unknown message: add_child <dev> or remove_child <N>",
-	      quorum_node(qc));
+	      quorum_node(quorum));
 	return -EINVAL;
 }
 
@@ -1141,13 +1140,13 @@ static int quorum_message(struct dm_target *ti, unsigned int argc,
 /* Constructor and destructor                                       */
 /* ---------------------------------------------------------------- */
 
-static void quorum_free_children(struct quorum_c *qc)
+static void quorum_free_children(struct quorum_target *quorum)
 {
 	struct quorum_child *c, *tmp;
 
-	list_for_each_entry_safe(c, tmp, &qc->all, entry) {
+	list_for_each_entry_safe(c, tmp, &quorum->all, entry) {
 		if (c->detached)
-			dm_put_device(qc->ti, c->dev);
+			dm_put_device(quorum->ti, c->dev);
 		kfree(c);
 	}
 }
@@ -1156,125 +1155,129 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct quorum_child *c;
 	struct quorum_set *set;
-	struct quorum_c *qc;
+	struct quorum_target *quorum;
 	const char *error;
 	unsigned int i;
 	int r;
 
-	qc = kvzalloc(sizeof(*qc), GFP_KERNEL);
+	quorum = kvzalloc(sizeof(*quorum), GFP_KERNEL);
 	set = quorum_set_alloc();
-	if (!qc || !set) {
+	if (!quorum || !set) {
 		ti->error = "Cannot allocate the quorum context";
 		r = -ENOMEM;
 		goto out_free;
 	}
-	qc->ti = ti;
-	mutex_init(&qc->lock);
-	mutex_init(&qc->alloc_lock);
-	mutex_init(&qc->rw_lock);
-	INIT_LIST_HEAD(&qc->all);
-	INIT_LIST_HEAD(&qc->io_list);
-	spin_lock_init(&qc->io_lock);
-	spin_lock_init(&qc->report_lock);
-	INIT_WORK(&qc->io_work, quorum_io_work);
-	INIT_WORK(&qc->report_work, quorum_report_work);
-	atomic64_set(&qc->quorum_failures, 0);
+	quorum->ti = ti;
+	mutex_init(&quorum->lock);
+	mutex_init(&quorum->alloc_lock);
+	mutex_init(&quorum->rw_lock);
+	INIT_LIST_HEAD(&quorum->all);
+	INIT_LIST_HEAD(&quorum->io_list);
+	spin_lock_init(&quorum->io_lock);
+	spin_lock_init(&quorum->report_lock);
+	INIT_WORK(&quorum->io_work, quorum_io_work);
+	INIT_WORK(&quorum->report_work, quorum_report_work);
+	atomic64_set(&quorum->quorum_failures, 0);
 
-	r = bg_quorum_parse(argc, argv, &qc->args, &error);
+	r = quorum_parse(argc, argv, &quorum->args, &error);
 	if (r) {
 		ti->error = (char *)error;
 		goto out_free;
 	}
 
-	qc->inst = bg_instance_create(ti, "quorum");
-	if (IS_ERR(qc->inst)) {
-		r = PTR_ERR(qc->inst);
+	quorum->inst = bg_instance_create(ti, &quorum_kind, quorum);
+	if (IS_ERR(quorum->inst)) {
+		r = PTR_ERR(quorum->inst);
 		goto out_free;
 	}
-	if (qc->args.rewrite_corrupted && !qc->inst->writable) {
+	if (quorum->args.rewrite_corrupted && !quorum->inst->writable) {
 		ti->error = "rewrite-corrupted needs a writable table";
 		r = -EINVAL;
 		goto out_instance;
 	}
-	for (i = 0; i < qc->args.nr_children; i++) {
-		c = quorum_open_child(qc, qc->args.dev[i], i, set);
+	for (i = 0; i < quorum->args.nr_children; i++) {
+		c = quorum_open_child(quorum, quorum->args.dev[i], i, set);
 		if (IS_ERR(c)) {
 			r = PTR_ERR(c);
 			goto out_instance;
 		}
 		set->child[set->n++] = c;
 	}
-	memset(qc->args.dev, 0, sizeof(qc->args.dev));	/* argv goes away */
-	qc->next_index = set->n;
+	memset(quorum->args.dev, 0, sizeof(quorum->args.dev));	/* argv goes away */
+	quorum->next_index = set->n;
 	if (ti->len > bdev_nr_sectors(set->child[0]->dev->bdev)) {
 		ti->error = "Device is larger than its children";
 		r = -EINVAL;
 		goto out_instance;
 	}
 
-	r = bioset_init(&qc->bs, 4 * BG_QUORUM_MAX, 0, BIOSET_NEED_BVECS);
+	r = bioset_init(&quorum->bs, 4 * QUORUM_MAX_CHILDREN, 0, BIOSET_NEED_BVECS);
 	if (r) {
 		ti->error = "Cannot allocate the bio set";
 		goto out_instance;
 	}
-	r = bioset_init(&qc->rw_bs, BG_QUORUM_MAX, 0, BIOSET_NEED_BVECS);
+	r = bioset_init(&quorum->rw_bs, QUORUM_MAX_CHILDREN, 0, BIOSET_NEED_BVECS);
 	if (r) {
 		ti->error = "Cannot allocate the bio set";
 		goto out_bioset;
 	}
-	qc->pages = mempool_create_page_pool(set->n * QUORUM_PAGES, 0);
-	if (!qc->pages) {
+	quorum->pages = mempool_create_page_pool(set->n * QUORUM_PAGES, 0);
+	if (!quorum->pages) {
 		ti->error = "Cannot allocate the page pool";
 		r = -ENOMEM;
 		goto out_rw_bioset;
 	}
-	qc->wq = alloc_workqueue("bgraph-quorum", WQ_MEM_RECLAIM, 0);
-	if (!qc->wq) {
+	/* Per node: a node's votes must not wait behind another's reads. */
+	quorum->wq = alloc_workqueue("bgraph-quorum/%s", WQ_MEM_RECLAIM, 0,
+				     quorum->inst->node->name);
+	if (!quorum->wq) {
 		ti->error = "Cannot allocate the workqueue";
 		r = -ENOMEM;
 		goto out_pool;
 	}
 
-	RCU_INIT_POINTER(qc->set, set);
+	RCU_INIT_POINTER(quorum->set, set);
 	ti->num_flush_bios = 1;
 	ti->num_discard_bios = 1;
 	ti->num_write_zeroes_bios = 1;
 	ti->per_io_data_size = sizeof(struct quorum_io);
-	ti->private = qc;
-	qc->inst->private = qc;
-	qc->inst->stats_text = quorum_stats_text;
+	ti->private = quorum;
 	return 0;
 
 out_pool:
-	mempool_destroy(qc->pages);
+	mempool_destroy(quorum->pages);
 out_rw_bioset:
-	bioset_exit(&qc->rw_bs);
+	bioset_exit(&quorum->rw_bs);
 out_bioset:
-	bioset_exit(&qc->bs);
+	bioset_exit(&quorum->bs);
 out_instance:
-	quorum_free_children(qc);
-	bg_instance_destroy(qc->inst);	/* puts the children's devices */
+	bg_instance_destroy(quorum->inst);	/* puts the children's devices */
+	quorum_free_children(quorum);
 out_free:
 	quorum_set_free(set);
-	kvfree(qc);
+	kvfree(quorum);
 	return r;
 }
 
 static void quorum_dtr(struct dm_target *ti)
 {
-	struct quorum_c *qc = ti->private;
+	struct quorum_target *quorum = ti->private;
 
-	destroy_workqueue(qc->wq);	/* sends the last reports */
-	quorum_free_children(qc);
-	bg_instance_destroy(qc->inst);
-	mempool_destroy(qc->pages);
-	bioset_exit(&qc->rw_bs);
-	bioset_exit(&qc->bs);
-	quorum_set_free(rcu_dereference_protected(qc->set, true));
-	kvfree(qc);
+	destroy_workqueue(quorum->wq);	/* sends the last reports */
+	/*
+	 * Out of the graph first: a reader of nodes/<name>/stats follows
+	 * the children until bg_instance_destroy() returns.
+	 */
+	bg_instance_destroy(quorum->inst);
+	quorum_free_children(quorum);
+	mempool_destroy(quorum->pages);
+	bioset_exit(&quorum->rw_bs);
+	bioset_exit(&quorum->bs);
+	quorum_set_free(rcu_dereference_protected(quorum->set, true));
+	kvfree(quorum);
 }
 
-static struct target_type quorum_target = {
+static struct target_type quorum_target_type = {
 	.name		= "bgraph-quorum",
 	.version	= {1, 0, 0},
 	.module		= THIS_MODULE,
@@ -1288,12 +1291,10 @@ static struct target_type quorum_target = {
 	.resume		= quorum_resume,
 };
 
-int bg_quorum_init(void)
-{
-	return dm_register_target(&quorum_target);
-}
+struct bg_kind quorum_kind = {
+	.name		= "quorum",
+	.target		= &quorum_target_type,
+	.stats_text	= quorum_stats_text,
+};
 
-void bg_quorum_exit(void)
-{
-	dm_unregister_target(&quorum_target);
-}
+MODULE_ALIAS("dm-bgraph-quorum");

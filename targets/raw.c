@@ -11,15 +11,15 @@
 #include <linux/device-mapper.h>
 
 #include "../dm-bgraph/bgraph.h"
-#include "../dm-bgraph/parse.h"
+#include "raw-args.h"
 
 #define DM_MSG_PREFIX "bgraph-raw"
 
-struct raw_c {
+struct raw_target {
 	struct bg_instance *inst;
 	struct dm_dev *dev;
 	sector_t start;			/* the window's start on dev */
-	struct bg_raw_args args;	/* as given, for the table status */
+	struct raw_args args;		/* as given, for the table status */
 };
 
 /* ---------------------------------------------------------------- */
@@ -28,16 +28,14 @@ struct raw_c {
 
 static int raw_map(struct dm_target *ti, struct bio *bio)
 {
-	struct raw_c *rc = ti->private;
+	struct raw_target *raw = ti->private;
 
-	/* A node under a backing edge takes no writes, from anyone. */
-	if (unlikely(op_is_write(bio_op(bio)) && bio_sectors(bio) &&
-		     bg_node_write_blocked(rc->inst->node)))
+	if (bg_bio_write_refused(raw->inst, bio))
 		return DM_MAPIO_KILL;
 
-	bio_set_dev(bio, rc->dev->bdev);
+	bio_set_dev(bio, raw->dev->bdev);
 	if (bio_sectors(bio) || op_is_zone_mgmt(bio_op(bio)))
-		bio->bi_iter.bi_sector = rc->start +
+		bio->bi_iter.bi_sector = raw->start +
 			dm_target_offset(ti, bio->bi_iter.bi_sector);
 	return DM_MAPIO_REMAPPED;
 }
@@ -52,56 +50,50 @@ static void raw_status(struct dm_target *ti, status_type_t type,
 		       unsigned int status_flags, char *result,
 		       unsigned int maxlen)
 {
-	struct raw_c *rc = ti->private;
+	struct raw_target *raw = ti->private;
+	struct bg_opt_args opts = {};
 	unsigned int sz = 0;
-	unsigned int nopt = 2 * (rc->args.offset != 0) +
-			    2 * rc->args.has_size;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		DMEMIT("%d", bg_node_write_blocked(rc->inst->node));
+		DMEMIT("%d", bg_node_write_blocked(raw->inst->node));
 		break;
 	case STATUSTYPE_TABLE:
-		DMEMIT("%s", rc->dev->name);
-		if (nopt)
-			DMEMIT(" %u", nopt);
-		if (rc->args.offset)
-			DMEMIT(" offset %llu", rc->args.offset);
-		if (rc->args.has_size)
-			DMEMIT(" size %llu", rc->args.size);
+		if (raw->args.offset)
+			bg_opt_add(&opts, "offset %llu", raw->args.offset);
+		if (raw->args.has_size)
+			bg_opt_add(&opts, "size %llu", raw->args.size);
+		DMEMIT("%s", raw->dev->name);
+		sz = bg_opt_emit(result, maxlen, sz, &opts);
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
 		DMEMIT(",device_name=%s,offset=%llu,size=%llu;",
-		       rc->dev->name, rc->args.offset, rc->args.size);
+		       raw->dev->name, raw->args.offset, raw->args.size);
 		break;
 	}
 }
 
 static int raw_prepare_ioctl(struct dm_target *ti, struct block_device **bdev)
 {
-	struct raw_c *rc = ti->private;
+	struct raw_target *raw = ti->private;
 
-	*bdev = rc->dev->bdev;
-	/* Only pass ioctls through when the node covers the whole device. */
-	if (rc->start || ti->len != bdev_nr_sectors(rc->dev->bdev))
-		return 1;
-	return 0;
+	return bg_prepare_ioctl(ti, raw->dev, raw->start, bdev);
 }
 
 static int raw_iterate_devices(struct dm_target *ti,
 			       iterate_devices_callout_fn fn, void *data)
 {
-	struct raw_c *rc = ti->private;
+	struct raw_target *raw = ti->private;
 
-	return fn(ti, rc->dev, rc->start, ti->len, data);
+	return fn(ti, raw->dev, raw->start, ti->len, data);
 }
 
 static void raw_resume(struct dm_target *ti)
 {
-	struct raw_c *rc = ti->private;
+	struct raw_target *raw = ti->private;
 
-	bg_instance_resume(rc->inst);
+	bg_instance_resume(raw->inst);
 }
 
 /* ---------------------------------------------------------------- */
@@ -111,7 +103,7 @@ static void raw_resume(struct dm_target *ti)
 static int raw_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	const char *error = NULL;
-	struct raw_c *rc;
+	struct raw_target *raw;
 	u64 window;
 	int r;
 
@@ -120,31 +112,31 @@ static int raw_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		return -EINVAL;
 	}
 
-	rc = kzalloc(sizeof(*rc), GFP_KERNEL);
-	if (!rc) {
+	raw = kzalloc(sizeof(*raw), GFP_KERNEL);
+	if (!raw) {
 		ti->error = "Cannot allocate the raw context";
 		return -ENOMEM;
 	}
 
-	r = bg_raw_parse_opts(argc - 1, argv + 1, &rc->args, &error);
+	r = raw_parse_opts(argc - 1, argv + 1, &raw->args, &error);
 	if (r) {
 		ti->error = (char *)error;
 		goto out_free;
 	}
-	rc->start = rc->args.offset >> SECTOR_SHIFT;
+	raw->start = raw->args.offset >> SECTOR_SHIFT;
 
-	rc->inst = bg_instance_create(ti, "raw");
-	if (IS_ERR(rc->inst)) {
-		r = PTR_ERR(rc->inst);
+	raw->inst = bg_instance_create(ti, &raw_kind, raw);
+	if (IS_ERR(raw->inst)) {
+		r = PTR_ERR(raw->inst);
 		goto out_free;
 	}
 
-	r = bg_instance_add_child(rc->inst, argv[0], BG_ROLE_FILE, 0, &rc->dev);
+	r = bg_instance_add_child(raw->inst, argv[0], BG_ROLE_FILE, 0, &raw->dev);
 	if (r)
 		goto out_instance;
 
-	r = bg_raw_window(&rc->args, bdev_nr_bytes(rc->dev->bdev),
-			  (u64)ti->len << SECTOR_SHIFT, &window, &error);
+	r = raw_window(&raw->args, bdev_nr_bytes(raw->dev->bdev),
+		       (u64)ti->len << SECTOR_SHIFT, &window, &error);
 	if (r) {
 		ti->error = (char *)error;
 		goto out_instance;
@@ -154,25 +146,25 @@ static int raw_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	ti->num_discard_bios = 1;
 	ti->num_secure_erase_bios = 1;
 	ti->num_write_zeroes_bios = 1;
-	ti->private = rc;
+	ti->private = raw;
 	return 0;
 
 out_instance:
-	bg_instance_destroy(rc->inst);	/* puts rc->dev too */
+	bg_instance_destroy(raw->inst);	/* puts raw->dev too */
 out_free:
-	kfree(rc);
+	kfree(raw);
 	return r;
 }
 
 static void raw_dtr(struct dm_target *ti)
 {
-	struct raw_c *rc = ti->private;
+	struct raw_target *raw = ti->private;
 
-	bg_instance_destroy(rc->inst);
-	kfree(rc);
+	bg_instance_destroy(raw->inst);
+	kfree(raw);
 }
 
-static struct target_type raw_target = {
+static struct target_type raw_target_type = {
 	.name		= "bgraph-raw",
 	.version	= {1, 0, 0},
 	.features	= DM_TARGET_NOWAIT | DM_TARGET_PASSES_CRYPTO,
@@ -186,12 +178,9 @@ static struct target_type raw_target = {
 	.resume		= raw_resume,
 };
 
-int bg_raw_init(void)
-{
-	return dm_register_target(&raw_target);
-}
+struct bg_kind raw_kind = {
+	.name		= "raw",
+	.target		= &raw_target_type,
+};
 
-void bg_raw_exit(void)
-{
-	dm_unregister_target(&raw_target);
-}
+MODULE_ALIAS("dm-bgraph-raw");

@@ -10,7 +10,7 @@
 #endif
 
 /* a * b / c, saturated at U64_MAX; c > 0. */
-static u64 bg_mul_div(u64 a, u64 b, u64 c)
+static u64 throttle_mul_div(u64 a, u64 b, u64 c)
 {
 #ifdef __KERNEL__
 	/* The quotient fits in 64 bits exactly when the high half is < c. */
@@ -24,59 +24,59 @@ static u64 bg_mul_div(u64 a, u64 b, u64 c)
 #endif
 }
 
-static u64 bg_sat_add(u64 a, u64 b)
+static u64 throttle_sat_add(u64 a, u64 b)
 {
 	return a > U64_MAX - b ? U64_MAX : a + b;
 }
 
 /* The buckets a request of each direction goes through. */
-static const enum bg_tb bg_tb_dir[2][4] = {
-	{ BG_TB_BPS_TOTAL, BG_TB_BPS_READ, BG_TB_OPS_TOTAL, BG_TB_OPS_READ },
-	{ BG_TB_BPS_TOTAL, BG_TB_BPS_WRITE, BG_TB_OPS_TOTAL, BG_TB_OPS_WRITE },
+static const enum throttle_bucket_id throttle_bucket_dir[2][4] = {
+	{ THROTTLE_BPS_TOTAL, THROTTLE_BPS_READ, THROTTLE_OPS_TOTAL, THROTTLE_OPS_READ },
+	{ THROTTLE_BPS_TOTAL, THROTTLE_BPS_WRITE, THROTTLE_OPS_TOTAL, THROTTLE_OPS_WRITE },
 };
 
-static bool bg_tb_is_bps(enum bg_tb b)
+static bool throttle_bucket_is_bps(enum throttle_bucket_id b)
 {
-	return b <= BG_TB_BPS_WRITE;
+	return b <= THROTTLE_BPS_WRITE;
 }
 
-void bg_tcfg_init(struct bg_tcfg *c)
+void throttle_cfg_init(struct throttle_cfg *c)
 {
 	unsigned int i;
 
 	memset(c, 0, sizeof(*c));
-	for (i = 0; i < BG_TB_COUNT; i++)
+	for (i = 0; i < THROTTLE_BUCKET_COUNT; i++)
 		c->b[i].burst_length = 1;
 }
 
-int bg_tcfg_check(const struct bg_tcfg *c, const char **error)
+int throttle_cfg_check(const struct throttle_cfg *c, const char **error)
 {
-	const struct bg_tbucket *b = c->b;
+	const struct throttle_bucket *b = c->b;
 	unsigned int i;
 
-	if ((b[BG_TB_BPS_TOTAL].avg &&
-	     (b[BG_TB_BPS_READ].avg || b[BG_TB_BPS_WRITE].avg)) ||
-	    (b[BG_TB_OPS_TOTAL].avg &&
-	     (b[BG_TB_OPS_READ].avg || b[BG_TB_OPS_WRITE].avg)) ||
-	    (b[BG_TB_BPS_TOTAL].max &&
-	     (b[BG_TB_BPS_READ].max || b[BG_TB_BPS_WRITE].max)) ||
-	    (b[BG_TB_OPS_TOTAL].max &&
-	     (b[BG_TB_OPS_READ].max || b[BG_TB_OPS_WRITE].max))) {
+	if ((b[THROTTLE_BPS_TOTAL].avg &&
+	     (b[THROTTLE_BPS_READ].avg || b[THROTTLE_BPS_WRITE].avg)) ||
+	    (b[THROTTLE_OPS_TOTAL].avg &&
+	     (b[THROTTLE_OPS_READ].avg || b[THROTTLE_OPS_WRITE].avg)) ||
+	    (b[THROTTLE_BPS_TOTAL].max &&
+	     (b[THROTTLE_BPS_READ].max || b[THROTTLE_BPS_WRITE].max)) ||
+	    (b[THROTTLE_OPS_TOTAL].max &&
+	     (b[THROTTLE_OPS_READ].max || b[THROTTLE_OPS_WRITE].max))) {
 		*error = "A total limit excludes read and write limits of the same kind";
 		return -EINVAL;
 	}
-	if (c->op_size && !b[BG_TB_OPS_TOTAL].avg && !b[BG_TB_OPS_READ].avg &&
-	    !b[BG_TB_OPS_WRITE].avg) {
+	if (c->op_size && !b[THROTTLE_OPS_TOTAL].avg && !b[THROTTLE_OPS_READ].avg &&
+	    !b[THROTTLE_OPS_WRITE].avg) {
 		*error = "iops-size needs an iops limit";
 		return -EINVAL;
 	}
-	if (c->op_size > BG_THROTTLE_VALUE_MAX) {
+	if (c->op_size > THROTTLE_VALUE_MAX) {
 		*error = "iops-size must be at most 10^15";
 		return -EINVAL;
 	}
-	for (i = 0; i < BG_TB_COUNT; i++) {
-		if (b[i].avg > BG_THROTTLE_VALUE_MAX ||
-		    b[i].max > BG_THROTTLE_VALUE_MAX) {
+	for (i = 0; i < THROTTLE_BUCKET_COUNT; i++) {
+		if (b[i].avg > THROTTLE_VALUE_MAX ||
+		    b[i].max > THROTTLE_VALUE_MAX) {
 			*error = "Rates must be at most 10^15";
 			return -EINVAL;
 		}
@@ -89,7 +89,7 @@ int bg_tcfg_check(const struct bg_tcfg *c, const char **error)
 			return -EINVAL;
 		}
 		if (b[i].max &&
-		    b[i].burst_length > BG_THROTTLE_VALUE_MAX / b[i].max) {
+		    b[i].burst_length > THROTTLE_VALUE_MAX / b[i].max) {
 			*error = "Burst length too long for this burst rate (max * length > 10^15)";
 			return -EINVAL;
 		}
@@ -105,30 +105,30 @@ int bg_tcfg_check(const struct bg_tcfg *c, const char **error)
 	return 0;
 }
 
-bool bg_tcfg_limits(const struct bg_tcfg *c, bool is_write)
+bool throttle_cfg_limits(const struct throttle_cfg *c, bool is_write)
 {
 	unsigned int i;
 
-	for (i = 0; i < ARRAY_SIZE(bg_tb_dir[0]); i++)
-		if (c->b[bg_tb_dir[is_write][i]].avg)
+	for (i = 0; i < ARRAY_SIZE(throttle_bucket_dir[0]); i++)
+		if (c->b[throttle_bucket_dir[is_write][i]].avg)
 			return true;
 	return false;
 }
 
-void bg_tstate_init(struct bg_tstate *s, const struct bg_tcfg *c, u64 now)
+void throttle_state_init(struct throttle_state *s, const struct throttle_cfg *c, u64 now)
 {
 	memset(s, 0, sizeof(*s));
 	s->cfg = *c;
 	s->prev_leak = now;
 }
 
-static void bg_tstate_leak(struct bg_tstate *s, u64 now)
+static void throttle_state_leak(struct throttle_state *s, u64 now)
 {
 	u64 dt = now > s->prev_leak ? now - s->prev_leak : 0;
 	unsigned int i;
 
 	/* Levels are drain times: each leaks by the time elapsed. */
-	for (i = 0; i < BG_TB_COUNT; i++) {
+	for (i = 0; i < THROTTLE_BUCKET_COUNT; i++) {
 		s->level[i] = s->level[i] > dt ? s->level[i] - dt : 0;
 		s->burst[i] = s->burst[i] > dt ? s->burst[i] - dt : 0;
 	}
@@ -142,9 +142,9 @@ static void bg_tstate_leak(struct bg_tstate *s, u64 now)
  * so may wait twice; both leak together, so the request passes at the later
  * of the two, which is what this returns.
  */
-static u64 bg_tbucket_wait(const struct bg_tbucket *b, u64 level, u64 burst)
+static u64 throttle_bucket_wait(const struct throttle_bucket *b, u64 level, u64 burst)
 {
-	const u64 tenth = BG_NSEC_PER_SEC / 10;
+	const u64 tenth = THROTTLE_NSEC_PER_SEC / 10;
 	u64 size, wait = 0;
 
 	if (!b->avg)
@@ -155,8 +155,8 @@ static u64 bg_tbucket_wait(const struct bg_tbucket *b, u64 level, u64 burst)
 	 * drain at avg.
 	 */
 	if (b->max)
-		size = bg_mul_div(b->max * b->burst_length, BG_NSEC_PER_SEC,
-				  b->avg);
+		size = throttle_mul_div(b->max * b->burst_length, THROTTLE_NSEC_PER_SEC,
+					b->avg);
 	else
 		size = tenth;
 	if (level > size)
@@ -167,44 +167,44 @@ static u64 bg_tbucket_wait(const struct bg_tbucket *b, u64 level, u64 burst)
 	return wait;
 }
 
-u64 bg_tstate_wait(struct bg_tstate *s, bool is_write, u64 now)
+u64 throttle_state_wait(struct throttle_state *s, bool is_write, u64 now)
 {
 	u64 wait = 0, w;
 	unsigned int i;
-	enum bg_tb t;
+	enum throttle_bucket_id t;
 
-	bg_tstate_leak(s, now);
-	for (i = 0; i < ARRAY_SIZE(bg_tb_dir[0]); i++) {
-		t = bg_tb_dir[is_write][i];
-		w = bg_tbucket_wait(&s->cfg.b[t], s->level[t], s->burst[t]);
+	throttle_state_leak(s, now);
+	for (i = 0; i < ARRAY_SIZE(throttle_bucket_dir[0]); i++) {
+		t = throttle_bucket_dir[is_write][i];
+		w = throttle_bucket_wait(&s->cfg.b[t], s->level[t], s->burst[t]);
 		if (w > wait)
 			wait = w;
 	}
 	return wait;
 }
 
-void bg_tstate_account(struct bg_tstate *s, bool is_write, u64 bytes)
+void throttle_state_account(struct throttle_state *s, bool is_write, u64 bytes)
 {
-	const struct bg_tbucket *b;
+	const struct throttle_bucket *b;
 	unsigned int i;
 	u64 nunits;		/* units * 10^9 */
-	enum bg_tb t;
+	enum throttle_bucket_id t;
 
-	for (i = 0; i < ARRAY_SIZE(bg_tb_dir[0]); i++) {
-		t = bg_tb_dir[is_write][i];
+	for (i = 0; i < ARRAY_SIZE(throttle_bucket_dir[0]); i++) {
+		t = throttle_bucket_dir[is_write][i];
 		b = &s->cfg.b[t];
 		if (!b->avg)
 			continue;
-		if (bg_tb_is_bps(t))
-			nunits = bg_mul_div(bytes, BG_NSEC_PER_SEC, 1);
+		if (throttle_bucket_is_bps(t))
+			nunits = throttle_mul_div(bytes, THROTTLE_NSEC_PER_SEC, 1);
 		else if (s->cfg.op_size && bytes > s->cfg.op_size)
-			nunits = bg_mul_div(bytes, BG_NSEC_PER_SEC,
-					    s->cfg.op_size);
+			nunits = throttle_mul_div(bytes, THROTTLE_NSEC_PER_SEC,
+						  s->cfg.op_size);
 		else
-			nunits = BG_NSEC_PER_SEC;
-		s->level[t] = bg_sat_add(s->level[t], nunits / b->avg);
+			nunits = THROTTLE_NSEC_PER_SEC;
+		s->level[t] = throttle_sat_add(s->level[t], nunits / b->avg);
 		if (b->burst_length > 1)
-			s->burst[t] = bg_sat_add(s->burst[t], nunits / b->max);
+			s->burst[t] = throttle_sat_add(s->burst[t], nunits / b->max);
 	}
 }
 
@@ -213,72 +213,72 @@ void bg_tstate_account(struct bg_tstate *s, bool is_write, u64 bytes)
 /* ---------------------------------------------------------------- */
 
 /* QEMU's names (qapi ThrottleLimits), in the order of the attributes. */
-const struct bg_tattr bg_tattrs[BG_TATTR_COUNT] = {
-	{ "bps-total", BG_TB_BPS_TOTAL, BG_TF_AVG },
-	{ "bps-total-max", BG_TB_BPS_TOTAL, BG_TF_MAX },
-	{ "bps-total-max-length", BG_TB_BPS_TOTAL, BG_TF_LENGTH },
-	{ "bps-read", BG_TB_BPS_READ, BG_TF_AVG },
-	{ "bps-read-max", BG_TB_BPS_READ, BG_TF_MAX },
-	{ "bps-read-max-length", BG_TB_BPS_READ, BG_TF_LENGTH },
-	{ "bps-write", BG_TB_BPS_WRITE, BG_TF_AVG },
-	{ "bps-write-max", BG_TB_BPS_WRITE, BG_TF_MAX },
-	{ "bps-write-max-length", BG_TB_BPS_WRITE, BG_TF_LENGTH },
-	{ "iops-total", BG_TB_OPS_TOTAL, BG_TF_AVG },
-	{ "iops-total-max", BG_TB_OPS_TOTAL, BG_TF_MAX },
-	{ "iops-total-max-length", BG_TB_OPS_TOTAL, BG_TF_LENGTH },
-	{ "iops-read", BG_TB_OPS_READ, BG_TF_AVG },
-	{ "iops-read-max", BG_TB_OPS_READ, BG_TF_MAX },
-	{ "iops-read-max-length", BG_TB_OPS_READ, BG_TF_LENGTH },
-	{ "iops-write", BG_TB_OPS_WRITE, BG_TF_AVG },
-	{ "iops-write-max", BG_TB_OPS_WRITE, BG_TF_MAX },
-	{ "iops-write-max-length", BG_TB_OPS_WRITE, BG_TF_LENGTH },
-	{ "iops-size", BG_TB_OPS_TOTAL, BG_TF_OP_SIZE },
+const struct throttle_attr throttle_attrs[THROTTLE_ATTR_COUNT] = {
+	{ "bps-total", THROTTLE_BPS_TOTAL, THROTTLE_FIELD_AVG },
+	{ "bps-total-max", THROTTLE_BPS_TOTAL, THROTTLE_FIELD_MAX },
+	{ "bps-total-max-length", THROTTLE_BPS_TOTAL, THROTTLE_FIELD_LENGTH },
+	{ "bps-read", THROTTLE_BPS_READ, THROTTLE_FIELD_AVG },
+	{ "bps-read-max", THROTTLE_BPS_READ, THROTTLE_FIELD_MAX },
+	{ "bps-read-max-length", THROTTLE_BPS_READ, THROTTLE_FIELD_LENGTH },
+	{ "bps-write", THROTTLE_BPS_WRITE, THROTTLE_FIELD_AVG },
+	{ "bps-write-max", THROTTLE_BPS_WRITE, THROTTLE_FIELD_MAX },
+	{ "bps-write-max-length", THROTTLE_BPS_WRITE, THROTTLE_FIELD_LENGTH },
+	{ "iops-total", THROTTLE_OPS_TOTAL, THROTTLE_FIELD_AVG },
+	{ "iops-total-max", THROTTLE_OPS_TOTAL, THROTTLE_FIELD_MAX },
+	{ "iops-total-max-length", THROTTLE_OPS_TOTAL, THROTTLE_FIELD_LENGTH },
+	{ "iops-read", THROTTLE_OPS_READ, THROTTLE_FIELD_AVG },
+	{ "iops-read-max", THROTTLE_OPS_READ, THROTTLE_FIELD_MAX },
+	{ "iops-read-max-length", THROTTLE_OPS_READ, THROTTLE_FIELD_LENGTH },
+	{ "iops-write", THROTTLE_OPS_WRITE, THROTTLE_FIELD_AVG },
+	{ "iops-write-max", THROTTLE_OPS_WRITE, THROTTLE_FIELD_MAX },
+	{ "iops-write-max-length", THROTTLE_OPS_WRITE, THROTTLE_FIELD_LENGTH },
+	{ "iops-size", THROTTLE_OPS_TOTAL, THROTTLE_FIELD_OP_SIZE },
 };
 
-int bg_tattr_find(const char *name)
+int throttle_attr_find(const char *name)
 {
 	unsigned int i;
 
-	for (i = 0; i < BG_TATTR_COUNT; i++)
-		if (!strcmp(bg_tattrs[i].name, name))
+	for (i = 0; i < THROTTLE_ATTR_COUNT; i++)
+		if (!strcmp(throttle_attrs[i].name, name))
 			return i;
 	return -ENOENT;
 }
 
-static u64 *bg_tcfg_field(struct bg_tcfg *c, unsigned int attr)
+static u64 *throttle_cfg_field(struct throttle_cfg *c, unsigned int attr)
 {
-	const struct bg_tattr *a = &bg_tattrs[attr];
+	const struct throttle_attr *a = &throttle_attrs[attr];
 
 	switch (a->field) {
-	case BG_TF_AVG:
+	case THROTTLE_FIELD_AVG:
 		return &c->b[a->bucket].avg;
-	case BG_TF_MAX:
+	case THROTTLE_FIELD_MAX:
 		return &c->b[a->bucket].max;
-	case BG_TF_LENGTH:
+	case THROTTLE_FIELD_LENGTH:
 		return &c->b[a->bucket].burst_length;
-	case BG_TF_OP_SIZE:
+	case THROTTLE_FIELD_OP_SIZE:
 		break;
 	}
 	return &c->op_size;
 }
 
-u64 bg_tcfg_get(const struct bg_tcfg *c, unsigned int attr)
+u64 throttle_cfg_get(const struct throttle_cfg *c, unsigned int attr)
 {
-	return *bg_tcfg_field((struct bg_tcfg *)c, attr);
+	return *throttle_cfg_field((struct throttle_cfg *)c, attr);
 }
 
-int bg_tcfg_set(struct bg_tcfg *c, unsigned int attr, u64 val,
-		const char **error)
+int throttle_cfg_set(struct throttle_cfg *c, unsigned int attr, u64 val,
+		     const char **error)
 {
-	struct bg_tcfg n = *c;
+	struct throttle_cfg n = *c;
 	int r;
 
-	if (attr >= BG_TATTR_COUNT) {
+	if (attr >= THROTTLE_ATTR_COUNT) {
 		*error = "No such attribute";
 		return -EINVAL;
 	}
-	*bg_tcfg_field(&n, attr) = val;
-	r = bg_tcfg_check(&n, error);
+	*throttle_cfg_field(&n, attr) = val;
+	r = throttle_cfg_check(&n, error);
 	if (!r)
 		*c = n;
 	return r;

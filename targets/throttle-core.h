@@ -22,89 +22,94 @@
 
 #include "../dm-bgraph/pure.h"
 
-enum bg_tb {
-	BG_TB_BPS_TOTAL,
-	BG_TB_BPS_READ,
-	BG_TB_BPS_WRITE,
-	BG_TB_OPS_TOTAL,
-	BG_TB_OPS_READ,
-	BG_TB_OPS_WRITE,
-	BG_TB_COUNT
+enum throttle_bucket_id {
+	THROTTLE_BPS_TOTAL,
+	THROTTLE_BPS_READ,
+	THROTTLE_BPS_WRITE,
+	THROTTLE_OPS_TOTAL,
+	THROTTLE_OPS_READ,
+	THROTTLE_OPS_WRITE,
+	THROTTLE_BUCKET_COUNT
 };
 
 /* QEMU's THROTTLE_VALUE_MAX: bound of every rate and of max * length. */
-#define BG_THROTTLE_VALUE_MAX	1000000000000000ULL
-#define BG_NSEC_PER_SEC		1000000000ULL
+#define THROTTLE_VALUE_MAX	1000000000000000ULL
+#define THROTTLE_NSEC_PER_SEC		1000000000ULL
 
-struct bg_tbucket {
+struct throttle_bucket {
 	u64 avg;		/* units per second; 0: no limit */
 	u64 max;		/* burst rate; 0: none */
 	u64 burst_length;	/* seconds a burst at max may last; >= 1 */
 };
 
-struct bg_tcfg {
-	struct bg_tbucket b[BG_TB_COUNT];
+struct throttle_cfg {
+	struct throttle_bucket b[THROTTLE_BUCKET_COUNT];
 	u64 op_size;		/* iops-size: n bytes count n / op_size ops */
 };
 
-struct bg_tstate {
-	struct bg_tcfg cfg;
-	u64 level[BG_TB_COUNT];	/* ns to drain at avg */
-	u64 burst[BG_TB_COUNT];	/* ns to drain at max */
+struct throttle_state {
+	struct throttle_cfg cfg;
+	u64 level[THROTTLE_BUCKET_COUNT];	/* ns to drain at avg */
+	u64 burst[THROTTLE_BUCKET_COUNT];	/* ns to drain at max */
 	u64 prev_leak;		/* ns */
 };
 
 /* No limits: every rate 0, every burst length 1. */
-void bg_tcfg_init(struct bg_tcfg *c);
+void throttle_cfg_init(struct throttle_cfg *c);
 
 /*
- * bg_tcfg_check() - QEMU's throttle_is_valid(): 0, or -EINVAL with a
+ * throttle_cfg_check() - QEMU's throttle_is_valid(): 0, or -EINVAL with a
  * one-line reason in *@error.
  */
-int bg_tcfg_check(const struct bg_tcfg *c, const char **error);
+int throttle_cfg_check(const struct throttle_cfg *c, const char **error);
 
 /* Does @c limit requests of this direction at all? */
-bool bg_tcfg_limits(const struct bg_tcfg *c, bool is_write);
+bool throttle_cfg_limits(const struct throttle_cfg *c, bool is_write);
 
 /*
- * bg_tstate_init() - start @s with configuration @c at @now, all buckets
+ * throttle_state_init() - start @s with configuration @c at @now, all buckets
  * empty.  Also how a configuration changes: QEMU empties the buckets too.
  */
-void bg_tstate_init(struct bg_tstate *s, const struct bg_tcfg *c, u64 now);
+void throttle_state_init(struct throttle_state *s, const struct throttle_cfg *c, u64 now);
 
 /*
- * bg_tstate_wait() - leak every bucket up to @now, then return how many ns a
+ * throttle_state_wait() - leak every bucket up to @now, then return how many ns a
  * request of this direction must wait before it may pass; 0: it may pass
  * now.  It does not account the request.
  */
-u64 bg_tstate_wait(struct bg_tstate *s, bool is_write, u64 now);
+u64 throttle_state_wait(struct throttle_state *s, bool is_write, u64 now);
 
-/* bg_tstate_account() - a request of @bytes passes: fill its buckets. */
-void bg_tstate_account(struct bg_tstate *s, bool is_write, u64 bytes);
+/* throttle_state_account() - a request of @bytes passes: fill its buckets. */
+void throttle_state_account(struct throttle_state *s, bool is_write, u64 bytes);
 
 /* The attributes of a throttle group directory, as data. */
-enum bg_tfield { BG_TF_AVG, BG_TF_MAX, BG_TF_LENGTH, BG_TF_OP_SIZE };
-
-struct bg_tattr {
-	const char *name;	/* "bps-total", "iops-read-max-length", ... */
-	enum bg_tb bucket;
-	enum bg_tfield field;
+enum throttle_field {
+	THROTTLE_FIELD_AVG,
+	THROTTLE_FIELD_MAX,
+	THROTTLE_FIELD_LENGTH,
+	THROTTLE_FIELD_OP_SIZE,
 };
 
-#define BG_TATTR_COUNT	19
-extern const struct bg_tattr bg_tattrs[BG_TATTR_COUNT];
+struct throttle_attr {
+	const char *name;	/* "bps-total", "iops-read-max-length", ... */
+	enum throttle_bucket_id bucket;
+	enum throttle_field field;
+};
 
-/* The index of attribute @name in bg_tattrs, or -ENOENT. */
-int bg_tattr_find(const char *name);
+#define THROTTLE_ATTR_COUNT	19
+extern const struct throttle_attr throttle_attrs[THROTTLE_ATTR_COUNT];
 
-u64 bg_tcfg_get(const struct bg_tcfg *c, unsigned int attr);
+/* The index of attribute @name in throttle_attrs, or -ENOENT. */
+int throttle_attr_find(const char *name);
+
+u64 throttle_cfg_get(const struct throttle_cfg *c, unsigned int attr);
 
 /*
- * bg_tcfg_set() - set attribute @attr of @c to @val if the whole
+ * throttle_cfg_set() - set attribute @attr of @c to @val if the whole
  * configuration stays valid; otherwise leave @c as it was and return
  * -EINVAL with the reason in *@error.
  */
-int bg_tcfg_set(struct bg_tcfg *c, unsigned int attr, u64 val,
-		const char **error);
+int throttle_cfg_set(struct throttle_cfg *c, unsigned int attr, u64 val,
+		     const char **error);
 
 #endif /* DM_BGRAPH_THROTTLE_CORE_H */

@@ -43,7 +43,7 @@ static void fuzz_parse(const u8 *data, size_t size)
 {
 	static char line[4096];
 	char *argv[MAX_WORDS], *s;
-	struct bg_quorum_args a;
+	struct quorum_args a;
 	const char *error = NULL;
 	unsigned int argc = 0, i, j;
 	bool found;
@@ -58,21 +58,21 @@ static void fuzz_parse(const u8 *data, size_t size)
 		if (*s)
 			argv[argc++] = s;
 	memset(&a, 0x5a, sizeof(a));
-	if (bg_quorum_parse(argc, argv, &a, &error)) {
+	if (quorum_parse(argc, argv, &a, &error)) {
 		CHECK(error && *error);
 		return;
 	}
 	CHECK(a.threshold >= 1 && a.threshold <= a.nr_children);
-	CHECK(a.nr_children <= BG_QUORUM_MAX);
-	CHECK(a.read_pattern == BG_QREAD_QUORUM || a.read_pattern == BG_QREAD_FIFO);
+	CHECK(a.nr_children <= QUORUM_MAX_CHILDREN);
+	CHECK(a.read_pattern == QUORUM_READ_QUORUM || a.read_pattern == QUORUM_READ_FIFO);
 	if (a.blkverify)
 		CHECK(a.nr_children == 2 && a.threshold == 2 &&
-		      !a.rewrite_corrupted && a.read_pattern == BG_QREAD_QUORUM);
+		      !a.rewrite_corrupted && a.read_pattern == QUORUM_READ_QUORUM);
 	if (a.rewrite_corrupted)
-		CHECK(a.read_pattern == BG_QREAD_QUORUM);
-	CHECK(!bg_quorum_can_add(&a, &error) ==
-	      (!a.blkverify && a.nr_children < BG_QUORUM_MAX));
-	CHECK(!bg_quorum_can_remove(&a, &error) ==
+		CHECK(a.read_pattern == QUORUM_READ_QUORUM);
+	CHECK(!quorum_can_add(&a, &error) ==
+	      (!a.blkverify && a.nr_children < QUORUM_MAX_CHILDREN));
+	CHECK(!quorum_can_remove(&a, &error) ==
 	      (a.nr_children - 1 >= a.threshold));
 	for (i = 0; i < a.nr_children; i++) {
 		found = false;
@@ -85,15 +85,15 @@ static void fuzz_parse(const u8 *data, size_t size)
 static void fuzz_vote(const u8 *data, size_t size)
 {
 	static u8 ver[VERSIONS][LEN];
-	struct bg_qseg seg[BG_QUORUM_MAX][LEN];
-	struct bg_qbuf buf[BG_QUORUM_MAX];
-	int which[BG_QUORUM_MAX];	/* version, or -1: failed */
-	int err[BG_QUORUM_MAX];
+	struct quorum_seg seg[QUORUM_MAX_CHILDREN][LEN];
+	struct quorum_buf buf[QUORUM_MAX_CHILDREN];
+	int which[QUORUM_MAX_CHILDREN];	/* version, or -1: failed */
+	int err[QUORUM_MAX_CHILDREN];
 	u32 failed;
 	unsigned int n, thr, i, j, k, off, cut, count[VERSIONS] = { 0 };
 	unsigned int best = 0, ok = 0;
 	bool blkverify;
-	struct bg_qvote v;
+	struct quorum_ballot v;
 	int r;
 
 	/*
@@ -105,7 +105,7 @@ static void fuzz_vote(const u8 *data, size_t size)
 		if (k)
 			ver[k][take(&data, &size) % LEN] ^= k;
 	}
-	n = take(&data, &size) % BG_QUORUM_MAX + 1;
+	n = take(&data, &size) % QUORUM_MAX_CHILDREN + 1;
 	thr = take(&data, &size) % (n + 1);	/* 0: refused */
 	blkverify = take(&data, &size) & 1;
 	if (blkverify) {
@@ -132,7 +132,7 @@ static void fuzz_vote(const u8 *data, size_t size)
 		err[i] = buf[i].err;
 		ok += !err[i];
 	}
-	r = bg_quorum_result(err, n, thr, &failed);
+	r = quorum_result(err, n, thr, &failed);
 	if (thr >= 1) {
 		CHECK(!r == (ok >= thr));
 		for (i = 0; i < n; i++)
@@ -140,7 +140,7 @@ static void fuzz_vote(const u8 *data, size_t size)
 	}
 	ok = 0;
 
-	r = bg_quorum_vote(buf, n, thr, blkverify, &v);
+	r = quorum_vote(buf, n, thr, blkverify, &v);
 	if (thr < 1) {
 		CHECK(r == -EINVAL);
 		return;

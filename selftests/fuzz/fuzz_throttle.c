@@ -23,33 +23,33 @@ static u64 take(const u8 **p, size_t *n, unsigned int bytes)
 
 int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 {
-	struct bg_tcfg cfg, before;
-	struct bg_tstate s;
+	struct throttle_cfg cfg, before;
+	struct throttle_state s;
 	const char *err;
 	u64 now = 0, w, v;
 	unsigned int op, attr;
 	bool dir;
 	int r;
 
-	bg_tcfg_init(&cfg);
-	bg_tstate_init(&s, &cfg, now);
+	throttle_cfg_init(&cfg);
+	throttle_state_init(&s, &cfg, now);
 	while (size) {
 		op = take(&data, &size, 1);
 		dir = op & 0x80;
 		switch (op & 3) {
 		case 0:		/* echo VALUE > ATTR: small values mostly */
-			attr = take(&data, &size, 1) % BG_TATTR_COUNT;
+			attr = take(&data, &size, 1) % THROTTLE_ATTR_COUNT;
 			v = take(&data, &size, 1 + (op >> 2) % 8);
 			before = cfg;
 			err = NULL;
-			r = bg_tcfg_set(&cfg, attr, v, &err);
+			r = throttle_cfg_set(&cfg, attr, v, &err);
 			if (r) {
 				CHECK(r == -EINVAL && err);
 				CHECK(!memcmp(&cfg, &before, sizeof(cfg)));
 			} else {
-				CHECK(bg_tcfg_check(&cfg, &err) == 0);
-				CHECK(bg_tcfg_get(&cfg, attr) == v);
-				bg_tstate_init(&s, &cfg, now);
+				CHECK(throttle_cfg_check(&cfg, &err) == 0);
+				CHECK(throttle_cfg_get(&cfg, attr) == v);
+				throttle_state_init(&s, &cfg, now);
 			}
 			break;
 		case 1:		/* time passes, and never wraps */
@@ -59,19 +59,19 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 			break;
 		case 2:		/* a request: wait as told, then it passes */
 			v = take(&data, &size, 4);
-			w = bg_tstate_wait(&s, dir, now);
-			if (!bg_tcfg_limits(&cfg, dir))
+			w = throttle_state_wait(&s, dir, now);
+			if (!throttle_cfg_limits(&cfg, dir))
 				CHECK(w == 0);
 			if (w && now + w > now) {
 				now += w;
-				CHECK(bg_tstate_wait(&s, dir, now) == 0);
+				CHECK(throttle_state_wait(&s, dir, now) == 0);
 			} else if (w) {
 				break;	/* saturated: the clock cannot get there */
 			}
-			bg_tstate_account(&s, dir, v);
+			throttle_state_account(&s, dir, v);
 			break;
 		case 3:		/* a request that does not wait its turn */
-			bg_tstate_account(&s, dir, take(&data, &size, 4));
+			throttle_state_account(&s, dir, take(&data, &size, 4));
 			break;
 		}
 	}

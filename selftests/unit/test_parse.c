@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Host unit tests of dm-bgraph/parse.c: table arguments. */
+/*
+ * Host unit tests of the table arguments: dm-bgraph/parse.c and text.c
+ * (the optional-argument count and writer), targets/raw-args.c and
+ * targets/qcow2-args.c.
+ */
 #include "kselftest_harness.h"
-#include "parse.h"
+#include "raw-args.h"
+#include "qcow2-args.h"
 
 #define ARGV(...) ((char *[]){ __VA_ARGS__ })
 #define ARGC(...) (sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *))
 #define PARSE(a, err, ...) \
-	bg_raw_parse_opts(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (a), (err))
+	raw_parse_opts(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (a), (err))
 
 TEST(u64_accepts_plain_decimal_only)
 {
@@ -51,10 +56,10 @@ TEST(size_suffixes_are_binary)
 
 TEST(raw_no_options)
 {
-	struct bg_raw_args a;
+	struct raw_args a;
 	const char *err = NULL;
 
-	EXPECT_EQ(0, bg_raw_parse_opts(0, NULL, &a, &err));
+	EXPECT_EQ(0, raw_parse_opts(0, NULL, &a, &err));
 	EXPECT_EQ(0, a.offset);
 	EXPECT_FALSE(a.has_size);
 	EXPECT_EQ(0, PARSE(&a, &err, "0"));
@@ -62,7 +67,7 @@ TEST(raw_no_options)
 
 TEST(raw_offset_and_size)
 {
-	struct bg_raw_args a;
+	struct raw_args a;
 	const char *err = NULL;
 
 	ASSERT_EQ(0, PARSE(&a, &err, "4", "offset", "1M", "size", "4096"));
@@ -103,10 +108,10 @@ TEST(raw_bad_options_each_get_their_reason)
 
 	for (i = 0; i < ARRAY_SIZE(bad_cases); i++) {
 		const struct bad_case *c = &bad_cases[i];
-		struct bg_raw_args a;
+		struct raw_args a;
 		const char *err = NULL;
 
-		EXPECT_EQ(-EINVAL, bg_raw_parse_opts(c->argc, (char **)c->argv,
+		EXPECT_EQ(-EINVAL, raw_parse_opts(c->argc, (char **)c->argv,
 						     &a, &err)) {
 			TH_LOG("case %u accepted", i);
 		}
@@ -115,40 +120,134 @@ TEST(raw_bad_options_each_get_their_reason)
 	}
 }
 
-TEST(raw_window)
+TEST(raw_window_fits_the_child_and_the_target)
 {
-	struct bg_raw_args a = { 0 };
+	struct raw_args a = { 0 };
 	const char *err = NULL;
 	u64 w;
 
-	EXPECT_EQ(0, bg_raw_window(&a, 1 << 20, 1 << 20, &w, &err));
+	EXPECT_EQ(0, raw_window(&a, 1 << 20, 1 << 20, &w, &err));
 	EXPECT_EQ(1 << 20, w);
 	a.offset = 4096;
-	EXPECT_EQ(0, bg_raw_window(&a, 1 << 20, (1 << 20) - 4096, &w, &err));
+	EXPECT_EQ(0, raw_window(&a, 1 << 20, (1 << 20) - 4096, &w, &err));
 	EXPECT_EQ((1 << 20) - 4096, w);
-	EXPECT_EQ(-EINVAL, bg_raw_window(&a, 1 << 20, 1 << 20, &w, &err));
+	EXPECT_EQ(-EINVAL, raw_window(&a, 1 << 20, 1 << 20, &w, &err));
 	EXPECT_STREQ("Target length is larger than the device window", err);
 	a.has_size = true;
 	a.size = 8192;
-	EXPECT_EQ(0, bg_raw_window(&a, 1 << 20, 8192, &w, &err));
+	EXPECT_EQ(0, raw_window(&a, 1 << 20, 8192, &w, &err));
 	EXPECT_EQ(8192, w);
 	a.size = (1 << 20) - 4096 + 512;
-	EXPECT_EQ(-EINVAL, bg_raw_window(&a, 1 << 20, 512, &w, &err));
+	EXPECT_EQ(-EINVAL, raw_window(&a, 1 << 20, 512, &w, &err));
 	EXPECT_STREQ("offset + size is past the end of the device", err);
 	a.offset = 1 << 20;
 	a.has_size = false;
-	EXPECT_EQ(-EINVAL, bg_raw_window(&a, 1 << 20, 512, &w, &err));
+	EXPECT_EQ(-EINVAL, raw_window(&a, 1 << 20, 512, &w, &err));
 	EXPECT_STREQ("offset is at or past the end of the device", err);
 }
 
 TEST(raw_window_does_not_overflow)
 {
-	struct bg_raw_args a = { .offset = 512, .size = UINT64_MAX - 511,
+	struct raw_args a = { .offset = 512, .size = UINT64_MAX - 511,
 				 .has_size = true };
 	const char *err = NULL;
 	u64 w;
 
-	EXPECT_EQ(-EINVAL, bg_raw_window(&a, 1 << 20, 512, &w, &err));
+	EXPECT_EQ(-EINVAL, raw_window(&a, 1 << 20, 512, &w, &err));
+}
+
+TEST(opt_count_matches_the_words_given)
+{
+	const char *err = NULL;
+
+	EXPECT_EQ(0, bg_parse_opt_count(0, NULL, true, &err));
+	EXPECT_EQ(0, bg_parse_opt_count(3, ARGV("2", "a", "b"), true, &err));
+	EXPECT_EQ(0, bg_parse_opt_count(2, ARGV("1", "a"), false, &err));
+	EXPECT_EQ(-EINVAL, bg_parse_opt_count(2, ARGV("1", "a"), true, &err));
+	EXPECT_STREQ("Optional arguments must be <key> <value> pairs", err);
+	EXPECT_EQ(-EINVAL, bg_parse_opt_count(2, ARGV("2", "a"), false, &err));
+	EXPECT_STREQ("Optional argument count does not match the arguments given",
+		     err);
+	EXPECT_EQ(-EINVAL, bg_parse_opt_count(2, ARGV("x", "a"), false, &err));
+	EXPECT_STREQ("Invalid number of optional arguments", err);
+}
+
+#define QPARSE(a, err, ...) \
+	qcow2_parse_opts(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (a), (err))
+
+TEST(qcow2_options_keys_and_flags)
+{
+	struct qcow2_args a;
+	const char *err = NULL;
+
+	EXPECT_EQ(0, qcow2_parse_opts(0, NULL, &a, &err));
+	EXPECT_EQ(NULL, a.backing);
+	EXPECT_EQ(0, QPARSE(&a, &err, "6", "read_only", "backing", "/dev/x",
+			    "l2_cache_size", "1M", "error_if_no_space"));
+	EXPECT_STREQ("/dev/x", a.backing);
+	EXPECT_EQ(1 << 20, a.l2_cache_size);
+	EXPECT_TRUE(a.read_only);
+	EXPECT_TRUE(a.error_if_no_space);
+}
+
+TEST(qcow2_bad_options_each_get_their_reason)
+{
+	static const struct {
+		unsigned int argc;
+		const char *argv[4];
+		const char *error;
+	} cases[] = {
+		{ 2, { "1", "backing" }, "Option backing and l2_cache_size need a value" },
+		{ 3, { "2", "read_only", "read_only" }, "Option read_only given twice" },
+		{ 2, { "1", "bogus" }, "Unknown optional argument" },
+		{ 3, { "2", "l2_cache_size", "0" }, "Invalid l2_cache_size: a byte count from 1 to 1G" },
+		{ 3, { "2", "l2_cache_size", "2G" }, "Invalid l2_cache_size: a byte count from 1 to 1G" },
+		{ 2, { "2", "read_only" }, "Optional argument count does not match the arguments given" },
+	};
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct qcow2_args a;
+		const char *err = NULL;
+
+		EXPECT_EQ(-EINVAL, qcow2_parse_opts(cases[i].argc,
+						    (char **)cases[i].argv,
+						    &a, &err));
+		EXPECT_STREQ(cases[i].error, err);
+	}
+}
+
+TEST(opt_args_are_written_with_their_word_count)
+{
+	struct bg_opt_args o = {};
+	char buf[64];
+	int len;
+
+	len = bg_opt_emit(buf, sizeof(buf), 0, &o);
+	EXPECT_EQ(0, len);
+	bg_opt_add(&o, "backing %s", "253:1");
+	bg_opt_add(&o, "read_only");
+	len = bg_emit(buf, sizeof(buf), 0, "7:0");
+	len = bg_opt_emit(buf, sizeof(buf), len, &o);
+	EXPECT_STREQ("7:0 3 backing 253:1 read_only", buf);
+	EXPECT_EQ(strlen(buf), len);
+}
+
+TEST(opt_args_never_cut_a_word_when_full)
+{
+	struct bg_opt_args o = {};
+	char word[200];
+	int i;
+
+	memset(word, 'w', sizeof(word) - 1);
+	word[sizeof(word) - 1] = '\0';
+	bg_opt_add(&o, "k %s", word);		/* 202 bytes: fits */
+	bg_opt_add(&o, "k %s", word);		/* does not fit: dropped */
+	for (i = 0; i < 100; i++)
+		bg_opt_add(&o, "flag");		/* nothing more is added */
+	EXPECT_EQ(2, o.count);
+	EXPECT_EQ(1 + 2 + strlen(word), strlen(o.text));
+	EXPECT_EQ(' ', o.text[0]);
 }
 
 TEST_HARNESS_MAIN

@@ -12,9 +12,9 @@
 #define ARGV(...) ((char *[]){ __VA_ARGS__ })
 #define ARGC(...) (sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *))
 #define PARSE(a, err, ...) \
-	bg_quorum_parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (a), (err))
+	quorum_parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (a), (err))
 
-#define MAX	BG_QUORUM_MAX
+#define MAX	QUORUM_MAX_CHILDREN
 #define LEN	4096
 #define MAXSEG	8
 
@@ -26,11 +26,11 @@ static u64 rng_next(u64 *s)
 	return *s;
 }
 
-/* The reads of one vote: data, segments, and the bg_qbuf of each child. */
+/* The reads of one vote: data, segments, and the quorum_buf of each child. */
 struct reads {
 	u8 data[MAX][LEN];
-	struct bg_qseg seg[MAX][MAXSEG];
-	struct bg_qbuf buf[MAX];
+	struct quorum_seg seg[MAX][MAXSEG];
+	struct quorum_buf buf[MAX];
 	int label[MAX];		/* content version, or -1 for an error */
 	unsigned int n;
 	size_t len;		/* of every read */
@@ -107,9 +107,9 @@ static unsigned int setup(struct reads *r, const char *spec)
 
 static struct reads R;
 
-static int vote(const char *spec, unsigned int threshold, struct bg_qvote *v)
+static int vote(const char *spec, unsigned int threshold, struct quorum_ballot *v)
 {
-	return bg_quorum_vote(R.buf, setup(&R, spec), threshold, false, v);
+	return quorum_vote(R.buf, setup(&R, spec), threshold, false, v);
 }
 
 /* ------------------------------------------------------------- equality */
@@ -117,39 +117,39 @@ static int vote(const char *spec, unsigned int threshold, struct bg_qvote *v)
 TEST(equal_ignores_how_reads_are_cut)
 {
 	static u8 x[100], y[100];
-	struct bg_qseg sa[] = { { x, 10 }, { x + 10, 0 }, { x + 10, 90 } };
-	struct bg_qseg sb[] = { { y, 0 }, { y, 33 }, { y + 33, 67 }, { y, 0 } };
-	struct bg_qbuf a = { sa, ARRAY_SIZE(sa), 0 };
-	struct bg_qbuf b = { sb, ARRAY_SIZE(sb), 0 };
+	struct quorum_seg sa[] = { { x, 10 }, { x + 10, 0 }, { x + 10, 90 } };
+	struct quorum_seg sb[] = { { y, 0 }, { y, 33 }, { y + 33, 67 }, { y, 0 } };
+	struct quorum_buf a = { sa, ARRAY_SIZE(sa), 0 };
+	struct quorum_buf b = { sb, ARRAY_SIZE(sb), 0 };
 	u64 at = 12345;
 
 	memset(x, 7, sizeof(x));
 	memset(y, 7, sizeof(y));
-	EXPECT_TRUE(bg_qbuf_equal(&a, &b, &at));
+	EXPECT_TRUE(quorum_buf_equal(&a, &b, &at));
 	EXPECT_EQ(12345, at);	/* untouched when equal */
 	y[50] = 8;
-	EXPECT_FALSE(bg_qbuf_equal(&a, &b, NULL));
-	EXPECT_FALSE(bg_qbuf_equal(&a, &b, &at));
+	EXPECT_FALSE(quorum_buf_equal(&a, &b, NULL));
+	EXPECT_FALSE(quorum_buf_equal(&a, &b, &at));
 	EXPECT_EQ(50, at);
 	y[50] = 7;
 	y[99] = 0;
-	EXPECT_FALSE(bg_qbuf_equal(&b, &a, &at));
+	EXPECT_FALSE(quorum_buf_equal(&b, &a, &at));
 	EXPECT_EQ(99, at);
 }
 
 TEST(equal_reads_of_different_lengths_differ)
 {
 	static u8 x[64];
-	struct bg_qseg sa[] = { { x, 64 } }, sb[] = { { x, 32 } };
-	struct bg_qbuf a = { sa, 1, 0 }, b = { sb, 1, 0 }, e = { NULL, 0, 0 };
+	struct quorum_seg sa[] = { { x, 64 } }, sb[] = { { x, 32 } };
+	struct quorum_buf a = { sa, 1, 0 }, b = { sb, 1, 0 }, e = { NULL, 0, 0 };
 	u64 at = 0;
 
-	EXPECT_FALSE(bg_qbuf_equal(&a, &b, &at));
+	EXPECT_FALSE(quorum_buf_equal(&a, &b, &at));
 	EXPECT_EQ(32, at);
-	EXPECT_FALSE(bg_qbuf_equal(&b, &a, &at));
+	EXPECT_FALSE(quorum_buf_equal(&b, &a, &at));
 	EXPECT_EQ(32, at);
-	EXPECT_TRUE(bg_qbuf_equal(&e, &e, &at));
-	EXPECT_FALSE(bg_qbuf_equal(&e, &b, &at));
+	EXPECT_TRUE(quorum_buf_equal(&e, &e, &at));
+	EXPECT_FALSE(quorum_buf_equal(&e, &b, &at));
 	EXPECT_EQ(0, at);
 }
 
@@ -157,7 +157,7 @@ TEST(equal_reads_of_different_lengths_differ)
 
 TEST(all_agree_returns_the_first_read_and_reports_nobody)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	EXPECT_EQ(0, vote("AAA", 2, &v));
 	EXPECT_TRUE(v.unanimous);
@@ -173,7 +173,7 @@ TEST(all_agree_returns_the_first_read_and_reports_nobody)
 
 TEST(one_child_alone_is_unanimous)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	EXPECT_EQ(0, vote("B", 1, &v));
 	EXPECT_TRUE(v.unanimous);
@@ -184,7 +184,7 @@ TEST(one_child_alone_is_unanimous)
 TEST(one_corrupted_child_is_outvoted_and_reported)
 {
 	static const char * const spec[] = { "BAA", "ABA", "AAB" };
-	struct bg_qvote v;
+	struct quorum_ballot v;
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(spec); i++) {
@@ -206,7 +206,7 @@ TEST(one_corrupted_child_is_outvoted_and_reported)
 
 TEST(two_corrupted_differently_with_threshold_2_is_a_quorum_failure)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	EXPECT_EQ(-EIO, vote("ABC", 2, &v));
 	EXPECT_EQ(3, v.versions);
@@ -219,7 +219,7 @@ TEST(two_corrupted_differently_with_threshold_2_is_a_quorum_failure)
 
 TEST(tie_at_threshold_1_goes_to_the_last_version_first_seen)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	/* quorum_get_vote_winner() over a head-inserted list: child 2. */
 	EXPECT_EQ(0, vote("ABC", 1, &v));
@@ -238,7 +238,7 @@ TEST(tie_at_threshold_1_goes_to_the_last_version_first_seen)
 
 TEST(tie_between_groups_goes_to_the_one_whose_first_member_is_last)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	/* A = {0, 2}, B = {1, 3}: B was created last. */
 	EXPECT_EQ(0, vote("ABAB", 2, &v));
@@ -261,7 +261,7 @@ TEST(tie_between_groups_goes_to_the_one_whose_first_member_is_last)
 
 TEST(failed_reads_are_reported_but_not_rewritten)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	/* Fast path: the good reads agree. */
 	EXPECT_EQ(0, vote("AEA", 2, &v));
@@ -284,7 +284,7 @@ TEST(failed_reads_are_reported_but_not_rewritten)
 
 TEST(too_few_good_reads_fail_with_the_errors_vote)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	EXPECT_EQ(-EIO, vote("AEE", 2, &v));
 	EXPECT_EQ(0x6, v.failed);
@@ -307,7 +307,7 @@ TEST(too_few_good_reads_fail_with_the_errors_vote)
 
 TEST(all_reads_failed)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	EXPECT_EQ(-EIO, vote("EEE", 1, &v));
 	EXPECT_EQ(0x7, v.failed);
@@ -319,10 +319,10 @@ TEST(all_reads_failed)
 
 TEST(blkverify_agreeing_reads_pass)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	setup(&R, "AA");
-	EXPECT_EQ(0, bg_quorum_vote(R.buf, 2, 2, true, &v));
+	EXPECT_EQ(0, quorum_vote(R.buf, 2, 2, true, &v));
 	EXPECT_TRUE(v.unanimous);
 	EXPECT_FALSE(v.mismatch);
 	EXPECT_EQ(0x3, v.winners);
@@ -330,43 +330,43 @@ TEST(blkverify_agreeing_reads_pass)
 
 TEST(blkverify_mismatch_fails_with_the_first_differing_byte)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	setup(&R, "AC");
-	EXPECT_EQ(-EIO, bg_quorum_vote(R.buf, 2, 2, true, &v));
+	EXPECT_EQ(-EIO, quorum_vote(R.buf, 2, 2, true, &v));
 	EXPECT_TRUE(v.mismatch);
 	EXPECT_EQ(version_at(2, LEN), v.mismatch_at);
 	EXPECT_EQ(0, v.winners);
 	EXPECT_EQ(0x3, v.losers);
 	/* One read failed: too few good reads, the error is returned. */
 	setup(&R, "AN");
-	EXPECT_EQ(-ENOSPC, bg_quorum_vote(R.buf, 2, 2, true, &v));
+	EXPECT_EQ(-ENOSPC, quorum_vote(R.buf, 2, 2, true, &v));
 	EXPECT_FALSE(v.mismatch);
 	/* Without blkverify the same reads only fail the threshold. */
 	setup(&R, "AC");
-	EXPECT_EQ(-EIO, bg_quorum_vote(R.buf, 2, 2, false, &v));
+	EXPECT_EQ(-EIO, quorum_vote(R.buf, 2, 2, false, &v));
 	EXPECT_FALSE(v.mismatch);
 	EXPECT_EQ(0, v.mismatch_at);
 }
 
 TEST(vote_refuses_impossible_sizes)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	setup(&R, "AAAA");
-	EXPECT_EQ(-EINVAL, bg_quorum_vote(R.buf, 0, 0, false, &v));
-	EXPECT_EQ(-EINVAL, bg_quorum_vote(R.buf, 2, 0, false, &v));
-	EXPECT_EQ(-EINVAL, bg_quorum_vote(R.buf, 2, 3, false, &v));
-	EXPECT_EQ(-EINVAL, bg_quorum_vote(R.buf, MAX + 1, 1, false, &v));
-	EXPECT_EQ(-EINVAL, bg_quorum_vote(R.buf, 3, 2, true, &v));
-	EXPECT_EQ(-EINVAL, bg_quorum_vote(R.buf, 2, 1, true, &v));
+	EXPECT_EQ(-EINVAL, quorum_vote(R.buf, 0, 0, false, &v));
+	EXPECT_EQ(-EINVAL, quorum_vote(R.buf, 2, 0, false, &v));
+	EXPECT_EQ(-EINVAL, quorum_vote(R.buf, 2, 3, false, &v));
+	EXPECT_EQ(-EINVAL, quorum_vote(R.buf, MAX + 1, 1, false, &v));
+	EXPECT_EQ(-EINVAL, quorum_vote(R.buf, 3, 2, true, &v));
+	EXPECT_EQ(-EINVAL, quorum_vote(R.buf, 2, 1, true, &v));
 	EXPECT_EQ(-EINVAL, v.ret);
 	EXPECT_EQ(0, v.losers);
 }
 
 TEST(sixteen_children_all_different_at_threshold_1)
 {
-	struct bg_qvote v;
+	struct quorum_ballot v;
 
 	EXPECT_EQ(0, vote("ABCDEFGHIJKLMNOP", 1, &v));
 	/* 'E', 'N', 'D' are errors in this spelling: 13 versions. */
@@ -387,15 +387,15 @@ TEST(write_succeeds_with_threshold_successes)
 	int ok3[] = { 0, 0, 0 }, one[] = { 0, -EIO, 0 }, two[] = { -EIO, 0, -EIO };
 	u32 failed = 123;
 
-	EXPECT_EQ(0, bg_quorum_result(ok3, 3, 3, &failed));
+	EXPECT_EQ(0, quorum_result(ok3, 3, 3, &failed));
 	EXPECT_EQ(0, failed);
-	EXPECT_EQ(0, bg_quorum_result(one, 3, 2, &failed));
+	EXPECT_EQ(0, quorum_result(one, 3, 2, &failed));
 	EXPECT_EQ(BIT(1), failed);
-	EXPECT_EQ(-EIO, bg_quorum_result(one, 3, 3, &failed));
+	EXPECT_EQ(-EIO, quorum_result(one, 3, 3, &failed));
 	EXPECT_EQ(BIT(1), failed);
-	EXPECT_EQ(-EIO, bg_quorum_result(two, 3, 2, &failed));
+	EXPECT_EQ(-EIO, quorum_result(two, 3, 2, &failed));
 	EXPECT_EQ(0x5, failed);
-	EXPECT_EQ(0, bg_quorum_result(two, 3, 1, NULL));
+	EXPECT_EQ(0, quorum_result(two, 3, 1, NULL));
 }
 
 TEST(write_failure_returns_the_errors_vote)
@@ -405,25 +405,25 @@ TEST(write_failure_returns_the_errors_vote)
 	int all[] = { -ENODEV, -EIO, -EIO, -ENODEV, -ENOSPC };
 	u32 failed;
 
-	EXPECT_EQ(-ENOSPC, bg_quorum_result(a, 4, 2, &failed));
+	EXPECT_EQ(-ENOSPC, quorum_result(a, 4, 2, &failed));
 	EXPECT_EQ(0x7, failed);
-	EXPECT_EQ(-ENOSPC, bg_quorum_result(tie, 3, 2, &failed));
-	EXPECT_EQ(-EIO, bg_quorum_result(all, 5, 1, &failed));
+	EXPECT_EQ(-ENOSPC, quorum_result(tie, 3, 2, &failed));
+	EXPECT_EQ(-EIO, quorum_result(all, 5, 1, &failed));
 	EXPECT_EQ(0x1f, failed);
-	EXPECT_EQ(-EINVAL, bg_quorum_result(a, 4, 5, &failed));
+	EXPECT_EQ(-EINVAL, quorum_result(a, 4, 5, &failed));
 	EXPECT_EQ(0, failed);
-	EXPECT_EQ(-EINVAL, bg_quorum_result(a, 0, 0, NULL));
+	EXPECT_EQ(-EINVAL, quorum_result(a, 0, 0, NULL));
 }
 
 /* ------------------------------------------------------------ table line */
 
 TEST(parse_minimal_line)
 {
-	struct bg_quorum_args a;
+	struct quorum_args a;
 	const char *err = NULL;
 	char *argv[] = { "2", "3", "/dev/a", "/dev/b", "8:16" };
 
-	EXPECT_EQ(0, bg_quorum_parse(ARRAY_SIZE(argv), argv, &a, &err));
+	EXPECT_EQ(0, quorum_parse(ARRAY_SIZE(argv), argv, &a, &err));
 	EXPECT_EQ(NULL, err);
 	EXPECT_EQ(2, a.threshold);
 	EXPECT_EQ(3, a.nr_children);
@@ -431,24 +431,24 @@ TEST(parse_minimal_line)
 	EXPECT_EQ(argv[3], a.dev[1]);
 	EXPECT_EQ(argv[4], a.dev[2]);
 	EXPECT_EQ(NULL, a.dev[3]);
-	EXPECT_EQ(BG_QREAD_QUORUM, a.read_pattern);
+	EXPECT_EQ(QUORUM_READ_QUORUM, a.read_pattern);
 	EXPECT_FALSE(a.rewrite_corrupted);
 	EXPECT_FALSE(a.blkverify);
 }
 
 TEST(parse_options)
 {
-	struct bg_quorum_args a;
+	struct quorum_args a;
 	const char *err = NULL;
 
 	EXPECT_EQ(0, PARSE(&a, &err, "2", "3", "a", "b", "c", "0"));
 	EXPECT_EQ(0, PARSE(&a, &err, "2", "3", "a", "b", "c", "3",
 			   "read-pattern", "quorum", "rewrite-corrupted"));
 	EXPECT_TRUE(a.rewrite_corrupted);
-	EXPECT_EQ(BG_QREAD_QUORUM, a.read_pattern);
+	EXPECT_EQ(QUORUM_READ_QUORUM, a.read_pattern);
 	EXPECT_EQ(0, PARSE(&a, &err, "1", "3", "a", "b", "c", "2",
 			   "read-pattern", "fifo"));
-	EXPECT_EQ(BG_QREAD_FIFO, a.read_pattern);
+	EXPECT_EQ(QUORUM_READ_FIFO, a.read_pattern);
 	EXPECT_EQ(1, a.threshold);
 	EXPECT_EQ(0, PARSE(&a, &err, "2", "2", "a", "b", "1", "blkverify"));
 	EXPECT_TRUE(a.blkverify);
@@ -461,7 +461,7 @@ TEST(parse_options)
 }
 
 #define REFUSE(reason, ...) do {					\
-	struct bg_quorum_args _a;					\
+	struct quorum_args _a;					\
 	const char *_err = NULL;					\
 									\
 	EXPECT_EQ(-EINVAL, PARSE(&_a, &_err, __VA_ARGS__));		\
@@ -470,10 +470,10 @@ TEST(parse_options)
 
 TEST(parse_refuses_bad_positional_arguments)
 {
-	struct bg_quorum_args a;
+	struct quorum_args a;
 	const char *err = NULL;
 
-	EXPECT_EQ(-EINVAL, bg_quorum_parse(0, NULL, &a, &err));
+	EXPECT_EQ(-EINVAL, quorum_parse(0, NULL, &a, &err));
 	EXPECT_STREQ("Not enough arguments: <threshold> <#children> <dev>...", err);
 	REFUSE("Not enough arguments: <threshold> <#children> <dev>...", "1");
 	REFUSE("Invalid vote threshold: not a number", "x", "1", "a");
@@ -540,31 +540,31 @@ TEST(parse_refuses_qemu_s_option_conflicts)
 
 TEST(live_add_and_remove_follow_qemu)
 {
-	struct bg_quorum_args a;
+	struct quorum_args a;
 	const char *err = NULL;
 
 	ASSERT_EQ(0, PARSE(&a, &err, "2", "3", "a", "b", "c"));
-	EXPECT_EQ(0, bg_quorum_can_add(&a, &err));
-	EXPECT_EQ(0, bg_quorum_can_remove(&a, &err));
+	EXPECT_EQ(0, quorum_can_add(&a, &err));
+	EXPECT_EQ(0, quorum_can_remove(&a, &err));
 	a.nr_children = 2;
-	EXPECT_EQ(-EINVAL, bg_quorum_can_remove(&a, &err));
+	EXPECT_EQ(-EINVAL, quorum_can_remove(&a, &err));
 	EXPECT_STREQ("The number of children cannot be lower than the vote threshold",
 		     err);
 	a.nr_children = MAX;
-	EXPECT_EQ(-EINVAL, bg_quorum_can_add(&a, &err));
+	EXPECT_EQ(-EINVAL, quorum_can_add(&a, &err));
 	EXPECT_STREQ("Too many children: at most 16", err);
 
 	ASSERT_EQ(0, PARSE(&a, &err, "2", "2", "a", "b", "1", "blkverify"));
-	EXPECT_EQ(-EINVAL, bg_quorum_can_add(&a, &err));
+	EXPECT_EQ(-EINVAL, quorum_can_add(&a, &err));
 	EXPECT_STREQ("Cannot add a child to a quorum in blkverify mode", err);
-	EXPECT_EQ(-EINVAL, bg_quorum_can_remove(&a, &err));
+	EXPECT_EQ(-EINVAL, quorum_can_remove(&a, &err));
 }
 
 /* ------------------------------------------------------ random checks */
 
 /* The rule as the header states it, by brute force over the labels. */
 static void reference(const struct reads *r, unsigned int threshold,
-		      bool blkverify, struct bg_qvote *want)
+		      bool blkverify, struct quorum_ballot *want)
 {
 	unsigned int n = r->n, i, j, cnt, best_cnt = 0, good = 0;
 	int best = -1;
@@ -713,7 +713,7 @@ static void random_reads(struct reads *r, u64 *seed, unsigned int n)
 TEST(random_vote_sets_match_the_brute_force_rule_and_qemu_s_lists)
 {
 	u64 seed = 0x2545f4914f6cdd1dULL;
-	struct bg_qvote v, want;
+	struct quorum_ballot v, want;
 	unsigned int iter, n, threshold, i, cnt;
 	bool blkverify, good[MAX], bad[MAX];
 	int value[MAX], w;
@@ -734,7 +734,7 @@ TEST(random_vote_sets_match_the_brute_force_rule_and_qemu_s_lists)
 			want.mismatch_at = a < b ? a : b;
 		}
 
-		ASSERT_EQ(want.ret, bg_quorum_vote(R.buf, n, threshold,
+		ASSERT_EQ(want.ret, quorum_vote(R.buf, n, threshold,
 						   blkverify, &v))
 			TH_LOG("iteration %u, n %u, threshold %u", iter, n,
 			       threshold);

@@ -37,17 +37,15 @@ test_backing_child_turns_read_only_while_attached() {
 	dd if=/dev/zero of=/dev/mapper/rbase bs=4k count=1 oflag=direct status=none
 }
 
-test_writes_through_an_fd_opened_before_attach_fail() {
-	local before after
-	backing_fixture
-	before=$(md5sum <"$base")
-	# Open for writing first, attach, then write through the old fd.
-	python3 - /dev/mapper/rbase "$over" "$sz" <<-"PY"
+# write_after_attach DEV TABLE: open DEV for writing, create the node "top"
+# with TABLE (which attaches DEV below it), then write 4 KiB at 0 through
+# the fd opened before.  Succeeds when that write fails.
+write_after_attach() {
+	python3 - "$1" "$2" <<-"PY"
 	import mmap, os, subprocess, sys
 	fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
 	subprocess.run(["dmsetup", "create", "--readonly", "top", "--table",
-	                "0 %s bgraph-qcow2 %s 2 backing %s" % (sys.argv[3], sys.argv[2], sys.argv[1])],
-	               check=True)
+	                sys.argv[2]], check=True)
 	buf = mmap.mmap(-1, 4096)
 	buf.write(b"\xee" * 4096)
 	try:
@@ -58,8 +56,42 @@ test_writes_through_an_fd_opened_before_attach_fail() {
 	print("# write through the old fd succeeded")
 	sys.exit(1)
 	PY
+}
+
+test_writes_through_an_fd_opened_before_attach_fail() {
+	local before after
+	backing_fixture
+	before=$(md5sum <"$base")
+	write_after_attach /dev/mapper/rbase \
+		"0 $sz bgraph-qcow2 $over 2 backing /dev/mapper/rbase"
 	after=$(md5sum <"$base")
 	expect_eq "$after" "$before" "backing data unchanged"
+}
+
+# The same rule for a qcow2 node below: its own map() refuses the write,
+# and the image stays as it was, to QEMU too.
+test_a_qcow2_node_attached_as_backing_refuses_writes_from_an_old_opener() {
+	local img loop before after
+	img=$SCRATCH/qbase.img
+	qemu-img create -q -f qcow2 "$img" 8M
+	qemu-io -c "write -P 0x5a 0 64k" "$img" >/dev/null
+	loop=$(losetup -f --show "$img")
+	sz=$((8 << 11))
+	dmsetup create qbase --table "0 $sz bgraph-qcow2 $loop"
+	qemu-img create -q -f qcow2 -u -b qbase -F qcow2 "$SCRATCH/over.img" 8M
+	over=$(losetup -r -f --show "$SCRATCH/over.img")
+	before=$(md5sum </dev/mapper/qbase)
+	write_after_attach /dev/mapper/qbase \
+		"0 $sz bgraph-qcow2 $over 2 backing /dev/mapper/qbase"
+	expect_eq "$(cat $CFS/nodes/qbase/read_only)" 1 "configfs read_only"
+	after=$(md5sum </dev/mapper/qbase)
+	expect_eq "$after" "$before" "backing node's data unchanged"
+	dmsetup remove top
+	dmsetup remove qbase
+	losetup -d "$loop"
+	qemu-img check -q "$img" || fail "qemu-img check of the base"
+	qemu-io -c "read -P 0x5a 0 64k" "$img" | grep -q "read 65536/65536" ||
+		fail "qemu reads the base's data as before"
 }
 
 test_writable_parent_and_backing_edge_conflict() {
@@ -69,4 +101,24 @@ test_writable_parent_and_backing_edge_conflict() {
 	expect_fail attach_overlay
 	expect_match "$(log_since_mark)" "bgraph-qcow2: Child permissions conflict with another parent" "refusal logged"
 	[ ! -e $CFS/nodes/top ] || fail "node top left behind"
+}
+
+# QEMU counts every edge: a writable node whose backing child is its own
+# file takes WRITE on the file that its backing edge does not share.
+test_a_writable_qcow2_node_whose_backing_is_its_own_file_is_refused() {
+	local img loop
+	img=$SCRATCH/self.img
+	qemu-img create -q -f qcow2 "$img" 8M
+	loop=$(losetup -f --show "$img")
+	mark_log
+	expect_fail dmsetup create self \
+		--table "0 16384 bgraph-qcow2 $loop 2 backing $loop"
+	expect_match "$(log_since_mark)" \
+		"bgraph-qcow2: Child permissions conflict with another edge of this node" \
+		"refusal logged"
+	[ ! -e $CFS/nodes/self ] || fail "node self left behind"
+	# Read-only, nothing is written and nothing conflicts (as in QEMU).
+	dmsetup create --readonly self \
+		--table "0 16384 bgraph-qcow2 $loop 2 backing $loop"
+	expect_match "$(cat $CFS/nodes/self/children)" "backing" "read-only node made"
 }
