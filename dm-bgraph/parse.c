@@ -3,29 +3,24 @@
  * Parsing of untrusted table arguments.  Pure logic; see pure.h.
  *
  * These do not use dm_read_arg_group()/dm_shift_arg(): those live in
- * dm-table.c and would keep this file out of the host unit tests and
- * fuzzers, which must run the very code the module runs.
+ * dm-table.c, take a struct dm_arg_set and set ti->error, and would keep
+ * this file out of the host unit tests and fuzzers, which must run the
+ * very code the module runs.  Kernel library helpers (kstrtou64()) are
+ * used, with user-space versions in selftests/lib/uspace.h.
  */
 #include "parse.h"
 
 int bg_parse_u64(const char *s, u64 *val)
 {
-	u64 v = 0;
+	const char *c;
 
+	/* Digits only: kstrtou64() would also take a '+' and a newline. */
 	if (!s || !*s)
 		return -EINVAL;
-	for (; *s; s++) {
-		unsigned int d;
-
-		if (*s < '0' || *s > '9')
+	for (c = s; *c; c++)
+		if (*c < '0' || *c > '9')
 			return -EINVAL;
-		d = *s - '0';
-		if (v > (U64_MAX - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
-	*val = v;
-	return 0;
+	return kstrtou64(s, 10, val);
 }
 
 int bg_parse_size(const char *s, u64 *bytes)

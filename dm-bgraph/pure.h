@@ -14,33 +14,23 @@
 #include <linux/string.h>
 #include <linux/bits.h>
 #include <linux/compiler.h>
+#include <linux/math64.h>
+#ifdef BG_HAVE_LINUX_UNALIGNED		/* 6.12 moved it; see Kbuild */
+#include <linux/unaligned.h>
 #else
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <errno.h>
-#include <string.h>
-#include <stdio.h>
-#include <stdarg.h>
-#include <linux/types.h>
-
-typedef __u64 u64;
-typedef __u32 u32;
-typedef __u16 u16;
-typedef __u8 u8;
-
-/* __printf() comes from the unit tests' command line (selftests/unit). */
-
-#ifndef ARRAY_SIZE
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#include <asm/unaligned.h>
 #endif
-#ifndef BIT
-#define BIT(n) (1UL << (n))
+#else
+/*
+ * The user-space build (host unit tests, fuzzers) forces
+ * selftests/lib/uspace.h in first: the kernel's types and the helpers the
+ * pure files call (kstrtou64(), get_unaligned_be64(), mul_u64_u64_div_u64()
+ * ...), so that the pure files use the kernel's own helpers and nothing
+ * of theirs is written twice.
+ */
+#ifndef BGRAPH_USPACE_H
+#error "user-space builds of the pure files need -include selftests/lib/uspace.h"
 #endif
-#ifndef BIT_ULL
-#define BIT_ULL(n) (1ULL << (n))
-#endif
-#define U64_MAX UINT64_MAX
 #endif /* __KERNEL__ */
 
 /*

@@ -5,23 +5,13 @@
  */
 #include "throttle-core.h"
 
-#ifdef __KERNEL__
-#include <linux/math64.h>
-#endif
-
 /* a * b / c, saturated at U64_MAX; c > 0. */
 static u64 throttle_mul_div(u64 a, u64 b, u64 c)
 {
-#ifdef __KERNEL__
 	/* The quotient fits in 64 bits exactly when the high half is < c. */
 	if (mul_u64_u64_shr(a, b, 64) >= c)
 		return U64_MAX;
 	return mul_u64_u64_div_u64(a, b, c);
-#else
-	__uint128_t q = (__uint128_t)a * b / c;
-
-	return q > U64_MAX ? U64_MAX : (u64)q;
-#endif
 }
 
 static u64 throttle_sat_add(u64 a, u64 b)
