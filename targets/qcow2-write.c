@@ -1,0 +1,822 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bgraph-qcow2: the write path: copy-on-write of one cluster,
+ * allocating writes started in map() or by the worker, writes held for
+ * lack of space, and the worker that carries out deferred bios.
+ */
+#include <linux/slab.h>
+#include <linux/sched/mm.h>
+
+#include "qcow2.h"
+
+/* ---------------------------------------------------------------- */
+/* Guest clusters in flight                                         */
+/* ---------------------------------------------------------------- */
+
+bool qcow2_inflight_busy(struct qcow2_c *qc, u64 cluster)
+{
+	struct qcow2_inflight *f;
+	bool busy = false;
+
+	spin_lock_irq(&qc->inflight_lock);
+	list_for_each_entry(f, &qc->inflight, list)
+		busy |= f->cluster == cluster;
+	spin_unlock_irq(&qc->inflight_lock);
+	return busy;
+}
+
+void qcow2_inflight_add(struct qcow2_c *qc, struct qcow2_inflight *f)
+{
+	spin_lock_irq(&qc->inflight_lock);
+	list_add(&f->list, &qc->inflight);
+	spin_unlock_irq(&qc->inflight_lock);
+}
+
+/* Any context: an allocation from map() ends in its write's completion. */
+void qcow2_inflight_del(struct qcow2_c *qc, struct qcow2_inflight *f)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&qc->inflight_lock, flags);
+	list_del(&f->list);
+	spin_unlock_irqrestore(&qc->inflight_lock, flags);
+	if (wq_has_sleeper(&qc->inflight_wq))
+		wake_up_all(&qc->inflight_wq);
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing: one cluster                                             */
+/* ---------------------------------------------------------------- */
+
+/* Copy @len bytes of @bio from its start to @dst (the bio is unchanged). */
+static void qcow2_copy_from_bio(struct bio *bio, u8 *dst, u64 len)
+{
+	struct bvec_iter iter = bio->bi_iter;
+	struct bio_vec bv;
+
+	while (len) {
+		bv = bio_iter_iovec(bio, iter);
+		bv.bv_len = min_t(u64, bv.bv_len, len);
+		memcpy_from_bvec(dst, &bv);
+		dst += bv.bv_len;
+		len -= bv.bv_len;
+		bio_advance_iter_single(bio, &iter, bv.bv_len);
+	}
+}
+
+/*
+ * The cheap way to carry out a COW plan whose fill is all zeros, QEMU's
+ * (handle_alloc_space()): one write-zeroes request zeroes bytes [wbegin,
+ * wend) of the cluster without the zeros being sent, then only the
+ * write's own blocks are written over it (a write-zeroes bio: nothing).
+ * Both are on the device when it returns.  A new cluster @zeroed ahead
+ * (qcow2_pz_work()) holds zeros already: only the write's blocks.
+ * -EOPNOTSUPP: the fill is not all zeros or the device has no
+ * write-zeroes; the caller writes the whole range instead.
+ */
+static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
+			  u64 len, const struct qcow2_wplan *p, u64 host,
+			  bool zeroed)
+{
+	const unsigned int flags = BLKDEV_ZERO_NOUNMAP | BLKDEV_ZERO_NOFALLBACK;
+	const struct qcow2_info *qi = &qc->qi;
+	struct block_device *bdev = qc->file->bdev;
+	u64 base = off & ~(qi->cluster_size - 1), db, de;
+	bool data = bio && bio_op(bio) == REQ_OP_WRITE, backing_zeros;
+	u8 *buf;
+	int r = 0;
+
+	if (!zeroed &&
+	    (READ_ONCE(qc->no_zeroout) || !bdev_write_zeroes_sectors(bdev)))
+		return -EOPNOTSUPP;
+	backing_zeros = !qc->backing ||
+		base + p->wbegin >= bdev_nr_bytes(qc->backing->bdev);
+	if (!qcow2_plan_zero_fill(qi, p, off, len, qc->lbs, backing_zeros,
+				  &db, &de))
+		return -EOPNOTSUPP;
+	if (host + p->wend > bdev_nr_bytes(bdev))
+		return -EIO;
+	/*
+	 * NOUNMAP, as QEMU asks (no BDRV_REQ_MAY_UNMAP): the cluster keeps
+	 * its room (fallocate(ZERO_RANGE) on a loop device, not a hole).
+	 * Nothing to zero when the write's blocks are the whole range.
+	 */
+	if (!zeroed && (!data || db > p->wbegin || de < p->wend))
+		r = blkdev_issue_zeroout(bdev, (host + p->wbegin) >> SECTOR_SHIFT,
+					 (p->wend - p->wbegin) >> SECTOR_SHIFT,
+					 GFP_NOIO, flags);
+	if (r == -EOPNOTSUPP)	/* a loop device over tmpfs on 6.1 */
+		WRITE_ONCE(qc->no_zeroout, true);
+	if (r || !data)
+		return r;
+	buf = kvmalloc(de - db, GFP_NOIO);
+	if (!buf)
+		return -ENOMEM;
+	off -= base;		/* within the cluster, from here on */
+	memset(buf, 0, off - db);
+	qcow2_copy_from_bio(bio, buf + (off - db), len);
+	memset(buf + (off - db) + len, 0, de - off - len);
+	r = qcow2_write(qc, host + db, buf, de - db);
+	kvfree(buf);
+	return r;
+}
+
+/*
+ * Fill bytes [wbegin, wend) of the cluster of guest offset @off from the
+ * plan's sources, put the write's @len bytes (from @bio, or zeros) in and
+ * write it all at @host + wbegin; when the fill is all zeros and the file
+ * device can zero without being sent them, only the write's blocks are
+ * written (qcow2_zero_cow()).  No lock: nobody else sees @host yet, or
+ * its range is not allocated yet in the bitmap.
+ */
+static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
+			   u64 len, const struct qcow2_wplan *p, u64 host,
+			   bool zeroed)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	u64 cs = qi->cluster_size, ss = 1ULL << qi->subcluster_bits;
+	u64 base = off & ~(cs - 1), wlen = p->wend - p->wbegin;
+	u8 *buf, *cbuf = NULL, *dst;
+	u32 sc;
+	int r;
+
+	r = qcow2_zero_cow(qc, bio, off, len, p, host, zeroed);
+	if (r != -EOPNOTSUPP)
+		return r;
+	r = -ENOMEM;
+	buf = kvmalloc(wlen, GFP_NOIO);
+	if (!buf)
+		return r;
+	for (sc = p->wbegin / ss; sc < p->wend / ss; sc++) {
+		dst = buf + sc * ss - p->wbegin;
+		switch (p->src[sc]) {
+		case QCOW2_SRC_BACKING:
+			if (qc->backing) {
+				r = qcow2_dev_read(qc, qc->backing->bdev,
+						   base + sc * ss, dst, ss);
+				if (r)
+					goto out;
+				break;
+			}
+			fallthrough;
+		case QCOW2_SRC_NONE:
+		case QCOW2_SRC_ZERO:
+			memset(dst, 0, ss);
+			break;
+		case QCOW2_SRC_HOST:
+			r = qcow2_read(qc, p->src_host + sc * ss, dst, ss);
+			if (r)
+				goto out;
+			break;
+		case QCOW2_SRC_COMPRESSED:
+			if (!cbuf) {
+				cbuf = kvmalloc(cs, GFP_NOIO);
+				r = cbuf ? qcow2_decompress(qc, p->src_host,
+							    p->src_csize, cbuf,
+							    off) : -ENOMEM;
+				if (r)
+					goto out;
+			}
+			memcpy(dst, cbuf + sc * ss, ss);
+			break;
+		}
+	}
+	dst = buf + (off - base) - p->wbegin;
+	if (bio && bio_op(bio) == REQ_OP_WRITE)
+		qcow2_copy_from_bio(bio, dst, len);
+	else
+		memset(dst, 0, len);
+	r = qcow2_write(qc, host + p->wbegin, buf, wlen);
+out:
+	kvfree(cbuf);
+	kvfree(buf);
+	return r;
+}
+
+/* Write @len zero bytes at @host of the file device. */
+static int qcow2_write_zeros(struct qcow2_c *qc, u64 host, u64 len)
+{
+	u8 *buf = kvzalloc(len, GFP_NOIO);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = qcow2_write(qc, host, buf, len);
+	kvfree(buf);
+	return r;
+}
+
+enum qcow2_wres {
+	QCOW2_WR_DONE,		/* written (or nothing to do) */
+	QCOW2_WR_INPLACE,	/* write the bio at *host */
+};
+
+/*
+ * qcow2_write_cluster() - carry out the first @len bytes of @bio, guest
+ * offset @off, all within one cluster: a write, write-zeroes or discard.
+ * Returns QCOW2_WR_INPLACE with *@host for the caller to remap a write
+ * of an allocated cluster we own; else does it all and returns
+ * QCOW2_WR_DONE, or a negative errno (-ENOSPC: the file device is full).
+ * Writes to one guest cluster that need copy-on-write run one at a time.
+ */
+static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
+			       u64 *lenp, u64 *host)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	struct qcow2_inflight me = { .cluster = off >> qi->cluster_bits };
+	u64 len = *lenp;
+	bool whole = len == qi->cluster_size, zeroed = false;
+	enum req_op op = bio_op(bio);
+	struct qcow2_wplan p;
+	u64 ent[2] = {}, nent[2] = {}, foff, flen;
+	const char *why = "invalid L2 entry";
+	int r;
+
+	mutex_lock(&qc->meta_lock);
+	while (qcow2_inflight_busy(qc, me.cluster)) {
+		mutex_unlock(&qc->meta_lock);
+		wait_event(qc->inflight_wq, !qcow2_inflight_busy(qc, me.cluster));
+		mutex_lock(&qc->meta_lock);
+	}
+	r = qcow2_mark_dirty(qc);
+	if (r)
+		goto unlock;
+	if (op == REQ_OP_DISCARD && !whole)
+		goto unlock;	/* QEMU's rule: only whole clusters */
+	r = qcow2_l2_get(qc, off, ent);
+	if (r)
+		goto unlock;
+	if ((op == REQ_OP_DISCARD || op == REQ_OP_WRITE_ZEROES) && whole) {
+		r = qcow2_plan_zero(qi, ent, op == REQ_OP_DISCARD, !!qc->backing,
+				    &nent[0], &nent[1], &foff, &flen);
+		if (r == -EOPNOTSUPP && op == REQ_OP_DISCARD) {
+			/* Version 2: no zero flag; unallocated, then. */
+			nent[0] = 0;
+			nent[1] = 0;
+			r = 0;
+			foff = ent[0] & QCOW2_OFFSET_MASK;
+			flen = foff ? qi->cluster_size : 0;
+			if (ent[0] & QCOW2_OFLAG_COMPRESSED)
+				qcow2_compressed_range(qi, ent[0], &foff, &flen);
+		}
+		if (!r) {
+			r = qcow2_l2_set(qc, off, nent);
+			if (!r && flen)
+				qcow2_unref_later(qc, foff, flen);
+			goto unlock;
+		}
+		if (r != -EOPNOTSUPP)
+			goto bad;
+		r = 0;		/* version 2 write-zeroes: write zeros */
+	}
+
+	if (qi->extended_l2 && (ent[0] & QCOW2_OFLAG_COPIED) &&
+	    (ent[0] & QCOW2_OFFSET_MASK)) {
+		/*
+		 * Our cluster: subclusters already allocated may be written
+		 * in place by other bios right now, so they are never read
+		 * and written back here.  Do the run of subclusters that
+		 * are (or are not) allocated like the first; the caller
+		 * comes back for the rest.
+		 */
+		u32 sb = qi->subcluster_bits, sc = (off & (qi->cluster_size - 1)) >> sb;
+		u32 last = ((off & (qi->cluster_size - 1)) + len - 1) >> sb, i;
+		bool a0 = ent[1] >> sc & 1;
+
+		for (i = sc + 1; i <= last; i++)
+			if ((ent[1] >> i & 1) != a0)
+				break;
+		if (i <= last) {
+			len = ((u64)i << sb) - (off & (qi->cluster_size - 1));
+			*lenp = len;
+		}
+	}
+	qcow2_plan_write(qi, ent, off, len, &p);
+	qcow2_plan_align(qi, ent, qc->lbs, &p);
+	if (p.kind == QCOW2_W_INVALID) {
+		why = p.error;
+		goto bad;
+	}
+	if (p.kind == QCOW2_W_INPLACE) {
+		*host = p.host + (off & (qi->cluster_size - 1));
+		mutex_unlock(&qc->meta_lock);
+		if (op == REQ_OP_WRITE)
+			return QCOW2_WR_INPLACE;
+		/* Zeroes in place: the file device may not do write-zeroes. */
+		return qcow2_write_zeros(qc, *host, len) ?: QCOW2_WR_DONE;
+	}
+	if (p.alloc) {
+		r = qcow2_alloc_how(qc, host, false, &zeroed);
+		if (r)
+			goto unlock;
+	} else {
+		*host = p.host;
+	}
+	qcow2_inflight_add(qc, &me);
+	mutex_unlock(&qc->meta_lock);
+
+	r = qcow2_cow_write(qc, bio, off, len, &p, *host, zeroed);
+
+	mutex_lock(&qc->meta_lock);
+	if (!r) {
+		nent[0] = p.new_entry | (p.alloc ? *host : 0);
+		nent[1] = p.new_bitmap;
+		r = qcow2_l2_set(qc, off, nent);
+	}
+	if (r && p.alloc)
+		qcow2_unref(qc, *host, qi->cluster_size);	/* unreferenced */
+	else if (!r && p.free_len)
+		qcow2_unref_later(qc, p.free_off, p.free_len);
+	qcow2_inflight_del(qc, &me);
+	goto unlock;
+bad:
+	DMERR_LIMIT("%s: bad L2 entry for guest offset %llu: %s", qcow2_name(qc),
+		    off, why);
+	r = -EIO;
+unlock:
+	mutex_unlock(&qc->meta_lock);
+	return r ?: QCOW2_WR_DONE;
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing: allocations started in map()                            */
+/* ---------------------------------------------------------------- */
+
+/*
+ * Store the L2 entry of an allocation whose data is written, from that
+ * write's completion (any context): only while no write-back runs, and
+ * only if its slice is still cached.  False: the worker must.
+ */
+static bool qcow2_alloc_store(struct qcow2_c *qc, struct qcow2_io *io)
+{
+	unsigned long flags;
+	bool done = false;
+
+	spin_lock_irqsave(&qc->store_lock, flags);
+	if (!qc->stores_closed)
+		done = l2c_store(&qc->cache, io->slice_off, io->pos,
+				 qc->qi.l2_entry_words, io->nent);
+	if (done)
+		qcow2_touch(qc);
+	spin_unlock_irqrestore(&qc->store_lock, flags);
+	return done;
+}
+
+/*
+ * The end of an allocation from map() that its completion could not do:
+ * the write failed (the cluster is given back), or a write-back ran or
+ * the slice was evicted (the entry is stored under meta_lock, its slice
+ * read in again if need be).
+ */
+static void qcow2_alloc_done_work(struct work_struct *work)
+{
+	struct qcow2_io *io = container_of(work, struct qcow2_io, work);
+	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
+	struct qcow2_c *qc = io->qc;
+	unsigned int noio = memalloc_noio_save();
+	int r = blk_status_to_errno(io->status);
+
+	if (!r && io->zero_refused) {
+		/* A loop device over tmpfs on 6.1: write the zeros. */
+		WRITE_ONCE(qc->no_zeroout, true);
+		if (io->db > io->wbegin)
+			r = qcow2_write_zeros(qc, io->host + io->wbegin,
+					      io->db - io->wbegin);
+		if (!r && io->wend > io->de)
+			r = qcow2_write_zeros(qc, io->host + io->de,
+					      io->wend - io->de);
+	}
+	mutex_lock(&qc->meta_lock);
+	if (!r)
+		r = qcow2_l2_set(qc, io->off, io->nent);
+	if (r)
+		qcow2_unref(qc, io->host, qc->qi.cluster_size);
+	mutex_unlock(&qc->meta_lock);
+	qcow2_inflight_del(qc, &io->me);
+	memalloc_noio_restore(noio);
+	qcow2_end(bio, r);
+}
+
+static void qcow2_alloc_endio(struct bio *cow)
+{
+	struct qcow2_io *io = cow->bi_private;
+	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
+	struct qcow2_c *qc = io->qc;
+
+	if (cow->bi_status == BLK_STS_NOTSUPP &&
+	    bio_op(cow) == REQ_OP_WRITE_ZEROES)
+		WRITE_ONCE(io->zero_refused, true);
+	else if (cow->bi_status)
+		WRITE_ONCE(io->status, cow->bi_status);
+	bio_put(cow);
+	if (!atomic_dec_and_test(&io->pending))
+		return;
+	if (io->status || io->zero_refused || !qcow2_alloc_store(qc, io)) {
+		INIT_WORK(&io->work, qcow2_alloc_done_work);
+		queue_work(qc->done_wq, &io->work);
+		return;
+	}
+	qcow2_inflight_del(qc, &io->me);
+	bio_endio(bio);
+}
+
+/* Add @len bytes of zeros (from the zero page) to @bio. */
+static void qcow2_add_zeros(struct bio *bio, u64 len)
+{
+	u32 n;
+
+	for (; len; len -= n) {
+		n = min_t(u64, len, PAGE_SIZE);
+		__bio_add_page(bio, ZERO_PAGE(0), n, 0);
+	}
+}
+
+/*
+ * qcow2_start_alloc() - start the write of @bio at guest offset @off into
+ * a cluster it allocates, when the fill around its data is all zeros.
+ * From map() (@worker false), only when all the metadata it needs is in
+ * memory: no worker, no I/O but the data's.  From the worker, for a bio
+ * within one cluster, after reading in or allocating what it needs; the
+ * worker is then free at once, not waiting for the data.  The new
+ * cluster's bytes [wbegin, wend) are the bio's own pages and, around
+ * them, zeros: nothing when the cluster was zeroed ahead (qcow2_pz_work()),
+ * else one write-zeroes bio each side when the file device has
+ * write-zeroes (QEMU's way), else the zero page in the data's bio, not a
+ * bounce buffer.  The ranges do not overlap, so the bios go out together.
+ * The last to end stores the L2 entry, as the worker does after its write
+ * (the refcount is taken here, in memory).  Nothing sleeps in map():
+ * meta_lock is only tried, bios only allocated if at hand.  Returns false,
+ * having allocated nothing, when qcow2_write_bio()'s cluster by cluster
+ * path must do it.
+ */
+bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
+		       bool worker)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
+	u64 cs = qi->cluster_size, base = off & ~(cs - 1);
+	u64 len = min_t(u64, bio->bi_iter.bi_size, cs - (off - base));
+	u64 ent[2] = {}, l2_off, db, de, host;
+	u32 i = qcow2_l1_index(qi, off), nvecs;
+	struct bio *cow, *zb[2] = {};
+	bool wz = !READ_ONCE(qc->no_zeroout) &&
+		  bdev_write_zeroes_sectors(qc->file->bdev);
+	struct qcow2_wplan p;
+	struct bvec_iter it;
+	struct bio_vec bv;
+	gfp_t gfp = worker ? GFP_NOIO : GFP_NOWAIT;
+	u64 zoff[2], zlen[2];
+	unsigned int k;
+	bool zeroed;
+
+	if (!IS_ALIGNED(off | len, qc->lbs) ||
+	    (bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)) ||
+	    (worker && len != bio->bi_iter.bi_size))
+		return false;
+	/*
+	 * Another allocation of this cluster first, then its L2 entry: one
+	 * started here ends in its write's completion, which stores the
+	 * entry and then leaves the in-flight list without meta_lock.  In
+	 * the other order, the entry could be read before that store and
+	 * the list after it, and the cluster be allocated twice (the first
+	 * write lost).  inflight_lock orders the store before what follows.
+	 */
+	if (worker) {
+		mutex_lock(&qc->meta_lock);
+		if (qcow2_inflight_busy(qc, off >> qi->cluster_bits) ||
+		    qcow2_mark_dirty(qc) || qcow2_l2_get(qc, off, ent))
+			goto no;	/* the other path waits, or fails it */
+		l2_off = qc->l1[i];
+	} else {
+		if (!mutex_trylock(&qc->meta_lock))
+			return false;
+		l2_off = qc->l1[i];
+		/* The dirty bit set already, the L2 table ours and cached. */
+		if ((!qc->hdr_dirty &&
+		     (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
+		    !l2_off || !test_bit(i, qc->l1_copied) ||
+		    qcow2_inflight_busy(qc, off >> qi->cluster_bits))
+			goto no;
+	}
+	qcow2_slice_pos(qc, l2_off, off, &io->slice_off, &io->pos);
+	if (!worker && !l2c_lookup(&qc->cache, io->slice_off, io->pos,
+				   qi->l2_entry_words, ent))
+		goto no;
+	qcow2_plan_write(qi, ent, off, len, &p);
+	qcow2_plan_align(qi, ent, qc->lbs, &p);
+	if (p.kind != QCOW2_W_COW || !p.alloc || p.free_len ||
+	    !qcow2_plan_zero_fill(qi, &p, off, len, qc->lbs,
+				  !qc->backing || base + p.wbegin >=
+				  bdev_nr_bytes(qc->backing->bdev), &db, &de) ||
+	    db != off - base || de != db + len)
+		goto no;
+	zoff[0] = p.wbegin;
+	zlen[0] = db - p.wbegin;
+	zoff[1] = de;
+	zlen[1] = p.wend - de;
+	nvecs = wz ? 0 : DIV_ROUND_UP(zlen[0], PAGE_SIZE) +
+			 DIV_ROUND_UP(zlen[1], PAGE_SIZE);
+	it = bio->bi_iter;
+	it.bi_size = len;
+	__bio_for_each_segment(bv, bio, it, it)
+		nvecs++;
+	if (nvecs > BIO_MAX_VECS)
+		goto no;
+	cow = bio_alloc_bioset(qc->file->bdev, nvecs,
+			       REQ_OP_WRITE | (bio->bi_opf & REQ_SYNC),
+			       gfp, &qc->cow_bs);
+	if (!cow)
+		goto no;
+	for (k = 0; wz && k < 2; k++) {
+		if (!zlen[k])
+			continue;
+		zb[k] = bio_alloc_bioset(qc->file->bdev, 0,
+					 REQ_OP_WRITE_ZEROES | REQ_NOUNMAP,
+					 gfp, &qc->cow_bs);
+		if (!zb[k])
+			goto put;
+	}
+	if (qcow2_alloc_how(qc, &host, !worker, &zeroed))
+		goto put;	/* -ENOSPC too: the other path holds it */
+	if (zeroed) {
+		/*
+		 * Zeroed ahead: the data's bio alone, laid out as when the
+		 * device zeroes around it (wz), without those bios.
+		 */
+		for (k = 0; k < 2; k++) {
+			if (zb[k])
+				bio_put(zb[k]);
+			zb[k] = NULL;
+		}
+		wz = true;
+	}
+	io->me.cluster = off >> qi->cluster_bits;
+	qcow2_inflight_add(qc, &io->me);
+	mutex_unlock(&qc->meta_lock);
+
+	io->qc = qc;
+	io->off = off;
+	io->host = host;
+	io->nent[0] = p.new_entry | host;
+	io->nent[1] = p.new_bitmap;
+	io->status = BLK_STS_OK;
+	io->zero_refused = false;
+	io->db = db;
+	io->de = de;
+	io->wbegin = p.wbegin;
+	io->wend = p.wend;
+	atomic_set(&io->pending, 1 + !!zb[0] + !!zb[1]);
+	if (!worker)
+		dm_accept_partial_bio(bio, len >> SECTOR_SHIFT);
+	cow->bi_iter.bi_sector = (host + (wz ? db : p.wbegin)) >> SECTOR_SHIFT;
+	cow->bi_ioprio = bio->bi_ioprio;
+	if (!wz)
+		qcow2_add_zeros(cow, zlen[0]);
+	it = bio->bi_iter;
+	__bio_for_each_segment(bv, bio, it, it)
+		__bio_add_page(cow, bv.bv_page, bv.bv_len, bv.bv_offset);
+	if (!wz)
+		qcow2_add_zeros(cow, zlen[1]);
+	cow->bi_private = io;
+	cow->bi_end_io = qcow2_alloc_endio;
+	for (k = 0; k < 2; k++) {
+		if (!zb[k])
+			continue;
+		zb[k]->bi_iter.bi_sector = (host + zoff[k]) >> SECTOR_SHIFT;
+		zb[k]->bi_iter.bi_size = zlen[k];
+		zb[k]->bi_private = io;
+		zb[k]->bi_end_io = qcow2_alloc_endio;
+		submit_bio_noacct(zb[k]);
+	}
+	submit_bio_noacct(cow);
+	return true;
+put:
+	for (k = 0; k < 2; k++)
+		if (zb[k])
+			bio_put(zb[k]);
+	bio_put(cow);
+no:
+	mutex_unlock(&qc->meta_lock);
+	return false;
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing: bios, and writes held for lack of space                 */
+/* ---------------------------------------------------------------- */
+
+static void qcow2_hold(struct qcow2_c *qc, struct bio *bio,
+		       struct qcow2_io *io)
+{
+	bool event = false, requeue = false, fail = false;
+
+	qcow2_epoch_put(qc, io);
+	spin_lock(&qc->held_lock);
+	if (qc->suspending) {
+		requeue = dm_noflush_suspending(qc->inst->ti);
+		fail = !requeue;
+	} else {
+		event = !qc->no_space;
+		qc->no_space = true;
+		bio_list_add(&qc->held, bio);
+	}
+	spin_unlock(&qc->held_lock);
+	if (requeue || fail) {
+		bio->bi_status = requeue ? BLK_STS_DM_REQUEUE : BLK_STS_NOSPC;
+		bio_endio(bio);
+	}
+	if (event) {
+		DMWARN("%s: file device full: writes wait for it to grow and a resize message",
+		       qcow2_name(qc));
+		dm_table_event(qc->inst->ti->table);
+	}
+}
+
+static void qcow2_work(struct work_struct *work);
+
+/* Retry the held writes, or end them with @st. */
+void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st)
+{
+	struct bio_list bios;
+	struct bio *bio;
+
+	spin_lock(&qc->held_lock);
+	bios = qc->held;
+	bio_list_init(&qc->held);
+	qc->no_space = false;
+	spin_unlock(&qc->held_lock);
+	while ((bio = bio_list_pop(&bios))) {
+		struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
+
+		if (fail) {
+			bio->bi_status = st;
+			bio_endio(bio);
+			continue;
+		}
+		INIT_WORK(&io->work, qcow2_work);
+		queue_work(qc->wq, &io->work);
+	}
+}
+
+/*
+ * A deferred write, write-zeroes or discard, cluster by cluster: pieces
+ * written in place are remapped and submitted; the others are done here
+ * and end after the loop (after a write-back, for FUA).
+ */
+static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
+			    struct qcow2_io *io)
+{
+	u64 cs = qc->qi.cluster_size, off, len, host;
+	bool fua = bio->bi_opf & REQ_FUA, cow = false, rest = true;
+	struct bio_list done;
+	struct bio *piece;
+	int r = 0;
+
+	bio_list_init(&done);
+	if (fua || (bio->bi_opf & REQ_PREFLUSH)) {
+		/* Metadata of clusters written in place must be durable too. */
+		mutex_lock(&qc->meta_lock);
+		r = qcow2_writeback(qc);
+		mutex_unlock(&qc->meta_lock);
+		if (r)
+			goto end;
+	}
+	off = (u64)dm_target_offset(qc->inst->ti, bio->bi_iter.bi_sector) <<
+	      SECTOR_SHIFT;
+	if (bio_op(bio) == REQ_OP_WRITE && !fua &&
+	    qcow2_start_alloc(qc, bio, off, true))
+		return;
+	do {
+		off = (u64)dm_target_offset(qc->inst->ti,
+					    bio->bi_iter.bi_sector) << SECTOR_SHIFT;
+		len = min_t(u64, bio->bi_iter.bi_size, cs - (off & (cs - 1)));
+		r = qcow2_write_cluster(qc, bio, off, &len, &host);
+		if (r == -ENOSPC && !qc->error_if_no_space) {
+			while ((piece = bio_list_pop(&done)))
+				bio_endio(piece);
+			qcow2_hold(qc, bio, io);
+			return;
+		}
+		if (r < 0)
+			goto end;	/* the rest of @bio is not written */
+		piece = bio;
+		if (len < bio->bi_iter.bi_size) {
+			piece = bio_split(bio, len >> SECTOR_SHIFT, GFP_NOIO,
+					  &qc->bs);
+			bio_chain(piece, bio);
+		}
+		if (r == QCOW2_WR_INPLACE) {
+			qcow2_remap(piece, qc->file, host);
+			submit_bio_noacct(piece);
+		} else {
+			cow = true;
+			bio_list_add(&done, piece);
+		}
+	} while (piece != bio);
+	rest = false;
+	if (!r && fua && cow) {
+		mutex_lock(&qc->meta_lock);
+		r = qcow2_writeback(qc);
+		mutex_unlock(&qc->meta_lock);
+	}
+end:
+	while ((piece = bio_list_pop(&done))) {
+		if (r < 0)
+			piece->bi_status = errno_to_blk_status(r);
+		bio_endio(piece);
+	}
+	if (rest)
+		qcow2_end(bio, r);
+}
+
+/* Carry out one extent that covers all of @bio.  Worker context. */
+static void qcow2_do_extent(struct qcow2_c *qc, struct bio *bio, u64 off,
+			    const struct qcow2_extent *ext)
+{
+	switch (ext->type) {
+	case QCOW2_MAP_DATA:
+		qcow2_remap(bio, qc->file, ext->host_off);
+		submit_bio_noacct(bio);
+		break;
+	case QCOW2_MAP_BACKING:
+		qcow2_remap(bio, qc->backing, off);
+		submit_bio_noacct(bio);
+		break;
+	case QCOW2_MAP_ZERO:
+		zero_fill_bio(bio);
+		bio_endio(bio);
+		break;
+	case QCOW2_MAP_COMPRESSED:
+		qcow2_end(bio, qcow2_read_compressed(qc, bio, off, ext));
+		break;
+	case QCOW2_MAP_INVALID:
+		qcow2_bad_entry(qc, off, ext);
+		qcow2_end(bio, -EIO);
+		break;
+	}
+}
+
+/*
+ * A deferred bio: look it up extent by extent, loading L2 slices as
+ * needed, and split it where the mapping changes.  The pieces are chained
+ * to the bio, which completes when the last of them does.
+ */
+static void qcow2_work(struct work_struct *work)
+{
+	struct qcow2_io *io = container_of(work, struct qcow2_io, work);
+	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
+	struct qcow2_c *qc = io->qc;
+	unsigned int noio = memalloc_noio_save();
+	struct qcow2_extent ext;
+	struct blk_plug plug;
+	struct bio *piece;
+	u64 off;
+	int r;
+
+	if (!bio_sectors(bio)) {
+		/* A flush with metadata to write back. */
+		qcow2_end(bio, qcow2_flush(qc));
+		goto out;
+	}
+	if (io->epoch < 0)
+		qcow2_epoch_get(qc, io);	/* a held write, retried */
+	blk_start_plug(&plug);
+	if (bio_data_dir(bio) == WRITE) {
+		qcow2_write_bio(qc, bio, io);
+		goto unplug;
+	}
+	do {
+		off = (u64)dm_target_offset(qc->inst->ti,
+					    bio->bi_iter.bi_sector) << SECTOR_SHIFT;
+		r = qcow2_lookup(qc, off, bio->bi_iter.bi_size, true, &ext);
+		if (r) {
+			qcow2_end(bio, r);
+			break;
+		}
+		piece = bio;
+		if (ext.type != QCOW2_MAP_INVALID &&
+		    ext.len < bio->bi_iter.bi_size) {
+			piece = bio_split(bio, ext.len >> SECTOR_SHIFT,
+					  GFP_NOIO, &qc->bs);
+			bio_chain(piece, bio);
+		}
+		qcow2_do_extent(qc, piece, off, &ext);
+	} while (piece != bio);
+unplug:
+	blk_finish_plug(&plug);
+out:
+	memalloc_noio_restore(noio);
+}
+
+int qcow2_defer(struct qcow2_c *qc, struct bio *bio)
+{
+	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
+
+	if (bio->bi_opf & REQ_NOWAIT) {
+		bio_wouldblock_error(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	io->qc = qc;
+	INIT_WORK(&io->work, qcow2_work);
+	queue_work(bio_sectors(bio) ? qc->wq : qc->flush_wq, &io->work);
+	return DM_MAPIO_SUBMITTED;
+}

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * bgraph-qcow2 internals, shared by its files:
+ *
+ *   qcow2.c           target methods, constructor and destructor
+ *   qcow2-write.c     the write path: copy-on-write, allocations started
+ *                     in map(), writes held for lack of space, the worker
+ *   qcow2-meta.c      the metadata engine: synchronous I/O, lookups,
+ *                     L1/L2 changes, write-back, flush, header bits
+ *   qcow2-refcount.c  the metadata engine: refcounts, allocation, zeroing
+ *                     ahead, frees and the epochs that guard them
+ *   qcow2-cache.c     the L2 slice cache
+ *   qcow2-compress.c  reading compressed clusters
+ *   qcow2-format.c    the on-disk format (pure logic, also in user space)
+ *
+ * The engine's contract (who may sleep, which lock is held) is in
+ * qcow2-metadata.h; this header holds the node's struct and the helpers
+ * of the other files.
+ */
+#ifndef DM_BGRAPH_QCOW2_H
+#define DM_BGRAPH_QCOW2_H
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/mutex.h>
+#include <linux/seqlock.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <linux/device-mapper.h>
+
+#include "../dm-bgraph/bgraph.h"
+#include "qcow2-format.h"
+
+#define DM_MSG_PREFIX "bgraph-qcow2"
+
+#define L2C_WAYS		8	/* slices per cache set */
+#define L2C_MIN_SLICES		(2 * L2C_WAYS)
+#define L2C_MAX_SLICE		4096u	/* bytes of L2 table per slice */
+#define MAP_MAX_ENTRIES		32	/* L2 entries looked at per extent */
+
+/* ---------------------------------------------------------------- */
+/* L2 slice cache (qcow2-cache.c)                                   */
+/* ---------------------------------------------------------------- */
+
+struct l2c_way {
+	u64 key;		/* file offset of the slice + 1; 0: empty */
+	u32 stamp;		/* set clock at the last use */
+	bool dirty;		/* changed, not written: never evicted */
+};
+
+struct l2c_set {
+	spinlock_t lock;	/* the ways, their slices and the clock */
+	seqcount_spinlock_t seq;	/* keys and slices changed */
+	u32 clock;
+	u32 hint;		/* the way used last: looked at first */
+	u32 gen;		/* bumped when a slice changes or turns
+				 * clean: a slice read from the file before
+				 * may be stale and is not inserted
+				 */
+	struct l2c_way way[L2C_WAYS];
+};
+
+struct l2c_stats {
+	u64 hits;
+	u64 misses;
+};
+
+struct l2_cache {
+	u32 slice_bytes;
+	u32 slice_shift;
+	u32 nsets;
+	struct l2c_set *sets;
+	u8 *data;		/* nsets * L2C_WAYS slices */
+	struct l2c_stats __percpu *stats;
+};
+
+int l2c_init(struct l2_cache *c, u32 slice_bytes, u64 bytes);
+void l2c_exit(struct l2_cache *c);
+u8 *l2c_slot(struct l2_cache *c, struct l2c_set *set, unsigned int w);
+void l2c_decode(const void *raw, u32 nwords, u64 *out);
+bool l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos, u32 nwords,
+		u64 *out);
+u32 l2c_gen(struct l2_cache *c, u64 slice_off);
+bool l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw, u32 gen);
+bool l2c_store(struct l2_cache *c, u64 slice_off, u32 pos, u32 nwords,
+	       const u64 *in);
+bool l2c_has_room(struct l2_cache *c, u64 slice_off);
+void l2c_invalidate(struct l2_cache *c, u64 off, u64 len);
+void l2c_counts(struct l2_cache *c, u64 *hits, u64 *misses, u64 *used);
+
+/* ---------------------------------------------------------------- */
+/* The node                                                         */
+/* ---------------------------------------------------------------- */
+
+struct qcow2_c {
+	struct bg_instance *inst;
+	struct dm_dev *file;
+	struct dm_dev *backing;		/* or NULL: unallocated reads zeros */
+	struct qcow2_info qi;
+	u64 *l1;			/* host-endian L2 table offsets */
+	struct l2_cache cache;
+	struct dm_io_client *io;
+	/*
+	 * Deferred bios, and empty flushes apart: a work item must not wait
+	 * for items of its own workqueue.  A worker waits for the children's
+	 * bios, which another bgraph-qcow2 node may defer, and a flush for
+	 * the node's deferred bios to end (qcow2_epoch_drain()).  When
+	 * workers cannot be created fast enough, the WQ_MEM_RECLAIM rescuer
+	 * takes the pending items (on 6.1, all at once) and runs them one
+	 * after the other: blocked in one, it would never start the other.
+	 */
+	struct workqueue_struct *wq;
+	struct workqueue_struct *flush_wq;
+	/*
+	 * The ends of allocations started in map() that could not end in
+	 * their bio's completion (qcow2_alloc_done_work()): they wait for
+	 * meta_lock only, and the items of the two queues above may wait
+	 * for them (a cluster in flight, a drain).
+	 */
+	struct workqueue_struct *done_wq;
+	struct bio_set bs;		/* for splits in the worker */
+	struct bio_set cow_bs;		/* allocating writes from map() */
+	u64 cache_arg;			/* l2_cache_size as given, or 0 */
+	bool writable;			/* the table writes, no read_only */
+	bool read_only;			/* the read_only option */
+	bool error_if_no_space;
+
+	/*
+	 * Writing.  Metadata is written back, QEMU's way: a new cluster's
+	 * refcount and L2 entry change in memory once its data is written,
+	 * and reach the file at a flush (or when the cache must evict), in
+	 * dependency order: refcount blocks, refcount table, flush, L2
+	 * slices, flush, L1, flush.  References dropped (a copied shared
+	 * cluster, a discard) are applied only after the entries that
+	 * dropped them are on disk.
+	 */
+	struct mutex meta_lock;		/* L1, refcounts, L2 changes */
+	struct mutex flush_lock;	/* one flush at a time */
+	unsigned long *l1_copied;	/* L1 entries with the copied flag */
+	unsigned long *l1_dirty;	/* logical blocks of L1 to write */
+	u64 *reftable;			/* host-endian refcount block offsets */
+	u32 reftable_n;
+	unsigned long *rt_dirty;	/* logical blocks of it to write */
+	struct qcow2_rb *rb;		/* refcount block cache */
+	u32 rb_slots;
+	u32 rb_clock;
+	u64 free_hint;			/* cluster index to search from */
+	struct list_head frees;		/* qcow2_free: after the next flush */
+	bool meta_dirty;		/* something above awaits a flush */
+	bool hdr_dirty;			/* we set the header's dirty bit */
+	u32 lbs;			/* file device logical block size */
+	bool no_zeroout;		/* it refused a write-zeroes */
+
+	/*
+	 * Zeroing ahead (qcow2_pz_work()): the free clusters [pz_start,
+	 * pz_end) of the file device hold zeros on disk, so a cluster the
+	 * allocator takes from there needs no zero fill, only its write's
+	 * data; [pz_end, pz_next) are being zeroed while pz_busy.  Cluster
+	 * indexes.  pz_start moves past every cluster the allocator takes,
+	 * so a cluster in the zone was free ever since it was zeroed.
+	 * Under meta_lock, but for pz_end and pz_busy, which the zeroing
+	 * work sets when its zeroes are on the device (readers under
+	 * meta_lock wait on pz_wq for pz_busy to drop).
+	 */
+	bool pz_on;			/* no backing, no extended L2 */
+	bool pz_stop;			/* suspended, or a zeroing failed */
+	bool pz_busy;
+	u64 pz_start, pz_end, pz_next;
+	struct work_struct pz_work;
+	wait_queue_head_t pz_wq;
+
+	/*
+	 * L2 entries stored from a bio's completion, outside meta_lock
+	 * (qcow2_alloc_store()); closed while a write-back runs, which then
+	 * sees no entry change under it and writes no entry whose data was
+	 * written after its first flush.
+	 */
+	spinlock_t store_lock;
+	unsigned int stores_closed;	/* closers at work */
+
+	/* Guest clusters being written by copy-on-write. */
+	spinlock_t inflight_lock;
+	struct list_head inflight;
+	wait_queue_head_t inflight_wq;
+
+	/*
+	 * Bios that may touch a cluster about to be freed: counted per
+	 * epoch from map() to end_io, and drained before references drop.
+	 */
+	atomic_t users[2];
+	unsigned int epoch;
+	wait_queue_head_t drain_wq;
+
+	/* Writes held for lack of space. */
+	spinlock_t held_lock;
+	struct bio_list held;
+	bool no_space;
+	bool suspending;
+	bool reread;			/* image read again at first resume */
+};
+
+struct qcow2_rb {
+	u64 off;			/* file offset; 0: empty slot */
+	u8 *data;			/* a cluster */
+	u32 stamp;
+	bool dirty;
+};
+
+struct qcow2_free {
+	struct list_head list;
+	u64 off, len;
+};
+
+struct qcow2_inflight {
+	struct list_head list;
+	u64 cluster;			/* guest cluster index */
+};
+
+/* Per bio: the worker item of a deferred bio. */
+struct qcow2_io {
+	struct work_struct work;
+	struct qcow2_c *qc;
+	int epoch;			/* users[] it counts in, or -1 */
+	/* An allocation started in map(): */
+	struct qcow2_inflight me;
+	atomic_t pending;		/* its bios not ended */
+	blk_status_t status;		/* an error of theirs */
+	bool zero_refused;		/* a write-zeroes not supported */
+	u64 db, de;			/* the data's bytes in the cluster */
+	u64 wbegin, wend;		/* the cluster's bytes written */
+	u64 off;			/* guest offset */
+	u64 host;			/* the new cluster */
+	u64 slice_off;			/* its L2 entry's slice */
+	u32 pos;			/* and byte in it */
+	u64 nent[2];			/* the entry (and bitmap) to store */
+};
+
+static inline const char *qcow2_name(struct qcow2_c *qc)
+{
+	return qc->inst->node->name;
+}
+
+/* ---------------------------------------------------------------- */
+/* Bio helpers                                                      */
+/* ---------------------------------------------------------------- */
+
+/*
+ * Map only the first @len bytes of @bio now; dm core sends the rest to
+ * map() again.  A bio that fits (nearly every one) is left as it is: dm
+ * then does not treat it as split.
+ */
+static inline void qcow2_accept(struct bio *bio, u64 len)
+{
+	if (len < bio->bi_iter.bi_size)
+		dm_accept_partial_bio(bio, len >> SECTOR_SHIFT);
+}
+
+static inline void qcow2_remap(struct bio *bio, struct dm_dev *dev, u64 off)
+{
+	bio_set_dev(bio, dev->bdev);
+	bio->bi_iter.bi_sector = off >> SECTOR_SHIFT;
+}
+
+static inline void qcow2_bad_entry(struct qcow2_c *qc, u64 off,
+				   const struct qcow2_extent *ext)
+{
+	DMERR_LIMIT("%s: bad L2 entry for guest offset %llu: %s",
+		    qcow2_name(qc), off, ext->error);
+}
+
+static inline void qcow2_end(struct bio *bio, int r)
+{
+	bio->bi_status = errno_to_blk_status(r);
+	bio_endio(bio);
+}
+
+/* ---------------------------------------------------------------- */
+/* Compressed clusters (qcow2-compress.c)                           */
+/* ---------------------------------------------------------------- */
+
+int qcow2_decompress(struct qcow2_c *qc, u64 host_off, u64 csize, u8 *out,
+		     u64 off);
+int qcow2_read_compressed(struct qcow2_c *qc, struct bio *bio, u64 off,
+			  const struct qcow2_extent *ext);
+
+/* ---------------------------------------------------------------- */
+/* The write path and the worker (qcow2-write.c)                    */
+/* ---------------------------------------------------------------- */
+
+bool qcow2_inflight_busy(struct qcow2_c *qc, u64 cluster);
+void qcow2_inflight_add(struct qcow2_c *qc, struct qcow2_inflight *f);
+void qcow2_inflight_del(struct qcow2_c *qc, struct qcow2_inflight *f);
+bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
+		       bool worker);
+void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st);
+int qcow2_defer(struct qcow2_c *qc, struct bio *bio);
+
+#include "qcow2-metadata.h"
+
+#endif
