@@ -26,7 +26,7 @@
  * allocated at construction.
  */
 
-int l2c_init(struct l2_cache *c, u32 slice_bytes, u64 bytes)
+int qcow2_l2c_init(struct l2_cache *c, u32 slice_bytes, u64 bytes)
 {
 	u64 nslices = max_t(u64, bytes / slice_bytes, L2C_MIN_SLICES);
 	u32 i;
@@ -47,20 +47,20 @@ int l2c_init(struct l2_cache *c, u32 slice_bytes, u64 bytes)
 	return 0;
 }
 
-void l2c_exit(struct l2_cache *c)
+void qcow2_l2c_exit(struct l2_cache *c)
 {
 	free_percpu(c->stats);
 	vfree(c->data);
 	kvfree(c->sets);
 }
 
-static struct l2c_set *l2c_set(struct l2_cache *c, u64 slice_off)
+static struct l2c_set *qcow2_l2c_set(struct l2_cache *c, u64 slice_off)
 {
 	return &c->sets[hash_64(slice_off >> c->slice_shift, 32) &
 			(c->nsets - 1)];
 }
 
-u8 *l2c_slot(struct l2_cache *c, struct l2c_set *set, unsigned int w)
+u8 *qcow2_l2c_slot(struct l2_cache *c, struct l2c_set *set, unsigned int w)
 {
 	size_t slot = (size_t)(set - c->sets) * L2C_WAYS + w;
 
@@ -68,7 +68,7 @@ u8 *l2c_slot(struct l2_cache *c, struct l2c_set *set, unsigned int w)
 }
 
 /* Big-endian L2 words of a slice to host-endian ones. */
-void l2c_decode(const void *raw, u32 nwords, u64 *out)
+void qcow2_l2c_decode(const void *raw, u32 nwords, u64 *out)
 {
 	const __be64 *src = raw;
 	u32 i;
@@ -78,7 +78,7 @@ void l2c_decode(const void *raw, u32 nwords, u64 *out)
 }
 
 /* Mark way @w of @set used now; with or without the set's lock. */
-static void l2c_touch(struct l2c_set *set, unsigned int w)
+static void qcow2_l2c_touch(struct l2c_set *set, unsigned int w)
 {
 	u32 clock = READ_ONCE(set->clock) + 1;
 
@@ -88,15 +88,15 @@ static void l2c_touch(struct l2c_set *set, unsigned int w)
 }
 
 /*
- * l2c_lookup() - copy @nwords big-endian words from byte @pos of the slice
+ * qcow2_l2c_lookup() - copy @nwords big-endian words from byte @pos of the slice
  * at file offset @slice_off into @out, host-endian.  Returns false on a
  * miss.  Counts hits; misses are counted where slices are read.  Any
  * context.
  */
-bool l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos,
-		u32 nwords, u64 *out)
+bool qcow2_l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos,
+		      u32 nwords, u64 *out)
 {
-	struct l2c_set *set = l2c_set(c, slice_off);
+	struct l2c_set *set = qcow2_l2c_set(c, slice_off);
 	unsigned int w, seq;
 
 	do {
@@ -109,21 +109,21 @@ bool l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos,
 			if (w == L2C_WAYS)
 				continue;
 		}
-		l2c_decode(l2c_slot(c, set, w) + pos, nwords, out);
+		qcow2_l2c_decode(qcow2_l2c_slot(c, set, w) + pos, nwords, out);
 	} while (read_seqcount_retry(&set->seq, seq));
 	if (w == L2C_WAYS)
 		return false;
 	/* Already the newest (one hot slice in its set): nothing to store. */
 	if (READ_ONCE(set->way[w].stamp) != READ_ONCE(set->clock))
-		l2c_touch(set, w);
+		qcow2_l2c_touch(set, w);
 	this_cpu_inc(c->stats->hits);
 	return true;
 }
 
 /* The generation of @slice_off's set, taken before reading the slice. */
-u32 l2c_gen(struct l2_cache *c, u64 slice_off)
+u32 qcow2_l2c_gen(struct l2_cache *c, u64 slice_off)
 {
-	struct l2c_set *set = l2c_set(c, slice_off);
+	struct l2c_set *set = qcow2_l2c_set(c, slice_off);
 	unsigned long flags;
 	u32 gen;
 
@@ -139,10 +139,10 @@ u32 l2c_gen(struct l2_cache *c, u64 slice_off)
  * put: a slice of the set changed since (the copy may be stale), or every
  * way holds a dirty slice.
  */
-bool l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw,
-		u32 gen)
+bool qcow2_l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw,
+		      u32 gen)
 {
-	struct l2c_set *set = l2c_set(c, slice_off);
+	struct l2c_set *set = qcow2_l2c_set(c, slice_off);
 	unsigned long flags;
 	bool done = false;
 	int victim = -1;
@@ -169,10 +169,10 @@ bool l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw,
 	if (victim < 0)
 		goto out;
 	write_seqcount_begin(&set->seq);
-	memcpy(l2c_slot(c, set, victim), raw, c->slice_bytes);
+	memcpy(qcow2_l2c_slot(c, set, victim), raw, c->slice_bytes);
 	WRITE_ONCE(set->way[victim].key, slice_off + 1);
 	write_seqcount_end(&set->seq);
-	l2c_touch(set, victim);
+	qcow2_l2c_touch(set, victim);
 	done = true;
 out:
 	spin_unlock_irqrestore(&set->lock, flags);
@@ -180,15 +180,15 @@ out:
 }
 
 /*
- * l2c_store() - write @nwords host-endian words at byte @pos of the
+ * qcow2_l2c_store() - write @nwords host-endian words at byte @pos of the
  * cached slice at @slice_off and mark it dirty.  False if it is not
  * cached.  Under the node's meta_lock, or from a completion while no
  * write-back runs (qcow2_alloc_store()).  Any context.
  */
-bool l2c_store(struct l2_cache *c, u64 slice_off, u32 pos,
-	       u32 nwords, const u64 *in)
+bool qcow2_l2c_store(struct l2_cache *c, u64 slice_off, u32 pos,
+		     u32 nwords, const u64 *in)
 {
-	struct l2c_set *set = l2c_set(c, slice_off);
+	struct l2c_set *set = qcow2_l2c_set(c, slice_off);
 	unsigned long flags;
 	unsigned int w;
 	__be64 *dst;
@@ -202,22 +202,22 @@ bool l2c_store(struct l2_cache *c, u64 slice_off, u32 pos,
 		spin_unlock_irqrestore(&set->lock, flags);
 		return false;
 	}
-	dst = (__be64 *)(l2c_slot(c, set, w) + pos);
+	dst = (__be64 *)(qcow2_l2c_slot(c, set, w) + pos);
 	write_seqcount_begin(&set->seq);
 	for (i = 0; i < nwords; i++)
 		dst[i] = cpu_to_be64(in[i]);
 	write_seqcount_end(&set->seq);
 	set->way[w].dirty = true;
-	l2c_touch(set, w);
+	qcow2_l2c_touch(set, w);
 	set->gen++;
 	spin_unlock_irqrestore(&set->lock, flags);
 	return true;
 }
 
 /* Whether a slice at @slice_off could be inserted (a clean way exists). */
-bool l2c_has_room(struct l2_cache *c, u64 slice_off)
+bool qcow2_l2c_has_room(struct l2_cache *c, u64 slice_off)
 {
-	struct l2c_set *set = l2c_set(c, slice_off);
+	struct l2c_set *set = qcow2_l2c_set(c, slice_off);
 	unsigned long flags;
 	unsigned int w;
 	bool room = false;
@@ -230,12 +230,12 @@ bool l2c_has_room(struct l2_cache *c, u64 slice_off)
 }
 
 /* Drop the clean slices in [@off, @off + @len): a new L2 table there. */
-void l2c_invalidate(struct l2_cache *c, u64 off, u64 len)
+void qcow2_l2c_invalidate(struct l2_cache *c, u64 off, u64 len)
 {
 	u64 so;
 
 	for (so = off; so < off + len; so += c->slice_bytes) {
-		struct l2c_set *set = l2c_set(c, so);
+		struct l2c_set *set = qcow2_l2c_set(c, so);
 		unsigned long flags;
 		unsigned int w;
 
@@ -250,8 +250,8 @@ void l2c_invalidate(struct l2_cache *c, u64 off, u64 len)
 	}
 }
 
-void l2c_counts(struct l2_cache *c, u64 *hits, u64 *misses,
-		u64 *used)
+void qcow2_l2c_counts(struct l2_cache *c, u64 *hits, u64 *misses,
+		      u64 *used)
 {
 	unsigned long flags;
 	unsigned int w;

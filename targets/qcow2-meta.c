@@ -138,7 +138,7 @@ int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 		 (u64)((qc->cache.slice_bytes - pos) >> (words == 2 ? 4 : 3)),
 		 (u64)MAP_MAX_ENTRIES);
 
-	if (!l2c_lookup(&qc->cache, slice_off, pos, n * words, entries)) {
+	if (!qcow2_l2c_lookup(&qc->cache, slice_off, pos, n * words, entries)) {
 		u32 gen;
 
 		if (!may_load)
@@ -146,7 +146,7 @@ int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 		raw = kmalloc(qc->cache.slice_bytes, GFP_NOIO);
 		if (!raw)
 			return -ENOMEM;
-		gen = l2c_gen(&qc->cache, slice_off);
+		gen = qcow2_l2c_gen(&qc->cache, slice_off);
 		r = qcow2_read(qc, slice_off, raw, qc->cache.slice_bytes);
 		if (r) {
 			kfree(raw);
@@ -155,8 +155,8 @@ int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len,
 			return r;
 		}
 		this_cpu_inc(qc->cache.stats->misses);
-		l2c_insert(&qc->cache, slice_off, raw, gen);
-		l2c_decode(raw + pos, n * words, entries);
+		qcow2_l2c_insert(&qc->cache, slice_off, raw, gen);
+		qcow2_l2c_decode(raw + pos, n * words, entries);
 		kfree(raw);
 	}
 	/* Within one cluster of plain data (nearly every bio): inline. */
@@ -248,7 +248,7 @@ static int qcow2_l2_writeback(struct qcow2_c *qc, bool *wrote)
 			if (!set->way[w].dirty)
 				continue;
 			r = qcow2_write(qc, set->way[w].key - 1,
-					l2c_slot(c, set, w), c->slice_bytes);
+					qcow2_l2c_slot(c, set, w), c->slice_bytes);
 			if (r)
 				return r;
 			*wrote = true;
@@ -458,9 +458,9 @@ static int qcow2_slice_load(struct qcow2_c *qc, u64 slice_off)
 	u32 gen;
 	int r;
 
-	if (l2c_lookup(&qc->cache, slice_off, 0, 1, &dummy))
+	if (qcow2_l2c_lookup(&qc->cache, slice_off, 0, 1, &dummy))
 		return 0;
-	if (!l2c_has_room(&qc->cache, slice_off)) {
+	if (!qcow2_l2c_has_room(&qc->cache, slice_off)) {
 		r = qcow2_writeback(qc);
 		if (r)
 			return r;
@@ -474,11 +474,11 @@ static int qcow2_slice_load(struct qcow2_c *qc, u64 slice_off)
 	 * again and again.
 	 */
 	qcow2_stores_gate(qc, true);
-	gen = l2c_gen(&qc->cache, slice_off);
+	gen = qcow2_l2c_gen(&qc->cache, slice_off);
 	r = qcow2_read(qc, slice_off, raw, qc->cache.slice_bytes);
 	if (!r) {
 		this_cpu_inc(qc->cache.stats->misses);
-		l2c_insert(&qc->cache, slice_off, raw, gen);
+		qcow2_l2c_insert(&qc->cache, slice_off, raw, gen);
 	}
 	qcow2_stores_gate(qc, false);
 	kfree(raw);
@@ -516,7 +516,7 @@ static int qcow2_l2_table(struct qcow2_c *qc, u64 off, u64 *l2_off)
 		qcow2_unref(qc, new, qi->cluster_size);
 		return r;
 	}
-	l2c_invalidate(&qc->cache, new, qi->cluster_size);
+	qcow2_l2c_invalidate(&qc->cache, new, qi->cluster_size);
 	WRITE_ONCE(qc->l1[i], new);
 	set_bit(i, qc->l1_copied);
 	set_bit(i * 8 / qc->lbs, qc->l1_dirty);
@@ -543,11 +543,11 @@ static int qcow2_l2_access(struct qcow2_c *qc, u64 off, u64 *ent, bool store)
 		return r;
 	qcow2_slice_pos(qc, l2_off, off, &slice_off, &pos);
 	for (;;) {
-		if (store && l2c_store(&qc->cache, slice_off, pos, words, ent)) {
+		if (store && qcow2_l2c_store(&qc->cache, slice_off, pos, words, ent)) {
 			qcow2_touch(qc);
 			return 0;
 		}
-		if (!store && l2c_lookup(&qc->cache, slice_off, pos, words, ent))
+		if (!store && qcow2_l2c_lookup(&qc->cache, slice_off, pos, words, ent))
 			return 0;
 		r = qcow2_slice_load(qc, slice_off);
 		if (r)

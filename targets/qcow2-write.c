@@ -354,8 +354,8 @@ static bool qcow2_alloc_store(struct qcow2_c *qc, struct qcow2_io *io)
 
 	spin_lock_irqsave(&qc->store_lock, flags);
 	if (!qc->stores_closed)
-		done = l2c_store(&qc->cache, io->slice_off, io->pos,
-				 qc->qi.l2_entry_words, io->nent);
+		done = qcow2_l2c_store(&qc->cache, io->slice_off, io->pos,
+				       qc->qi.l2_entry_words, io->nent);
 	if (done)
 		qcow2_touch(qc);
 	spin_unlock_irqrestore(&qc->store_lock, flags);
@@ -499,8 +499,8 @@ bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
 			goto no;
 	}
 	qcow2_slice_pos(qc, l2_off, off, &io->slice_off, &io->pos);
-	if (!worker && !l2c_lookup(&qc->cache, io->slice_off, io->pos,
-				   qi->l2_entry_words, ent))
+	if (!worker && !qcow2_l2c_lookup(&qc->cache, io->slice_off, io->pos,
+					 qi->l2_entry_words, ent))
 		goto no;
 	qcow2_plan_write(qi, ent, off, len, &p);
 	qcow2_plan_align(qi, ent, qc->lbs, &p);

@@ -129,7 +129,7 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		l2c_counts(&qc->cache, &hits, &misses, &used);
+		qcow2_l2c_counts(&qc->cache, &hits, &misses, &used);
 		DMEMIT("%llu %llu %llu %llu ", hits, misses, used,
 		       (u64)qc->cache.nsets * L2C_WAYS);
 		if (qc->qi.dirty || qc->hdr_dirty)
@@ -504,7 +504,7 @@ static void qcow2_free(struct qcow2_c *qc)
 	bitmap_free(qc->l1_copied);
 	bitmap_free(qc->l1_dirty);
 	bitmap_free(qc->rt_dirty);
-	l2c_exit(&qc->cache);
+	qcow2_l2c_exit(&qc->cache);
 	bioset_exit(&qc->cow_bs);
 	bioset_exit(&qc->bs);
 	if (qc->io)
@@ -648,7 +648,7 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	cache = args.l2_cache_size ?:
 		min_t(u64, 2 * qcow2_default_l2_cache(&qc->qi, L2C_MIN_SLICES * slice),
 		      QCOW2_MAX_L2_CACHE);
-	r = l2c_init(&qc->cache, slice, cache);
+	r = qcow2_l2c_init(&qc->cache, slice, cache);
 	if (!r)
 		r = bioset_init(&qc->bs, BIO_POOL_SIZE, 0, 0);
 	if (!r)

@@ -75,19 +75,19 @@ struct l2_cache {
 	struct l2c_stats __percpu *stats;
 };
 
-int l2c_init(struct l2_cache *c, u32 slice_bytes, u64 bytes);
-void l2c_exit(struct l2_cache *c);
-u8 *l2c_slot(struct l2_cache *c, struct l2c_set *set, unsigned int w);
-void l2c_decode(const void *raw, u32 nwords, u64 *out);
-bool l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos, u32 nwords,
-		u64 *out);
-u32 l2c_gen(struct l2_cache *c, u64 slice_off);
-bool l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw, u32 gen);
-bool l2c_store(struct l2_cache *c, u64 slice_off, u32 pos, u32 nwords,
-	       const u64 *in);
-bool l2c_has_room(struct l2_cache *c, u64 slice_off);
-void l2c_invalidate(struct l2_cache *c, u64 off, u64 len);
-void l2c_counts(struct l2_cache *c, u64 *hits, u64 *misses, u64 *used);
+int qcow2_l2c_init(struct l2_cache *c, u32 slice_bytes, u64 bytes);
+void qcow2_l2c_exit(struct l2_cache *c);
+u8 *qcow2_l2c_slot(struct l2_cache *c, struct l2c_set *set, unsigned int w);
+void qcow2_l2c_decode(const void *raw, u32 nwords, u64 *out);
+bool qcow2_l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos, u32 nwords,
+		      u64 *out);
+u32 qcow2_l2c_gen(struct l2_cache *c, u64 slice_off);
+bool qcow2_l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw, u32 gen);
+bool qcow2_l2c_store(struct l2_cache *c, u64 slice_off, u32 pos, u32 nwords,
+		     const u64 *in);
+bool qcow2_l2c_has_room(struct l2_cache *c, u64 slice_off);
+void qcow2_l2c_invalidate(struct l2_cache *c, u64 off, u64 len);
+void qcow2_l2c_counts(struct l2_cache *c, u64 *hits, u64 *misses, u64 *used);
 
 /* ---------------------------------------------------------------- */
 /* The node                                                         */
