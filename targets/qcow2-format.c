@@ -22,6 +22,20 @@ static u64 rd64(const u8 *p)
 	return (u64)rd32(p) << 32 | rd32(p + 4);
 }
 
+static void wr32(u8 *p, u32 v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
+static void wr64(u8 *p, u64 v)
+{
+	wr32(p, v >> 32);
+	wr32(p + 4, v);
+}
+
 /* Header field offsets (qcow2.txt, "Header"). */
 enum {
 	H_MAGIC = 0,
@@ -918,4 +932,52 @@ int qcow2_plan_zero(const struct qcow2_info *qi, const u64 *l2, bool discard,
 	if (qi->extended_l2)
 		*new_bitmap = 0xffffffffULL << 32;
 	return 0;
+}
+
+void qcow2_encode_table(const u64 *ent, u32 n, u32 first, u32 count,
+			const unsigned long *copied, u8 *out)
+{
+	const u32 bpl = 8 * sizeof(unsigned long);
+	u32 k, i;
+	u64 v;
+
+	for (k = 0; k < count; k++) {
+		i = first + k;
+		v = i < n ? ent[i] : 0;
+		if (v && copied && (copied[i / bpl] >> (i % bpl) & 1))
+			v |= QCOW2_OFLAG_COPIED;
+		wr64(out + 8 * (u64)k, v);
+	}
+}
+
+int qcow2_header_set_reftable(u8 *buf, size_t len, u64 off, u32 clusters)
+{
+	if (len < H_REFTABLE_CLUSTERS + 4)
+		return -EINVAL;
+	wr64(buf + H_REFTABLE_OFFSET, off);
+	wr32(buf + H_REFTABLE_CLUSTERS, clusters);
+	return 0;
+}
+
+int qcow2_header_update_bits(u8 *buf, size_t len, u32 field, u64 set,
+			     u64 clear)
+{
+	if (len < 8 || field > len - 8)
+		return -EINVAL;
+	wr64(buf + field, (rd64(buf + field) | set) & ~clear);
+	return 0;
+}
+
+u64 qcow2_subcluster_run(const struct qcow2_info *qi, u64 bitmap, u64 off,
+			 u64 len)
+{
+	u32 sb = qi->subcluster_bits;
+	u64 in = off & (qi->cluster_size - 1);
+	u32 sc = in >> sb, last = (in + len - 1) >> sb, i;
+	bool a0 = bitmap >> sc & 1;
+
+	for (i = sc + 1; i <= last; i++)
+		if ((bitmap >> i & 1) != a0)
+			return ((u64)i << sb) - in;
+	return len;
 }

@@ -195,25 +195,16 @@ static int qcow2_write_table(struct qcow2_c *qc, u64 table_off,
 			     const u64 *ent, u32 n, unsigned long *dirty,
 			     bool l1)
 {
-	u32 per = qc->lbs / 8, nblocks = DIV_ROUND_UP(n, per), b, k, i;
-	__be64 *buf;
+	u32 per = qc->lbs / 8, nblocks = DIV_ROUND_UP(n, per), b;
+	u8 *buf;
 	int r = 0;
 
 	buf = kmalloc(qc->lbs, GFP_NOIO);
 	if (!buf)
 		return -ENOMEM;
 	for_each_set_bit(b, dirty, nblocks) {
-		for (k = 0; k < per; k++) {
-			u64 v = 0;
-
-			i = b * per + k;
-			if (i < n && ent[i]) {
-				v = ent[i];
-				if (l1 && test_bit(i, qc->l1_copied))
-					v |= QCOW2_OFLAG_COPIED;
-			}
-			buf[k] = cpu_to_be64(v);
-		}
+		qcow2_encode_table(ent, n, b * per, per,
+				   l1 ? qc->l1_copied : NULL, buf);
 		r = qcow2_write(qc, table_off + (u64)b * qc->lbs, buf, qc->lbs);
 		if (r)
 			break;
@@ -387,7 +378,6 @@ int qcow2_flush(struct qcow2_c *qc)
 int qcow2_header_update(struct qcow2_c *qc, u32 field, u64 set,
 			u64 clear)
 {
-	__be64 *p;
 	u8 *buf;
 	int r;
 
@@ -395,11 +385,10 @@ int qcow2_header_update(struct qcow2_c *qc, u32 field, u64 set,
 	if (!buf)
 		return -ENOMEM;
 	r = qcow2_read(qc, 0, buf, qc->lbs);
-	if (!r) {
-		p = (__be64 *)(buf + field);
-		*p = cpu_to_be64((be64_to_cpu(*p) | set) & ~clear);
+	if (!r)
+		r = qcow2_header_update_bits(buf, qc->lbs, field, set, clear);
+	if (!r)
 		r = qcow2_write(qc, 0, buf, qc->lbs);
-	}
 	if (!r)
 		r = blkdev_issue_flush(qc->file->bdev);
 	kfree(buf);

@@ -150,7 +150,7 @@ static int qcow2_grow_reftable(struct qcow2_c *qc, u64 c)
 	u32 old_clusters = qi->reftable_clusters, clusters, n, i;
 	unsigned long *dirty = NULL;
 	u64 *table = NULL;
-	__be64 *raw = NULL;
+	u8 *raw = NULL;
 	u8 *buf = NULL;
 	int r;
 
@@ -175,8 +175,7 @@ static int qcow2_grow_reftable(struct qcow2_c *qc, u64 c)
 		goto out;
 	memcpy(table, qc->reftable, (u64)qc->reftable_n * 8);
 	table[ri] = area << qi->cluster_bits;
-	for (i = 0; i < n; i++)
-		raw[i] = cpu_to_be64(table[i]);
+	qcow2_encode_table(table, n, 0, n, NULL, raw);
 	/* The area's block counts itself and the table. */
 	for (i = 0; i <= clusters; i++)
 		qcow2_refcount_set(qi, buf, i, 1);
@@ -190,13 +189,12 @@ static int qcow2_grow_reftable(struct qcow2_c *qc, u64 c)
 		goto out;
 	/* Offset and size share the header's first block: one write. */
 	r = qcow2_read(qc, 0, buf, qc->lbs);
-	if (!r) {
-		*(__be64 *)(buf + QCOW2_HDR_REFTABLE) =
-			cpu_to_be64((area + 1) << qi->cluster_bits);
-		*(__be32 *)(buf + QCOW2_HDR_REFTABLE_CLUSTERS) =
-			cpu_to_be32(clusters);
+	if (!r)
+		r = qcow2_header_set_reftable(buf, qc->lbs,
+					      (area + 1) << qi->cluster_bits,
+					      clusters);
+	if (!r)
 		r = qcow2_write(qc, 0, buf, qc->lbs);
-	}
 	if (!r)
 		r = blkdev_issue_flush(qc->file->bdev);
 	if (r)

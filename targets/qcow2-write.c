@@ -279,17 +279,8 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 		 * are (or are not) allocated like the first; the caller
 		 * comes back for the rest.
 		 */
-		u32 sb = qi->subcluster_bits, sc = (off & (qi->cluster_size - 1)) >> sb;
-		u32 last = ((off & (qi->cluster_size - 1)) + len - 1) >> sb, i;
-		bool a0 = ent[1] >> sc & 1;
-
-		for (i = sc + 1; i <= last; i++)
-			if ((ent[1] >> i & 1) != a0)
-				break;
-		if (i <= last) {
-			len = ((u64)i << sb) - (off & (qi->cluster_size - 1));
-			*lenp = len;
-		}
+		len = qcow2_subcluster_run(qi, ent[1], off, len);
+		*lenp = len;
 	}
 	qcow2_plan_write(qi, ent, off, len, &p);
 	qcow2_plan_align(qi, ent, qc->lbs, &p);
