@@ -595,6 +595,41 @@ no:
 /* Writing: bios, and writes held for lack of space                 */
 /* ---------------------------------------------------------------- */
 
+/**
+ * qcow2_set_mode() - move the node to another mode (enum qcow2_mode)
+ * @qc: the node
+ * @mode: the new mode
+ *
+ * The one place the mode changes.  Entering QCOW2_MODE_NO_SPACE must be
+ * announced (a warning and a dm table event); dm_table_event() sleeps,
+ * so the caller does it with qcow2_mode_announce() once held_lock is
+ * dropped.
+ *
+ * Context: held_lock held; any context.
+ * Return: true when the caller must call qcow2_mode_announce().
+ */
+bool qcow2_set_mode(struct qcow2_c *qc, enum qcow2_mode mode)
+{
+	enum qcow2_mode old = qc->mode;
+
+	lockdep_assert_held(&qc->held_lock);
+	WRITE_ONCE(qc->mode, mode);
+	return mode == QCOW2_MODE_NO_SPACE && old != mode;
+}
+
+/**
+ * qcow2_mode_announce() - tell user space the node entered NO_SPACE
+ * @qc: the node
+ *
+ * Context: process context, held_lock not held; may sleep.
+ */
+void qcow2_mode_announce(struct qcow2_c *qc)
+{
+	DMWARN("%s: file device full: writes wait for it to grow and a resize message",
+	       qcow2_name(qc));
+	dm_table_event(qc->inst->ti->table);
+}
+
 static void qcow2_hold(struct qcow2_c *qc, struct bio *bio,
 		       struct qcow2_io *io)
 {
@@ -602,12 +637,11 @@ static void qcow2_hold(struct qcow2_c *qc, struct bio *bio,
 
 	qcow2_epoch_put(qc, io);
 	spin_lock(&qc->held_lock);
-	if (qc->suspending) {
+	if (qc->mode == QCOW2_MODE_SUSPENDED) {
 		requeue = dm_noflush_suspending(qc->inst->ti);
 		fail = !requeue;
 	} else {
-		event = !qc->no_space;
-		qc->no_space = true;
+		event = qcow2_set_mode(qc, QCOW2_MODE_NO_SPACE);
 		bio_list_add(&qc->held, bio);
 	}
 	spin_unlock(&qc->held_lock);
@@ -615,11 +649,8 @@ static void qcow2_hold(struct qcow2_c *qc, struct bio *bio,
 		bio->bi_status = requeue ? BLK_STS_DM_REQUEUE : BLK_STS_NOSPC;
 		bio_endio(bio);
 	}
-	if (event) {
-		DMWARN("%s: file device full: writes wait for it to grow and a resize message",
-		       qcow2_name(qc));
-		dm_table_event(qc->inst->ti->table);
-	}
+	if (event)
+		qcow2_mode_announce(qc);
 }
 
 static void qcow2_work(struct work_struct *work);
@@ -633,7 +664,8 @@ void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st)
 	spin_lock(&qc->held_lock);
 	bios = qc->held;
 	bio_list_init(&qc->held);
-	qc->no_space = false;
+	if (qc->mode == QCOW2_MODE_NO_SPACE)
+		qcow2_set_mode(qc, QCOW2_MODE_WRITE);
 	spin_unlock(&qc->held_lock);
 	while ((bio = bio_list_pop(&bios))) {
 		struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));

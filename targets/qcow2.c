@@ -111,7 +111,9 @@ static int qcow2_end_io(struct dm_target *ti, struct bio *bio,
  * Status.
  * INFO:  <l2_hits> <l2_misses> <slices_used> <slices_total> <flags>
  *        flags: "-", or a comma list of dirty and corrupt (the image's
- *        header bits) and no_space (writes wait for room).
+ *        header bits) and no_space (the mode is QCOW2_MODE_NO_SPACE:
+ *        writes wait for room).  The mode shows only as that flag: the
+ *        line keeps its five fields, which parsers take to end in flags.
  * TABLE: the table line, with only the options that were given.
  * IMA:   target_name, target_version, file_device, backing_device,
  *        l2_cache_size.
@@ -136,7 +138,7 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 			flag[n++] = "dirty";
 		if (qc->qi.corrupt)
 			flag[n++] = "corrupt";
-		if (READ_ONCE(qc->no_space))
+		if (READ_ONCE(qc->mode) == QCOW2_MODE_NO_SPACE)
 			flag[n++] = "no_space";
 		if (!n)
 			DMEMIT("-");
@@ -197,7 +199,7 @@ static void qcow2_presuspend(struct dm_target *ti)
 	struct qcow2_c *qc = ti->private;
 
 	spin_lock(&qc->held_lock);
-	qc->suspending = true;
+	qcow2_set_mode(qc, QCOW2_MODE_SUSPENDED);
 	spin_unlock(&qc->held_lock);
 	qcow2_pz_halt(qc);
 	/* Held writes would block the suspend: requeue, or fail them. */
@@ -223,7 +225,7 @@ static int qcow2_preresume(struct dm_target *ti)
 	char *error = NULL;
 	int r;
 
-	if (!qc->writable || qc->reread)
+	if (!qc->writable || READ_ONCE(qc->mode) != QCOW2_MODE_NEW)
 		return 0;
 	kvfree(qc->l1);
 	qc->l1 = NULL;
@@ -248,7 +250,6 @@ static int qcow2_preresume(struct dm_target *ti)
 		return r;
 	}
 	qc->free_hint = 0;
-	qc->reread = true;
 	return 0;
 }
 
@@ -265,7 +266,8 @@ static void qcow2_resume(struct dm_target *ti)
 	struct qcow2_c *qc = ti->private;
 
 	spin_lock(&qc->held_lock);
-	qc->suspending = false;
+	qcow2_set_mode(qc, qc->writable ? QCOW2_MODE_WRITE :
+		       QCOW2_MODE_READ_ONLY);
 	spin_unlock(&qc->held_lock);
 	mutex_lock(&qc->meta_lock);
 	qc->pz_stop = false;

@@ -93,6 +93,29 @@ void qcow2_l2c_counts(struct l2_cache *c, u64 *hits, u64 *misses, u64 *used);
 /* The node                                                         */
 /* ---------------------------------------------------------------- */
 
+/*
+ * The node's mode, as dm-thin's pool_mode: one value where there were
+ * separate flags, changed only by qcow2_set_mode() under held_lock.
+ *
+ *   NEW --resume--> WRITE or READ_ONLY <--resume-- SUSPENDED
+ *                   WRITE --no free cluster--> NO_SPACE --resize--> WRITE
+ *   WRITE, NO_SPACE, READ_ONLY --presuspend--> SUSPENDED
+ *
+ * NEW: constructed, never resumed: a writable table reads the image
+ * again at its first resume (preresume), after the table it replaces has
+ * written everything back.  NO_SPACE: writes that need a cluster wait on
+ * the held list (status flag no_space, a dm event on entry).  SUSPENDED:
+ * from presuspend to resume; a write that needs room is requeued (noflush
+ * suspend) or fails with -ENOSPC instead of being held.
+ */
+enum qcow2_mode {
+	QCOW2_MODE_NEW,
+	QCOW2_MODE_WRITE,
+	QCOW2_MODE_NO_SPACE,
+	QCOW2_MODE_READ_ONLY,
+	QCOW2_MODE_SUSPENDED,
+};
+
 struct qcow2_c {
 	struct bg_instance *inst;
 	struct dm_dev *file;
@@ -192,12 +215,10 @@ struct qcow2_c {
 	unsigned int epoch;
 	wait_queue_head_t drain_wq;
 
-	/* Writes held for lack of space. */
+	/* Writes held for lack of space, and the mode. */
 	spinlock_t held_lock;
 	struct bio_list held;
-	bool no_space;
-	bool suspending;
-	bool reread;			/* image read again at first resume */
+	enum qcow2_mode mode;		/* only qcow2_set_mode() changes it */
 };
 
 struct qcow2_rb {
@@ -291,6 +312,8 @@ int qcow2_read_compressed(struct qcow2_c *qc, struct bio *bio, u64 off,
 bool qcow2_inflight_busy(struct qcow2_c *qc, u64 cluster);
 void qcow2_inflight_add(struct qcow2_c *qc, struct qcow2_inflight *f);
 void qcow2_inflight_del(struct qcow2_c *qc, struct qcow2_inflight *f);
+bool qcow2_set_mode(struct qcow2_c *qc, enum qcow2_mode mode);
+void qcow2_mode_announce(struct qcow2_c *qc);
 bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
 		       bool worker);
 void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st);
