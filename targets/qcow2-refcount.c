@@ -364,7 +364,7 @@ static bool qcow2_pz_free(struct qcow2_c *qc, u64 c)
  * qcow2_pz_work() - zero the next batch of free clusters ahead of the
  * allocator, QEMU's handle_alloc_space() done once per batch instead of
  * once per cluster: an allocating write whose cluster is in the zone
- * writes only its data (qcow2_start_alloc()), and the zeros cost one
+ * writes only its data (qcow2_alloc_submit()), and the zeros cost one
  * write-zeroes request per batch (written zero pages where the file
  * device has none, in this worker, not in the writer).  Only free clusters
  * are zeroed, only those the allocator takes next, and nothing refers to

@@ -423,46 +423,213 @@ static void qcow2_add_zeros(struct bio *bio, u64 len)
 }
 
 /*
- * qcow2_start_alloc() - start the write of @bio at guest offset @off into
- * a cluster it allocates, when the fill around its data is all zeros.
- * From map() (@worker false), only when all the metadata it needs is in
- * memory: no worker, no I/O but the data's.  From the worker, for a bio
- * within one cluster, after reading in or allocating what it needs; the
- * worker is then free at once, not waiting for the data.  The new
- * cluster's bytes [wbegin, wend) are the bio's own pages and, around
- * them, zeros: nothing when the cluster was zeroed ahead (qcow2_pz_work()),
- * else one write-zeroes bio each side when the file device has
- * write-zeroes (QEMU's way), else the zero page in the data's bio, not a
- * bounce buffer.  The ranges do not overlap, so the bios go out together.
- * The last to end stores the L2 entry, as the worker does after its write
- * (the refcount is taken here, in memory).  Nothing sleeps in map():
- * meta_lock is only tried, bios only allocated if at hand.  Returns false,
- * having allocated nothing, when qcow2_write_bio()'s cluster by cluster
- * path must do it.
+ * An allocating write whose fill is all zeros, started without waiting
+ * for its data (QEMU's handle_alloc_space(), done with the bio's own
+ * pages): the new cluster's bytes [wbegin, wend) are the bio's pages and,
+ * around them, zeros: nothing when the cluster was zeroed ahead
+ * (qcow2_pz_work()), else one write-zeroes bio each side when the file
+ * device has write-zeroes (QEMU's way), else the zero page in the data's
+ * bio, not a bounce buffer.  The ranges do not overlap, so the bios go out
+ * together.  The last to end stores the L2 entry, as the worker does after
+ * its write (the refcount is taken when planned, in memory).
+ *
+ * Two callers, each with its own lock discipline and allocation mode:
+ * qcow2_start_alloc_map() from map(), only when all the metadata it needs
+ * is in memory (meta_lock only tried, nothing sleeps, GFP_NOWAIT), and
+ * qcow2_start_alloc_worker() from the worker, for a bio within one
+ * cluster, after reading in or allocating what it needs (GFP_NOIO); the
+ * worker is then free at once, not waiting for the data.  Both plan the
+ * write under meta_lock (qcow2_alloc_plan()) and submit it without
+ * (qcow2_alloc_submit()).
  */
-bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
-		       bool worker)
+struct qcow2_alloc_start {
+	u64 len;		/* of the bio, within its cluster */
+	u64 host;		/* the new cluster */
+	u64 db, de;		/* the data's bytes in the cluster */
+	u64 zoff[2], zlen[2];	/* the zeros before and after the data */
+	struct qcow2_wplan p;
+	struct bio *cow;	/* the data (and zeros, unless @wz) */
+	struct bio *zb[2];	/* write-zeroes bios, or NULL */
+	bool wz;		/* the zeros are not in @cow */
+};
+
+/*
+ * The bytes of @bio at guest offset @off that one allocation may cover,
+ * or 0 when it may not start one: not aligned to the file device, FUA or
+ * a flush.
+ */
+static u64 qcow2_alloc_len(struct qcow2_c *qc, struct bio *bio, u64 off)
+{
+	u64 cs = qc->qi.cluster_size;
+	u64 len = min_t(u64, bio->bi_iter.bi_size, cs - (off & (cs - 1)));
+
+	if (!IS_ALIGNED(off | len, qc->lbs) ||
+	    (bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)))
+		return 0;
+	return len;
+}
+
+/*
+ * qcow2_alloc_plan() - plan the allocating write of @a->len bytes of @bio
+ * at guest offset @off, whose L2 entry (and bitmap) is @ent: check that
+ * its fill is all zeros, allocate its bios with @gfp and its cluster
+ * (@nowait: without I/O or waiting), and mark the guest cluster in
+ * flight.  False, having allocated nothing, when it cannot start so.
+ * meta_lock held; sleeps only if @gfp and !@nowait allow.
+ */
+static bool qcow2_alloc_plan(struct qcow2_c *qc, struct bio *bio, u64 off,
+			     const u64 *ent, gfp_t gfp, bool nowait,
+			     struct qcow2_alloc_start *a)
 {
 	const struct qcow2_info *qi = &qc->qi;
 	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
-	u64 cs = qi->cluster_size, base = off & ~(cs - 1);
-	u64 len = min_t(u64, bio->bi_iter.bi_size, cs - (off - base));
-	u64 ent[2] = {}, l2_off, db, de, host;
-	u32 i = qcow2_l1_index(qi, off), nvecs;
-	struct bio *cow, *zb[2] = {};
-	bool wz = !READ_ONCE(qc->no_zeroout) &&
-		  bdev_write_zeroes_sectors(qc->file->bdev);
-	struct qcow2_wplan p;
+	u64 base = off & ~(qi->cluster_size - 1);
+	struct qcow2_wplan *p = &a->p;
 	struct bvec_iter it;
 	struct bio_vec bv;
-	gfp_t gfp = worker ? GFP_NOIO : GFP_NOWAIT;
-	u64 zoff[2], zlen[2];
-	unsigned int k;
+	unsigned int k, nvecs;
 	bool zeroed;
 
-	if (!IS_ALIGNED(off | len, qc->lbs) ||
-	    (bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)) ||
-	    (worker && len != bio->bi_iter.bi_size))
+	a->wz = !READ_ONCE(qc->no_zeroout) &&
+		bdev_write_zeroes_sectors(qc->file->bdev);
+	qcow2_plan_write(qi, ent, off, a->len, p);
+	qcow2_plan_align(qi, ent, qc->lbs, p);
+	if (p->kind != QCOW2_W_COW || !p->alloc || p->free_len ||
+	    !qcow2_plan_zero_fill(qi, p, off, a->len, qc->lbs,
+				  !qc->backing || base + p->wbegin >=
+				  bdev_nr_bytes(qc->backing->bdev),
+				  &a->db, &a->de) ||
+	    a->db != off - base || a->de != a->db + a->len)
+		return false;
+	a->zoff[0] = p->wbegin;
+	a->zlen[0] = a->db - p->wbegin;
+	a->zoff[1] = a->de;
+	a->zlen[1] = p->wend - a->de;
+	nvecs = a->wz ? 0 : DIV_ROUND_UP(a->zlen[0], PAGE_SIZE) +
+			    DIV_ROUND_UP(a->zlen[1], PAGE_SIZE);
+	it = bio->bi_iter;
+	it.bi_size = a->len;
+	__bio_for_each_segment(bv, bio, it, it)
+		nvecs++;
+	if (nvecs > BIO_MAX_VECS)
+		return false;
+	a->cow = bio_alloc_bioset(qc->file->bdev, nvecs,
+				  REQ_OP_WRITE | (bio->bi_opf & REQ_SYNC),
+				  gfp, &qc->cow_bs);
+	if (!a->cow)
+		return false;
+	a->zb[0] = NULL;
+	a->zb[1] = NULL;
+	for (k = 0; a->wz && k < 2; k++) {
+		if (!a->zlen[k])
+			continue;
+		a->zb[k] = bio_alloc_bioset(qc->file->bdev, 0,
+					    REQ_OP_WRITE_ZEROES | REQ_NOUNMAP,
+					    gfp, &qc->cow_bs);
+		if (!a->zb[k])
+			goto put;
+	}
+	if (qcow2_alloc_how(qc, &a->host, nowait, &zeroed))
+		goto put;	/* -ENOSPC too: the other path holds it */
+	if (zeroed) {
+		/*
+		 * Zeroed ahead: the data's bio alone, laid out as when the
+		 * device zeroes around it (wz), without those bios.
+		 */
+		for (k = 0; k < 2; k++) {
+			if (a->zb[k])
+				bio_put(a->zb[k]);
+			a->zb[k] = NULL;
+		}
+		a->wz = true;
+	}
+	io->me.cluster = off >> qi->cluster_bits;
+	qcow2_inflight_add(qc, &io->me);
+	return true;
+put:
+	for (k = 0; k < 2; k++)
+		if (a->zb[k])
+			bio_put(a->zb[k]);
+	bio_put(a->cow);
+	return false;
+}
+
+/*
+ * qcow2_alloc_submit() - send the bios qcow2_alloc_plan() made ready for
+ * @bio (which covers @a->len bytes now) at guest offset @off.  No lock;
+ * never sleeps.
+ */
+static void qcow2_alloc_submit(struct qcow2_c *qc, struct bio *bio, u64 off,
+			       struct qcow2_alloc_start *a)
+{
+	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
+	struct bio *cow = a->cow;
+	struct bvec_iter it;
+	struct bio_vec bv;
+	unsigned int k;
+
+	io->qc = qc;
+	io->off = off;
+	io->host = a->host;
+	io->nent[0] = a->p.new_entry | a->host;
+	io->nent[1] = a->p.new_bitmap;
+	io->status = BLK_STS_OK;
+	io->zero_refused = false;
+	io->db = a->db;
+	io->de = a->de;
+	io->wbegin = a->p.wbegin;
+	io->wend = a->p.wend;
+	atomic_set(&io->pending, 1 + !!a->zb[0] + !!a->zb[1]);
+	cow->bi_iter.bi_sector = (a->host + (a->wz ? a->db : a->p.wbegin)) >>
+				 SECTOR_SHIFT;
+	cow->bi_ioprio = bio->bi_ioprio;
+	if (!a->wz)
+		qcow2_add_zeros(cow, a->zlen[0]);
+	it = bio->bi_iter;
+	__bio_for_each_segment(bv, bio, it, it)
+		__bio_add_page(cow, bv.bv_page, bv.bv_len, bv.bv_offset);
+	if (!a->wz)
+		qcow2_add_zeros(cow, a->zlen[1]);
+	cow->bi_private = io;
+	cow->bi_end_io = qcow2_alloc_endio;
+	for (k = 0; k < 2; k++) {
+		if (!a->zb[k])
+			continue;
+		a->zb[k]->bi_iter.bi_sector = (a->host + a->zoff[k]) >>
+					      SECTOR_SHIFT;
+		a->zb[k]->bi_iter.bi_size = a->zlen[k];
+		a->zb[k]->bi_private = io;
+		a->zb[k]->bi_end_io = qcow2_alloc_endio;
+		submit_bio_noacct(a->zb[k]);
+	}
+	submit_bio_noacct(cow);
+}
+
+/**
+ * qcow2_start_alloc_map() - start an allocating write from map()
+ * @qc: the node
+ * @bio: a write
+ * @off: its guest offset
+ *
+ * Only when all the metadata it needs is in memory: the header's dirty
+ * bit set already, the L2 table ours and its slice cached, a refcount
+ * block cached.  The bio is cut to its first cluster.
+ *
+ * Context: map(); never sleeps: meta_lock is only tried, bios only
+ * allocated if at hand (GFP_NOWAIT).
+ * Return: true if started; false, having changed nothing, when the
+ * worker must do it.
+ */
+bool qcow2_start_alloc_map(struct qcow2_c *qc, struct bio *bio, u64 off)
+{
+	const struct qcow2_info *qi = &qc->qi;
+	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
+	u32 i = qcow2_l1_index(qi, off);
+	struct qcow2_alloc_start a;
+	u64 ent[2] = {}, l2_off;
+
+	a.len = qcow2_alloc_len(qc, bio, off);
+	if (!a.len || !mutex_trylock(&qc->meta_lock))
 		return false;
 	/*
 	 * Another allocation of this cluster first, then its L2 entry: one
@@ -472,120 +639,63 @@ bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
 	 * the list after it, and the cluster be allocated twice (the first
 	 * write lost).  inflight_lock orders the store before what follows.
 	 */
-	if (worker) {
-		mutex_lock(&qc->meta_lock);
-		if (qcow2_inflight_busy(qc, off >> qi->cluster_bits) ||
-		    qcow2_mark_dirty(qc) || qcow2_l2_get(qc, off, ent))
-			goto no;	/* the other path waits, or fails it */
-		l2_off = qc->l1[i];
-	} else {
-		if (!mutex_trylock(&qc->meta_lock))
-			return false;
-		l2_off = qc->l1[i];
-		/* The dirty bit set already, the L2 table ours and cached. */
-		if ((!qc->hdr_dirty &&
-		     (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
-		    !l2_off || !test_bit(i, qc->l1_copied) ||
-		    qcow2_inflight_busy(qc, off >> qi->cluster_bits))
-			goto no;
-	}
+	l2_off = qc->l1[i];
+	/* The dirty bit set already, the L2 table ours and cached. */
+	if ((!qc->hdr_dirty && (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
+	    !l2_off || !test_bit(i, qc->l1_copied) ||
+	    qcow2_inflight_busy(qc, off >> qi->cluster_bits))
+		goto no;
 	qcow2_slice_pos(qc, l2_off, off, &io->slice_off, &io->pos);
-	if (!worker && !qcow2_l2c_lookup(&qc->cache, io->slice_off, io->pos,
-					 qi->l2_entry_words, ent))
+	if (!qcow2_l2c_lookup(&qc->cache, io->slice_off, io->pos,
+			      qi->l2_entry_words, ent) ||
+	    !qcow2_alloc_plan(qc, bio, off, ent, GFP_NOWAIT, true, &a))
 		goto no;
-	qcow2_plan_write(qi, ent, off, len, &p);
-	qcow2_plan_align(qi, ent, qc->lbs, &p);
-	if (p.kind != QCOW2_W_COW || !p.alloc || p.free_len ||
-	    !qcow2_plan_zero_fill(qi, &p, off, len, qc->lbs,
-				  !qc->backing || base + p.wbegin >=
-				  bdev_nr_bytes(qc->backing->bdev), &db, &de) ||
-	    db != off - base || de != db + len)
-		goto no;
-	zoff[0] = p.wbegin;
-	zlen[0] = db - p.wbegin;
-	zoff[1] = de;
-	zlen[1] = p.wend - de;
-	nvecs = wz ? 0 : DIV_ROUND_UP(zlen[0], PAGE_SIZE) +
-			 DIV_ROUND_UP(zlen[1], PAGE_SIZE);
-	it = bio->bi_iter;
-	it.bi_size = len;
-	__bio_for_each_segment(bv, bio, it, it)
-		nvecs++;
-	if (nvecs > BIO_MAX_VECS)
-		goto no;
-	cow = bio_alloc_bioset(qc->file->bdev, nvecs,
-			       REQ_OP_WRITE | (bio->bi_opf & REQ_SYNC),
-			       gfp, &qc->cow_bs);
-	if (!cow)
-		goto no;
-	for (k = 0; wz && k < 2; k++) {
-		if (!zlen[k])
-			continue;
-		zb[k] = bio_alloc_bioset(qc->file->bdev, 0,
-					 REQ_OP_WRITE_ZEROES | REQ_NOUNMAP,
-					 gfp, &qc->cow_bs);
-		if (!zb[k])
-			goto put;
-	}
-	if (qcow2_alloc_how(qc, &host, !worker, &zeroed))
-		goto put;	/* -ENOSPC too: the other path holds it */
-	if (zeroed) {
-		/*
-		 * Zeroed ahead: the data's bio alone, laid out as when the
-		 * device zeroes around it (wz), without those bios.
-		 */
-		for (k = 0; k < 2; k++) {
-			if (zb[k])
-				bio_put(zb[k]);
-			zb[k] = NULL;
-		}
-		wz = true;
-	}
-	io->me.cluster = off >> qi->cluster_bits;
-	qcow2_inflight_add(qc, &io->me);
 	mutex_unlock(&qc->meta_lock);
-
-	io->qc = qc;
-	io->off = off;
-	io->host = host;
-	io->nent[0] = p.new_entry | host;
-	io->nent[1] = p.new_bitmap;
-	io->status = BLK_STS_OK;
-	io->zero_refused = false;
-	io->db = db;
-	io->de = de;
-	io->wbegin = p.wbegin;
-	io->wend = p.wend;
-	atomic_set(&io->pending, 1 + !!zb[0] + !!zb[1]);
-	if (!worker)
-		dm_accept_partial_bio(bio, len >> SECTOR_SHIFT);
-	cow->bi_iter.bi_sector = (host + (wz ? db : p.wbegin)) >> SECTOR_SHIFT;
-	cow->bi_ioprio = bio->bi_ioprio;
-	if (!wz)
-		qcow2_add_zeros(cow, zlen[0]);
-	it = bio->bi_iter;
-	__bio_for_each_segment(bv, bio, it, it)
-		__bio_add_page(cow, bv.bv_page, bv.bv_len, bv.bv_offset);
-	if (!wz)
-		qcow2_add_zeros(cow, zlen[1]);
-	cow->bi_private = io;
-	cow->bi_end_io = qcow2_alloc_endio;
-	for (k = 0; k < 2; k++) {
-		if (!zb[k])
-			continue;
-		zb[k]->bi_iter.bi_sector = (host + zoff[k]) >> SECTOR_SHIFT;
-		zb[k]->bi_iter.bi_size = zlen[k];
-		zb[k]->bi_private = io;
-		zb[k]->bi_end_io = qcow2_alloc_endio;
-		submit_bio_noacct(zb[k]);
-	}
-	submit_bio_noacct(cow);
+	dm_accept_partial_bio(bio, a.len >> SECTOR_SHIFT);
+	qcow2_alloc_submit(qc, bio, off, &a);
 	return true;
-put:
-	for (k = 0; k < 2; k++)
-		if (zb[k])
-			bio_put(zb[k]);
-	bio_put(cow);
+no:
+	mutex_unlock(&qc->meta_lock);
+	return false;
+}
+
+/**
+ * qcow2_start_alloc_worker() - start an allocating write from the worker
+ * @qc: the node
+ * @bio: a write within one cluster
+ * @off: its guest offset
+ *
+ * As qcow2_start_alloc_map(), but the metadata it needs is read in or
+ * allocated first; the worker is then free at once, not waiting for the
+ * data.
+ *
+ * Context: worker; takes meta_lock, sleeps (GFP_NOIO).
+ * Return: true if started; false, having allocated nothing, when
+ * qcow2_write_bio()'s cluster by cluster path must do it.
+ */
+static bool qcow2_start_alloc_worker(struct qcow2_c *qc, struct bio *bio,
+				     u64 off)
+{
+	struct qcow2_alloc_start a;
+	u64 ent[2] = {};
+	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
+	const struct qcow2_info *qi = &qc->qi;
+
+	a.len = qcow2_alloc_len(qc, bio, off);
+	if (!a.len || a.len != bio->bi_iter.bi_size)
+		return false;
+	/* The in-flight check first: see qcow2_start_alloc_map(). */
+	mutex_lock(&qc->meta_lock);
+	if (qcow2_inflight_busy(qc, off >> qi->cluster_bits) ||
+	    qcow2_mark_dirty(qc) || qcow2_l2_get(qc, off, ent))
+		goto no;	/* the other path waits, or fails it */
+	qcow2_slice_pos(qc, qc->l1[qcow2_l1_index(qi, off)], off,
+			&io->slice_off, &io->pos);
+	if (!qcow2_alloc_plan(qc, bio, off, ent, GFP_NOIO, false, &a))
+		goto no;
+	mutex_unlock(&qc->meta_lock);
+	qcow2_alloc_submit(qc, bio, off, &a);
+	return true;
 no:
 	mutex_unlock(&qc->meta_lock);
 	return false;
@@ -706,7 +816,7 @@ static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
 	off = (u64)dm_target_offset(qc->inst->ti, bio->bi_iter.bi_sector) <<
 	      SECTOR_SHIFT;
 	if (bio_op(bio) == REQ_OP_WRITE && !fua &&
-	    qcow2_start_alloc(qc, bio, off, true))
+	    qcow2_start_alloc_worker(qc, bio, off))
 		return;
 	do {
 		off = (u64)dm_target_offset(qc->inst->ti,

@@ -21,7 +21,7 @@
  *
  * Writes to clusters the image owns are remapped in map() too.  A write
  * that allocates a cluster whose fill is all zeros is also started there
- * when all it needs is in memory (qcow2_start_alloc()); everything else
+ * when all it needs is in memory (qcow2_start_alloc_map()); everything else
  * that writes goes to the worker, which starts such writes the same way
  * once it has read what they need, and does the others itself.
  */
@@ -68,7 +68,7 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 			qcow2_remap(bio, qc->file, ext.host_off);
 			return DM_MAPIO_REMAPPED;
 		}
-		if (qcow2_start_alloc(qc, bio, off, false))
+		if (qcow2_start_alloc_map(qc, bio, off))
 			return DM_MAPIO_SUBMITTED;
 		return qcow2_defer(qc, bio);
 	}

@@ -314,8 +314,7 @@ void qcow2_inflight_add(struct qcow2_c *qc, struct qcow2_inflight *f);
 void qcow2_inflight_del(struct qcow2_c *qc, struct qcow2_inflight *f);
 bool qcow2_set_mode(struct qcow2_c *qc, enum qcow2_mode mode);
 void qcow2_mode_announce(struct qcow2_c *qc);
-bool qcow2_start_alloc(struct qcow2_c *qc, struct bio *bio, u64 off,
-		       bool worker);
+bool qcow2_start_alloc_map(struct qcow2_c *qc, struct bio *bio, u64 off);
 void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st);
 int qcow2_defer(struct qcow2_c *qc, struct bio *bio);
 
