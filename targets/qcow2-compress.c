@@ -71,14 +71,21 @@ static int qcow2_unzstd(const u8 *in, u64 in_len, u8 *out, u64 out_len)
 	return ret;
 }
 
-/*
- * Read the compressed cluster of @csize bytes at @host_off and decompress
- * it into @out (a cluster); @off is the guest offset, for the message.
+/**
+ * qcow2_decompress() - read a compressed cluster and decompress it
+ * @img: the node
+ * @host_off: file offset of the compressed data
+ * @csize: its bytes
+ * @out: a cluster's bytes, filled whole
+ * @off: the guest offset, for the message
+ *
+ * Context: process context, sleeps (GFP_NOIO); no lock needed.
+ * Return: 0, -ENOMEM, the read's errno, or -EIO for bad data (logged).
  */
-int qcow2_decompress(struct qcow2_c *qc, u64 host_off, u64 csize,
+int qcow2_decompress(struct qcow2_image *img, u64 host_off, u64 csize,
 		     u8 *out, u64 off)
 {
-	u64 cs = qc->qi.cluster_size;
+	u64 cs = img->info.cluster_size;
 	u64 start = round_down(host_off, SECTOR_SIZE);
 	u64 skip = host_off - start;
 	u64 rlen = round_up(skip + csize, SECTOR_SIZE);
@@ -88,36 +95,44 @@ int qcow2_decompress(struct qcow2_c *qc, u64 host_off, u64 csize,
 	in = kvmalloc(rlen, GFP_NOIO);
 	if (!in)
 		return -ENOMEM;
-	r = qcow2_read(qc, start, in, rlen);
+	r = qcow2_read(img, start, in, rlen);
 	if (r)
 		goto out;
-	if (qc->qi.compression_type == QCOW2_COMPRESSION_ZSTD)
+	if (img->info.compression_type == QCOW2_COMPRESSION_ZSTD)
 		r = qcow2_unzstd(in + skip, csize, out, cs);
 	else
 		r = qcow2_inflate(in + skip, csize, out, cs);
 	if (r)
 		DMERR_LIMIT("%s: cannot decompress the cluster at %llu for guest offset %llu",
-			    qcow2_name(qc), host_off, off);
+			    qcow2_name(img), host_off, off);
 out:
 	kvfree(in);
 	return r;
 }
 
-/*
- * Read a compressed cluster, decompress it and copy the part @bio covers
- * (guest offset @off) into it.  Worker context.
+/**
+ * qcow2_read_compressed() - serve a read from a compressed cluster
+ * @img: the node
+ * @bio: a read within the cluster
+ * @off: its guest offset
+ * @ext: the extent qcow2_lookup() gave (QCOW2_MAP_COMPRESSED)
+ *
+ * Decompresses the cluster and copies the part @bio covers into it.
+ *
+ * Context: worker, sleeps; no lock.
+ * Return: 0 or a negative errno; the caller ends @bio.
  */
-int qcow2_read_compressed(struct qcow2_c *qc, struct bio *bio, u64 off,
+int qcow2_read_compressed(struct qcow2_image *img, struct bio *bio, u64 off,
 			  const struct qcow2_extent *ext)
 {
-	u64 cs = qc->qi.cluster_size;
+	u64 cs = img->info.cluster_size;
 	u8 *out;
 	int r;
 
 	out = kvmalloc(cs, GFP_NOIO);
 	if (!out)
 		return -ENOMEM;
-	r = qcow2_decompress(qc, ext->host_off, ext->csize, out, off);
+	r = qcow2_decompress(img, ext->host_off, ext->csize, out, off);
 	if (!r)
 		qcow2_copy_to_bio(bio, out + (off & (cs - 1)));
 	kvfree(out);

@@ -26,7 +26,7 @@
 #ifndef DM_BGRAPH_QCOW2_METADATA_H
 #define DM_BGRAPH_QCOW2_METADATA_H
 
-struct qcow2_c;
+struct qcow2_image;
 struct qcow2_io;
 struct qcow2_rb;
 
@@ -34,7 +34,7 @@ struct qcow2_rb;
 
 /**
  * qcow2_dev_read() - read bytes of a child synchronously
- * @qc: the node
+ * @img: the node
  * @bdev: its file or backing child
  * @off: byte offset; need not be aligned (a bounce buffer is used)
  * @buf: kmalloc or vmalloc memory of @len bytes
@@ -43,12 +43,12 @@ struct qcow2_rb;
  * Context: process context, may sleep (GFP_NOIO).  Any lock.
  * Return: 0 or a negative errno.
  */
-int qcow2_dev_read(struct qcow2_c *qc, struct block_device *bdev,
+int qcow2_dev_read(struct qcow2_image *img, struct block_device *bdev,
 		   u64 off, void *buf, u64 len);
 
 /**
  * qcow2_read() - qcow2_dev_read() of the file device
- * @qc: the node
+ * @img: the node
  * @off: byte offset
  * @buf: destination
  * @len: bytes
@@ -56,11 +56,11 @@ int qcow2_dev_read(struct qcow2_c *qc, struct block_device *bdev,
  * Context: may sleep.
  * Return: 0 or a negative errno.
  */
-int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len);
+int qcow2_read(struct qcow2_image *img, u64 off, void *buf, u64 len);
 
 /**
  * qcow2_write() - write to the file device synchronously
- * @qc: the node
+ * @img: the node
  * @off: byte offset, aligned to the device's logical block size
  * @buf: source
  * @len: bytes, aligned likewise; never past the device's end
@@ -68,11 +68,11 @@ int qcow2_read(struct qcow2_c *qc, u64 off, void *buf, u64 len);
  * Context: may sleep.
  * Return: 0, -EIO past the end, or the dm-io error.
  */
-int qcow2_write(struct qcow2_c *qc, u64 off, const void *buf, u64 len);
+int qcow2_write(struct qcow2_image *img, u64 off, const void *buf, u64 len);
 
 /**
  * qcow2_slice_pos() - where the L2 entry of a guest offset is cached
- * @qc: the node
+ * @img: the node
  * @l2_off: file offset of the L2 table
  * @off: guest offset
  * @slice_off: set to the file offset of the slice holding its entry
@@ -80,12 +80,12 @@ int qcow2_write(struct qcow2_c *qc, u64 off, const void *buf, u64 len);
  *
  * Context: any; no lock.
  */
-void qcow2_slice_pos(struct qcow2_c *qc, u64 l2_off, u64 off,
+void qcow2_slice_pos(struct qcow2_image *img, u64 l2_off, u64 off,
 		     u64 *slice_off, u32 *pos);
 
 /**
  * qcow2_lookup() - map the first extent of a guest range
- * @qc: the node
+ * @img: the node
  * @off: guest offset
  * @len: bytes of the range
  * @may_load: read a missing L2 slice in (worker only)
@@ -97,14 +97,14 @@ void qcow2_slice_pos(struct qcow2_c *qc, u64 l2_off, u64 off,
  * Return: 0; -EWOULDBLOCK on a cache miss without @may_load; or an
  * errno reading the slice.
  */
-int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len, bool may_load,
+int qcow2_lookup(struct qcow2_image *img, u64 off, u64 len, bool may_load,
 		 struct qcow2_extent *ext);
 
 /* Write-back, flush and the header (qcow2-meta.c) */
 
 /**
  * qcow2_writeback() - make every metadata change so far durable
- * @qc: the node
+ * @img: the node
  *
  * Writes in dependency order (see the top of this file) and flushes the
  * file device even when nothing was dirty.  No L2 entry is stored from
@@ -113,11 +113,11 @@ int qcow2_lookup(struct qcow2_c *qc, u64 off, u64 len, bool may_load,
  * Context: meta_lock held; sleeps.
  * Return: 0 or a negative errno (the metadata stays dirty in memory).
  */
-int qcow2_writeback(struct qcow2_c *qc);
+int qcow2_writeback(struct qcow2_image *img);
 
 /**
  * qcow2_flush() - what a flush bio asks: everything written is durable
- * @qc: the node
+ * @img: the node
  *
  * Writes back, then drops the references queued by qcow2_unref_later()
  * once no bio that saw the old entries is left.
@@ -125,11 +125,11 @@ int qcow2_writeback(struct qcow2_c *qc);
  * Context: takes flush_lock and meta_lock: neither held; sleeps.
  * Return: 0 or a negative errno.
  */
-int qcow2_flush(struct qcow2_c *qc);
+int qcow2_flush(struct qcow2_image *img);
 
 /**
  * qcow2_header_update() - set and clear bits of a header field
- * @qc: the node
+ * @img: the node
  * @field: byte offset of a big-endian u64 of the v3 header
  * @set: bits to set
  * @clear: bits to clear
@@ -140,31 +140,31 @@ int qcow2_flush(struct qcow2_c *qc);
  * Context: sleeps; meta_lock held, or the node not live yet (ctr).
  * Return: 0 or a negative errno.
  */
-int qcow2_header_update(struct qcow2_c *qc, u32 field, u64 set, u64 clear);
+int qcow2_header_update(struct qcow2_image *img, u32 field, u64 set, u64 clear);
 
 /**
  * qcow2_mark_dirty() - set the header's dirty bit before the first write
- * @qc: the node
+ * @img: the node
  *
  * Only with lazy refcounts (compat bit 0), as QEMU does; a no-op once set.
  *
  * Context: meta_lock held; sleeps.
  * Return: 0 or a negative errno.
  */
-int qcow2_mark_dirty(struct qcow2_c *qc);
+int qcow2_mark_dirty(struct qcow2_image *img);
 
 /**
  * qcow2_make_clean() - write everything back and clear the dirty bit
- * @qc: the node
+ * @img: the node
  *
  * Context: suspend or destruction, no I/O in flight; takes the locks.
  * Return: 0 or a negative errno (logged).
  */
-int qcow2_make_clean(struct qcow2_c *qc);
+int qcow2_make_clean(struct qcow2_image *img);
 
 /**
  * qcow2_l2_get() - read the L2 entry (and bitmap) of a guest offset
- * @qc: the node
+ * @img: the node
  * @off: guest offset
  * @ent: set to the entry, then (extended L2) its subcluster bitmap
  *
@@ -174,11 +174,11 @@ int qcow2_make_clean(struct qcow2_c *qc);
  * Context: meta_lock held; sleeps.
  * Return: 0 or a negative errno (-ENOSPC: the file device is full).
  */
-int qcow2_l2_get(struct qcow2_c *qc, u64 off, u64 *ent);
+int qcow2_l2_get(struct qcow2_image *img, u64 off, u64 *ent);
 
 /**
  * qcow2_l2_set() - store the L2 entry (and bitmap) of a guest offset
- * @qc: the node
+ * @img: the node
  * @off: guest offset
  * @ent: the entry, then (extended L2) its subcluster bitmap
  *
@@ -187,57 +187,57 @@ int qcow2_l2_get(struct qcow2_c *qc, u64 off, u64 *ent);
  * Context: meta_lock held; sleeps.
  * Return: 0 or a negative errno.
  */
-int qcow2_l2_set(struct qcow2_c *qc, u64 off, u64 *ent);
+int qcow2_l2_set(struct qcow2_image *img, u64 off, u64 *ent);
 
 /* Epochs, refcounts and allocation (qcow2-refcount.c) */
 
 /**
  * qcow2_epoch_get() - count a bio that looks at L2 in the current epoch
- * @qc: the node
+ * @img: the node
  * @io: the bio's per-bio data; records the epoch
  *
  * Context: any (map()); no lock.
  */
-void qcow2_epoch_get(struct qcow2_c *qc, struct qcow2_io *io);
+void qcow2_epoch_get(struct qcow2_image *img, struct qcow2_io *io);
 
 /**
  * qcow2_epoch_put() - the bio counted by qcow2_epoch_get() has ended
- * @qc: the node
+ * @img: the node
  * @io: its per-bio data; nothing if it was not counted
  *
  * Context: any (end_io); no lock.
  */
-void qcow2_epoch_put(struct qcow2_c *qc, struct qcow2_io *io);
+void qcow2_epoch_put(struct qcow2_image *img, struct qcow2_io *io);
 
 /**
  * qcow2_epoch_drain() - wait for every bio counted before now to end
- * @qc: the node
+ * @img: the node
  *
  * Context: flush_lock held, meta_lock not held; sleeps.
  */
-void qcow2_epoch_drain(struct qcow2_c *qc);
+void qcow2_epoch_drain(struct qcow2_image *img);
 
 /**
  * qcow2_touch() - note that metadata changed in memory awaits a flush
- * @qc: the node
+ * @img: the node
  *
  * Context: any; meta_lock or store_lock held.
  */
-void qcow2_touch(struct qcow2_c *qc);
+void qcow2_touch(struct qcow2_image *img);
 
 /**
  * qcow2_rb_write() - write a cached refcount block to the file device
- * @qc: the node
+ * @img: the node
  * @b: the block; clean afterwards
  *
  * Context: meta_lock held; sleeps.
  * Return: 0 or a negative errno.
  */
-int qcow2_rb_write(struct qcow2_c *qc, struct qcow2_rb *b);
+int qcow2_rb_write(struct qcow2_image *img, struct qcow2_rb *b);
 
 /**
  * qcow2_alloc_how() - take a free cluster of the file device
- * @qc: the node
+ * @img: the node
  * @host: set to the cluster's file offset; its refcount is 1 in memory
  * @nowait: fail with -EWOULDBLOCK instead of any I/O or wait
  * @zeroed: if not NULL, set to whether the cluster holds zeros already
@@ -250,18 +250,18 @@ int qcow2_rb_write(struct qcow2_c *qc, struct qcow2_rb *b);
  * Return: 0, -ENOSPC when the device is full, -EWOULDBLOCK (@nowait), or
  * a negative errno.
  */
-int qcow2_alloc_how(struct qcow2_c *qc, u64 *host, bool nowait,
+int qcow2_alloc_how(struct qcow2_image *img, u64 *host, bool nowait,
 		    bool *zeroed);
 
 /**
  * qcow2_alloc() - qcow2_alloc_how() that may block
- * @qc: the node
+ * @img: the node
  * @host: set to the cluster's file offset
  *
  * Context: meta_lock held; sleeps.
  * Return: 0 or a negative errno.
  */
-int qcow2_alloc(struct qcow2_c *qc, u64 *host);
+int qcow2_alloc(struct qcow2_image *img, u64 *host);
 
 /**
  * qcow2_pz_work() - zero the next batch of free clusters ahead
@@ -273,15 +273,15 @@ void qcow2_pz_work(struct work_struct *work);
 
 /**
  * qcow2_pz_halt() - stop zeroing ahead and forget the zone (suspend)
- * @qc: the node
+ * @img: the node
  *
  * Context: meta_lock not held; sleeps.  Resume allows it again.
  */
-void qcow2_pz_halt(struct qcow2_c *qc);
+void qcow2_pz_halt(struct qcow2_image *img);
 
 /**
  * qcow2_unref() - drop one reference of every cluster of a range, now
- * @qc: the node
+ * @img: the node
  * @off: file offset
  * @len: bytes
  *
@@ -290,17 +290,17 @@ void qcow2_pz_halt(struct qcow2_c *qc);
  *
  * Context: meta_lock held; sleeps.
  */
-void qcow2_unref(struct qcow2_c *qc, u64 off, u64 len);
+void qcow2_unref(struct qcow2_image *img, u64 off, u64 len);
 
 /**
  * qcow2_unref_later() - drop these references after the next flush
- * @qc: the node
+ * @img: the node
  * @off: file offset
  * @len: bytes
  *
  * Context: meta_lock held; may sleep (GFP_NOIO).  Out of memory, the
  * clusters leak (logged), which is never harm.
  */
-void qcow2_unref_later(struct qcow2_c *qc, u64 off, u64 len);
+void qcow2_unref_later(struct qcow2_image *img, u64 off, u64 len);
 
 #endif

@@ -13,35 +13,61 @@
 /* Guest clusters in flight                                         */
 /* ---------------------------------------------------------------- */
 
-bool qcow2_inflight_busy(struct qcow2_c *qc, u64 cluster)
+/**
+ * qcow2_inflight_busy() - whether a write to a guest cluster is in flight
+ * @img: the node
+ * @cluster: guest cluster index
+ *
+ * Writes that need copy-on-write, and allocations, of one guest cluster
+ * run one at a time.
+ *
+ * Context: process context (takes inflight_lock with interrupts off).
+ * Return: true while one is.
+ */
+bool qcow2_inflight_busy(struct qcow2_image *img, u64 cluster)
 {
 	struct qcow2_inflight *f;
 	bool busy = false;
 
-	spin_lock_irq(&qc->inflight_lock);
-	list_for_each_entry(f, &qc->inflight, list)
+	spin_lock_irq(&img->inflight_lock);
+	list_for_each_entry(f, &img->inflight, list)
 		busy |= f->cluster == cluster;
-	spin_unlock_irq(&qc->inflight_lock);
+	spin_unlock_irq(&img->inflight_lock);
 	return busy;
 }
 
-void qcow2_inflight_add(struct qcow2_c *qc, struct qcow2_inflight *f)
+/**
+ * qcow2_inflight_add() - mark a guest cluster in flight
+ * @img: the node
+ * @f: its entry, .cluster set; on the list until qcow2_inflight_del()
+ *
+ * Context: meta_lock held (the check and the add are one step).
+ */
+void qcow2_inflight_add(struct qcow2_image *img, struct qcow2_inflight *f)
 {
-	spin_lock_irq(&qc->inflight_lock);
-	list_add(&f->list, &qc->inflight);
-	spin_unlock_irq(&qc->inflight_lock);
+	spin_lock_irq(&img->inflight_lock);
+	list_add(&f->list, &img->inflight);
+	spin_unlock_irq(&img->inflight_lock);
 }
 
-/* Any context: an allocation from map() ends in its write's completion. */
-void qcow2_inflight_del(struct qcow2_c *qc, struct qcow2_inflight *f)
+/**
+ * qcow2_inflight_del() - the write to a guest cluster has ended
+ * @img: the node
+ * @f: the entry qcow2_inflight_add() put on the list
+ *
+ * Wakes the writes waiting for the cluster.
+ *
+ * Context: any (an allocation from map() ends in its write's completion).
+ */
+void qcow2_inflight_del(struct qcow2_image *img, struct qcow2_inflight *f)
 {
 	unsigned long flags;
 
-	spin_lock_irqsave(&qc->inflight_lock, flags);
+	spin_lock_irqsave(&img->inflight_lock, flags);
 	list_del(&f->list);
-	spin_unlock_irqrestore(&qc->inflight_lock, flags);
-	if (wq_has_sleeper(&qc->inflight_wq))
-		wake_up_all(&qc->inflight_wq);
+	spin_unlock_irqrestore(&img->inflight_lock, flags);
+	if (wq_has_sleeper(&img->inflight_wq))
+		wake_up_all(&img->inflight_wq);
 }
 
 /* ---------------------------------------------------------------- */
@@ -74,24 +100,24 @@ static void qcow2_copy_from_bio(struct bio *bio, u8 *dst, u64 len)
  * -EOPNOTSUPP: the fill is not all zeros or the device has no
  * write-zeroes; the caller writes the whole range instead.
  */
-static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
+static int qcow2_zero_cow(struct qcow2_image *img, struct bio *bio, u64 off,
 			  u64 len, const struct qcow2_wplan *p, u64 host,
 			  bool zeroed)
 {
 	const unsigned int flags = BLKDEV_ZERO_NOUNMAP | BLKDEV_ZERO_NOFALLBACK;
-	const struct qcow2_info *qi = &qc->qi;
-	struct block_device *bdev = qc->file->bdev;
+	const struct qcow2_info *qi = &img->info;
+	struct block_device *bdev = img->file->bdev;
 	u64 base = off & ~(qi->cluster_size - 1), db, de;
 	bool data = bio && bio_op(bio) == REQ_OP_WRITE, backing_zeros;
 	u8 *buf;
 	int r = 0;
 
 	if (!zeroed &&
-	    (READ_ONCE(qc->no_zeroout) || !bdev_write_zeroes_sectors(bdev)))
+	    (READ_ONCE(img->no_zeroout) || !bdev_write_zeroes_sectors(bdev)))
 		return -EOPNOTSUPP;
-	backing_zeros = !qc->backing ||
-		base + p->wbegin >= bdev_nr_bytes(qc->backing->bdev);
-	if (!qcow2_plan_zero_fill(qi, p, off, len, qc->lbs, backing_zeros,
+	backing_zeros = !img->backing ||
+		base + p->wbegin >= bdev_nr_bytes(img->backing->bdev);
+	if (!qcow2_plan_zero_fill(qi, p, off, len, img->lbs, backing_zeros,
 				  &db, &de))
 		return -EOPNOTSUPP;
 	if (host + p->wend > bdev_nr_bytes(bdev))
@@ -106,7 +132,7 @@ static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
 					 (p->wend - p->wbegin) >> SECTOR_SHIFT,
 					 GFP_NOIO, flags);
 	if (r == -EOPNOTSUPP)	/* a loop device over tmpfs on 6.1 */
-		WRITE_ONCE(qc->no_zeroout, true);
+		WRITE_ONCE(img->no_zeroout, true);
 	if (r || !data)
 		return r;
 	buf = kvmalloc(de - db, GFP_NOIO);
@@ -116,7 +142,7 @@ static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
 	memset(buf, 0, off - db);
 	qcow2_copy_from_bio(bio, buf + (off - db), len);
 	memset(buf + (off - db) + len, 0, de - off - len);
-	r = qcow2_write(qc, host + db, buf, de - db);
+	r = qcow2_write(img, host + db, buf, de - db);
 	kvfree(buf);
 	return r;
 }
@@ -129,18 +155,18 @@ static int qcow2_zero_cow(struct qcow2_c *qc, struct bio *bio, u64 off,
  * written (qcow2_zero_cow()).  No lock: nobody else sees @host yet, or
  * its range is not allocated yet in the bitmap.
  */
-static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
+static int qcow2_cow_write(struct qcow2_image *img, struct bio *bio, u64 off,
 			   u64 len, const struct qcow2_wplan *p, u64 host,
 			   bool zeroed)
 {
-	const struct qcow2_info *qi = &qc->qi;
+	const struct qcow2_info *qi = &img->info;
 	u64 cs = qi->cluster_size, ss = 1ULL << qi->subcluster_bits;
 	u64 base = off & ~(cs - 1), wlen = p->wend - p->wbegin;
 	u8 *buf, *cbuf = NULL, *dst;
 	u32 sc;
 	int r;
 
-	r = qcow2_zero_cow(qc, bio, off, len, p, host, zeroed);
+	r = qcow2_zero_cow(img, bio, off, len, p, host, zeroed);
 	if (r != -EOPNOTSUPP)
 		return r;
 	r = -ENOMEM;
@@ -151,8 +177,8 @@ static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
 		dst = buf + sc * ss - p->wbegin;
 		switch (p->src[sc]) {
 		case QCOW2_SRC_BACKING:
-			if (qc->backing) {
-				r = qcow2_dev_read(qc, qc->backing->bdev,
+			if (img->backing) {
+				r = qcow2_dev_read(img, img->backing->bdev,
 						   base + sc * ss, dst, ss);
 				if (r)
 					goto out;
@@ -164,14 +190,14 @@ static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
 			memset(dst, 0, ss);
 			break;
 		case QCOW2_SRC_HOST:
-			r = qcow2_read(qc, p->src_host + sc * ss, dst, ss);
+			r = qcow2_read(img, p->src_host + sc * ss, dst, ss);
 			if (r)
 				goto out;
 			break;
 		case QCOW2_SRC_COMPRESSED:
 			if (!cbuf) {
 				cbuf = kvmalloc(cs, GFP_NOIO);
-				r = cbuf ? qcow2_decompress(qc, p->src_host,
+				r = cbuf ? qcow2_decompress(img, p->src_host,
 							    p->src_csize, cbuf,
 							    off) : -ENOMEM;
 				if (r)
@@ -186,7 +212,7 @@ static int qcow2_cow_write(struct qcow2_c *qc, struct bio *bio, u64 off,
 		qcow2_copy_from_bio(bio, dst, len);
 	else
 		memset(dst, 0, len);
-	r = qcow2_write(qc, host + p->wbegin, buf, wlen);
+	r = qcow2_write(img, host + p->wbegin, buf, wlen);
 out:
 	kvfree(cbuf);
 	kvfree(buf);
@@ -194,14 +220,14 @@ out:
 }
 
 /* Write @len zero bytes at @host of the file device. */
-static int qcow2_write_zeros(struct qcow2_c *qc, u64 host, u64 len)
+static int qcow2_write_zeros(struct qcow2_image *img, u64 host, u64 len)
 {
 	u8 *buf = kvzalloc(len, GFP_NOIO);
 	int r;
 
 	if (!buf)
 		return -ENOMEM;
-	r = qcow2_write(qc, host, buf, len);
+	r = qcow2_write(img, host, buf, len);
 	kvfree(buf);
 	return r;
 }
@@ -211,18 +237,26 @@ enum qcow2_wres {
 	QCOW2_WR_INPLACE,	/* write the bio at *host */
 };
 
-/*
- * qcow2_write_cluster() - carry out the first @len bytes of @bio, guest
- * offset @off, all within one cluster: a write, write-zeroes or discard.
- * Returns QCOW2_WR_INPLACE with *@host for the caller to remap a write
- * of an allocated cluster we own; else does it all and returns
- * QCOW2_WR_DONE, or a negative errno (-ENOSPC: the file device is full).
+/**
+ * qcow2_write_cluster() - carry out a write within one cluster
+ * @img: the node
+ * @bio: a write, write-zeroes or discard
+ * @off: its guest offset
+ * @lenp: bytes of @bio from @off, within one cluster; with extended L2,
+ *	cut to the run of subclusters allocated like the first
+ * @host: set, for QCOW2_WR_INPLACE, to where to remap the write
+ *
  * Writes to one guest cluster that need copy-on-write run one at a time.
+ *
+ * Context: worker; takes meta_lock, sleeps.
+ * Return: QCOW2_WR_INPLACE for the caller to remap a write of an
+ * allocated cluster we own; QCOW2_WR_DONE when it did it all; or a
+ * negative errno (-ENOSPC: the file device is full).
  */
-static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
+static int qcow2_write_cluster(struct qcow2_image *img, struct bio *bio, u64 off,
 			       u64 *lenp, u64 *host)
 {
-	const struct qcow2_info *qi = &qc->qi;
+	const struct qcow2_info *qi = &img->info;
 	struct qcow2_inflight me = { .cluster = off >> qi->cluster_bits };
 	u64 len = *lenp;
 	bool whole = len == qi->cluster_size, zeroed = false;
@@ -232,22 +266,22 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 	const char *why = "invalid L2 entry";
 	int r;
 
-	mutex_lock(&qc->meta_lock);
-	while (qcow2_inflight_busy(qc, me.cluster)) {
-		mutex_unlock(&qc->meta_lock);
-		wait_event(qc->inflight_wq, !qcow2_inflight_busy(qc, me.cluster));
-		mutex_lock(&qc->meta_lock);
+	mutex_lock(&img->meta_lock);
+	while (qcow2_inflight_busy(img, me.cluster)) {
+		mutex_unlock(&img->meta_lock);
+		wait_event(img->inflight_wq, !qcow2_inflight_busy(img, me.cluster));
+		mutex_lock(&img->meta_lock);
 	}
-	r = qcow2_mark_dirty(qc);
+	r = qcow2_mark_dirty(img);
 	if (r)
 		goto unlock;
 	if (op == REQ_OP_DISCARD && !whole)
 		goto unlock;	/* QEMU's rule: only whole clusters */
-	r = qcow2_l2_get(qc, off, ent);
+	r = qcow2_l2_get(img, off, ent);
 	if (r)
 		goto unlock;
 	if ((op == REQ_OP_DISCARD || op == REQ_OP_WRITE_ZEROES) && whole) {
-		r = qcow2_plan_zero(qi, ent, op == REQ_OP_DISCARD, !!qc->backing,
+		r = qcow2_plan_zero(qi, ent, op == REQ_OP_DISCARD, !!img->backing,
 				    &nent[0], &nent[1], &foff, &flen);
 		if (r == -EOPNOTSUPP && op == REQ_OP_DISCARD) {
 			/* Version 2: no zero flag; unallocated, then. */
@@ -260,9 +294,9 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 				qcow2_compressed_range(qi, ent[0], &foff, &flen);
 		}
 		if (!r) {
-			r = qcow2_l2_set(qc, off, nent);
+			r = qcow2_l2_set(img, off, nent);
 			if (!r && flen)
-				qcow2_unref_later(qc, foff, flen);
+				qcow2_unref_later(img, foff, flen);
 			goto unlock;
 		}
 		if (r != -EOPNOTSUPP)
@@ -283,49 +317,49 @@ static int qcow2_write_cluster(struct qcow2_c *qc, struct bio *bio, u64 off,
 		*lenp = len;
 	}
 	qcow2_plan_write(qi, ent, off, len, &p);
-	qcow2_plan_align(qi, ent, qc->lbs, &p);
+	qcow2_plan_align(qi, ent, img->lbs, &p);
 	if (p.kind == QCOW2_W_INVALID) {
 		why = p.error;
 		goto bad;
 	}
 	if (p.kind == QCOW2_W_INPLACE) {
 		*host = p.host + (off & (qi->cluster_size - 1));
-		mutex_unlock(&qc->meta_lock);
+		mutex_unlock(&img->meta_lock);
 		if (op == REQ_OP_WRITE)
 			return QCOW2_WR_INPLACE;
 		/* Zeroes in place: the file device may not do write-zeroes. */
-		return qcow2_write_zeros(qc, *host, len) ?: QCOW2_WR_DONE;
+		return qcow2_write_zeros(img, *host, len) ?: QCOW2_WR_DONE;
 	}
 	if (p.alloc) {
-		r = qcow2_alloc_how(qc, host, false, &zeroed);
+		r = qcow2_alloc_how(img, host, false, &zeroed);
 		if (r)
 			goto unlock;
 	} else {
 		*host = p.host;
 	}
-	qcow2_inflight_add(qc, &me);
-	mutex_unlock(&qc->meta_lock);
+	qcow2_inflight_add(img, &me);
+	mutex_unlock(&img->meta_lock);
 
-	r = qcow2_cow_write(qc, bio, off, len, &p, *host, zeroed);
+	r = qcow2_cow_write(img, bio, off, len, &p, *host, zeroed);
 
-	mutex_lock(&qc->meta_lock);
+	mutex_lock(&img->meta_lock);
 	if (!r) {
 		nent[0] = p.new_entry | (p.alloc ? *host : 0);
 		nent[1] = p.new_bitmap;
-		r = qcow2_l2_set(qc, off, nent);
+		r = qcow2_l2_set(img, off, nent);
 	}
 	if (r && p.alloc)
-		qcow2_unref(qc, *host, qi->cluster_size);	/* unreferenced */
+		qcow2_unref(img, *host, qi->cluster_size);	/* unreferenced */
 	else if (!r && p.free_len)
-		qcow2_unref_later(qc, p.free_off, p.free_len);
-	qcow2_inflight_del(qc, &me);
+		qcow2_unref_later(img, p.free_off, p.free_len);
+	qcow2_inflight_del(img, &me);
 	goto unlock;
 bad:
-	DMERR_LIMIT("%s: bad L2 entry for guest offset %llu: %s", qcow2_name(qc),
+	DMERR_LIMIT("%s: bad L2 entry for guest offset %llu: %s", qcow2_name(img),
 		    off, why);
 	r = -EIO;
 unlock:
-	mutex_unlock(&qc->meta_lock);
+	mutex_unlock(&img->meta_lock);
 	return r ?: QCOW2_WR_DONE;
 }
 
@@ -338,18 +372,18 @@ unlock:
  * write's completion (any context): only while no write-back runs, and
  * only if its slice is still cached.  False: the worker must.
  */
-static bool qcow2_alloc_store(struct qcow2_c *qc, struct qcow2_io *io)
+static bool qcow2_alloc_store(struct qcow2_image *img, struct qcow2_io *io)
 {
 	unsigned long flags;
 	bool done = false;
 
-	spin_lock_irqsave(&qc->store_lock, flags);
-	if (!qc->stores_closed)
-		done = qcow2_l2c_store(&qc->cache, io->slice_off, io->pos,
-				       qc->qi.l2_entry_words, io->nent);
+	spin_lock_irqsave(&img->store_lock, flags);
+	if (!img->stores_closed)
+		done = qcow2_l2c_store(&img->cache, io->slice_off, io->pos,
+				       img->info.l2_entry_words, io->nent);
 	if (done)
-		qcow2_touch(qc);
-	spin_unlock_irqrestore(&qc->store_lock, flags);
+		qcow2_touch(img);
+	spin_unlock_irqrestore(&img->store_lock, flags);
 	return done;
 }
 
@@ -363,27 +397,27 @@ static void qcow2_alloc_done_work(struct work_struct *work)
 {
 	struct qcow2_io *io = container_of(work, struct qcow2_io, work);
 	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
-	struct qcow2_c *qc = io->qc;
+	struct qcow2_image *img = io->img;
 	unsigned int noio = memalloc_noio_save();
 	int r = blk_status_to_errno(io->status);
 
 	if (!r && io->zero_refused) {
 		/* A loop device over tmpfs on 6.1: write the zeros. */
-		WRITE_ONCE(qc->no_zeroout, true);
+		WRITE_ONCE(img->no_zeroout, true);
 		if (io->db > io->wbegin)
-			r = qcow2_write_zeros(qc, io->host + io->wbegin,
+			r = qcow2_write_zeros(img, io->host + io->wbegin,
 					      io->db - io->wbegin);
 		if (!r && io->wend > io->de)
-			r = qcow2_write_zeros(qc, io->host + io->de,
+			r = qcow2_write_zeros(img, io->host + io->de,
 					      io->wend - io->de);
 	}
-	mutex_lock(&qc->meta_lock);
+	mutex_lock(&img->meta_lock);
 	if (!r)
-		r = qcow2_l2_set(qc, io->off, io->nent);
+		r = qcow2_l2_set(img, io->off, io->nent);
 	if (r)
-		qcow2_unref(qc, io->host, qc->qi.cluster_size);
-	mutex_unlock(&qc->meta_lock);
-	qcow2_inflight_del(qc, &io->me);
+		qcow2_unref(img, io->host, img->info.cluster_size);
+	mutex_unlock(&img->meta_lock);
+	qcow2_inflight_del(img, &io->me);
 	memalloc_noio_restore(noio);
 	qcow2_end(bio, r);
 }
@@ -392,7 +426,7 @@ static void qcow2_alloc_endio(struct bio *cow)
 {
 	struct qcow2_io *io = cow->bi_private;
 	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
-	struct qcow2_c *qc = io->qc;
+	struct qcow2_image *img = io->img;
 
 	if (cow->bi_status == BLK_STS_NOTSUPP &&
 	    bio_op(cow) == REQ_OP_WRITE_ZEROES)
@@ -402,12 +436,12 @@ static void qcow2_alloc_endio(struct bio *cow)
 	bio_put(cow);
 	if (!atomic_dec_and_test(&io->pending))
 		return;
-	if (io->status || io->zero_refused || !qcow2_alloc_store(qc, io)) {
+	if (io->status || io->zero_refused || !qcow2_alloc_store(img, io)) {
 		INIT_WORK(&io->work, qcow2_alloc_done_work);
-		queue_work(qc->done_wq, &io->work);
+		queue_work(img->done_wq, &io->work);
 		return;
 	}
-	qcow2_inflight_del(qc, &io->me);
+	qcow2_inflight_del(img, &io->me);
 	bio_endio(bio);
 }
 
@@ -458,30 +492,40 @@ struct qcow2_alloc_start {
  * or 0 when it may not start one: not aligned to the file device, FUA or
  * a flush.
  */
-static u64 qcow2_alloc_len(struct qcow2_c *qc, struct bio *bio, u64 off)
+static u64 qcow2_alloc_len(struct qcow2_image *img, struct bio *bio, u64 off)
 {
-	u64 cs = qc->qi.cluster_size;
+	u64 cs = img->info.cluster_size;
 	u64 len = min_t(u64, bio->bi_iter.bi_size, cs - (off & (cs - 1)));
 
-	if (!IS_ALIGNED(off | len, qc->lbs) ||
+	if (!IS_ALIGNED(off | len, img->lbs) ||
 	    (bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)))
 		return 0;
 	return len;
 }
 
-/*
- * qcow2_alloc_plan() - plan the allocating write of @a->len bytes of @bio
- * at guest offset @off, whose L2 entry (and bitmap) is @ent: check that
- * its fill is all zeros, allocate its bios with @gfp and its cluster
- * (@nowait: without I/O or waiting), and mark the guest cluster in
- * flight.  False, having allocated nothing, when it cannot start so.
- * meta_lock held; sleeps only if @gfp and !@nowait allow.
+/**
+ * qcow2_alloc_plan() - plan an allocating write and take what it needs
+ * @img: the node
+ * @bio: the write
+ * @off: its guest offset
+ * @ent: the cluster's L2 entry (and bitmap)
+ * @gfp: for the bios: GFP_NOWAIT from map(), GFP_NOIO from the worker
+ * @nowait: allocate the cluster without I/O or waiting
+ * @a: @a->len set; filled in for qcow2_alloc_submit()
+ *
+ * Checks that the fill around the @a->len bytes of @bio is all zeros,
+ * allocates the bios and the cluster, and marks the guest cluster in
+ * flight.
+ *
+ * Context: meta_lock held; sleeps only if @gfp and !@nowait allow.
+ * Return: true if planned; false, having allocated nothing, if the write
+ * cannot start this way.
  */
-static bool qcow2_alloc_plan(struct qcow2_c *qc, struct bio *bio, u64 off,
+static bool qcow2_alloc_plan(struct qcow2_image *img, struct bio *bio, u64 off,
 			     const u64 *ent, gfp_t gfp, bool nowait,
 			     struct qcow2_alloc_start *a)
 {
-	const struct qcow2_info *qi = &qc->qi;
+	const struct qcow2_info *qi = &img->info;
 	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
 	u64 base = off & ~(qi->cluster_size - 1);
 	struct qcow2_wplan *p = &a->p;
@@ -490,14 +534,14 @@ static bool qcow2_alloc_plan(struct qcow2_c *qc, struct bio *bio, u64 off,
 	unsigned int k, nvecs;
 	bool zeroed;
 
-	a->wz = !READ_ONCE(qc->no_zeroout) &&
-		bdev_write_zeroes_sectors(qc->file->bdev);
+	a->wz = !READ_ONCE(img->no_zeroout) &&
+		bdev_write_zeroes_sectors(img->file->bdev);
 	qcow2_plan_write(qi, ent, off, a->len, p);
-	qcow2_plan_align(qi, ent, qc->lbs, p);
+	qcow2_plan_align(qi, ent, img->lbs, p);
 	if (p->kind != QCOW2_W_COW || !p->alloc || p->free_len ||
-	    !qcow2_plan_zero_fill(qi, p, off, a->len, qc->lbs,
-				  !qc->backing || base + p->wbegin >=
-				  bdev_nr_bytes(qc->backing->bdev),
+	    !qcow2_plan_zero_fill(qi, p, off, a->len, img->lbs,
+				  !img->backing || base + p->wbegin >=
+				  bdev_nr_bytes(img->backing->bdev),
 				  &a->db, &a->de) ||
 	    a->db != off - base || a->de != a->db + a->len)
 		return false;
@@ -513,9 +557,9 @@ static bool qcow2_alloc_plan(struct qcow2_c *qc, struct bio *bio, u64 off,
 		nvecs++;
 	if (nvecs > BIO_MAX_VECS)
 		return false;
-	a->cow = bio_alloc_bioset(qc->file->bdev, nvecs,
+	a->cow = bio_alloc_bioset(img->file->bdev, nvecs,
 				  REQ_OP_WRITE | (bio->bi_opf & REQ_SYNC),
-				  gfp, &qc->cow_bs);
+				  gfp, &img->cow_bs);
 	if (!a->cow)
 		return false;
 	a->zb[0] = NULL;
@@ -523,13 +567,13 @@ static bool qcow2_alloc_plan(struct qcow2_c *qc, struct bio *bio, u64 off,
 	for (k = 0; a->wz && k < 2; k++) {
 		if (!a->zlen[k])
 			continue;
-		a->zb[k] = bio_alloc_bioset(qc->file->bdev, 0,
+		a->zb[k] = bio_alloc_bioset(img->file->bdev, 0,
 					    REQ_OP_WRITE_ZEROES | REQ_NOUNMAP,
-					    gfp, &qc->cow_bs);
+					    gfp, &img->cow_bs);
 		if (!a->zb[k])
 			goto put;
 	}
-	if (qcow2_alloc_how(qc, &a->host, nowait, &zeroed))
+	if (qcow2_alloc_how(img, &a->host, nowait, &zeroed))
 		goto put;	/* -ENOSPC too: the other path holds it */
 	if (zeroed) {
 		/*
@@ -544,7 +588,7 @@ static bool qcow2_alloc_plan(struct qcow2_c *qc, struct bio *bio, u64 off,
 		a->wz = true;
 	}
 	io->me.cluster = off >> qi->cluster_bits;
-	qcow2_inflight_add(qc, &io->me);
+	qcow2_inflight_add(img, &io->me);
 	return true;
 put:
 	for (k = 0; k < 2; k++)
@@ -554,12 +598,18 @@ put:
 	return false;
 }
 
-/*
- * qcow2_alloc_submit() - send the bios qcow2_alloc_plan() made ready for
- * @bio (which covers @a->len bytes now) at guest offset @off.  No lock;
- * never sleeps.
+/**
+ * qcow2_alloc_submit() - send the bios qcow2_alloc_plan() made ready
+ * @img: the node
+ * @bio: the write, which covers @a->len bytes now
+ * @off: its guest offset
+ * @a: the plan
+ *
+ * The last bio to end stores the L2 entry (qcow2_alloc_endio()).
+ *
+ * Context: any, no lock; never sleeps.
  */
-static void qcow2_alloc_submit(struct qcow2_c *qc, struct bio *bio, u64 off,
+static void qcow2_alloc_submit(struct qcow2_image *img, struct bio *bio, u64 off,
 			       struct qcow2_alloc_start *a)
 {
 	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
@@ -568,7 +618,7 @@ static void qcow2_alloc_submit(struct qcow2_c *qc, struct bio *bio, u64 off,
 	struct bio_vec bv;
 	unsigned int k;
 
-	io->qc = qc;
+	io->img = img;
 	io->off = off;
 	io->host = a->host;
 	io->nent[0] = a->p.new_entry | a->host;
@@ -607,7 +657,7 @@ static void qcow2_alloc_submit(struct qcow2_c *qc, struct bio *bio, u64 off,
 
 /**
  * qcow2_start_alloc_map() - start an allocating write from map()
- * @qc: the node
+ * @img: the node
  * @bio: a write
  * @off: its guest offset
  *
@@ -620,16 +670,16 @@ static void qcow2_alloc_submit(struct qcow2_c *qc, struct bio *bio, u64 off,
  * Return: true if started; false, having changed nothing, when the
  * worker must do it.
  */
-bool qcow2_start_alloc_map(struct qcow2_c *qc, struct bio *bio, u64 off)
+bool qcow2_start_alloc_map(struct qcow2_image *img, struct bio *bio, u64 off)
 {
-	const struct qcow2_info *qi = &qc->qi;
+	const struct qcow2_info *qi = &img->info;
 	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
 	u32 i = qcow2_l1_index(qi, off);
 	struct qcow2_alloc_start a;
 	u64 ent[2] = {}, l2_off;
 
-	a.len = qcow2_alloc_len(qc, bio, off);
-	if (!a.len || !mutex_trylock(&qc->meta_lock))
+	a.len = qcow2_alloc_len(img, bio, off);
+	if (!a.len || !mutex_trylock(&img->meta_lock))
 		return false;
 	/*
 	 * Another allocation of this cluster first, then its L2 entry: one
@@ -639,29 +689,29 @@ bool qcow2_start_alloc_map(struct qcow2_c *qc, struct bio *bio, u64 off)
 	 * the list after it, and the cluster be allocated twice (the first
 	 * write lost).  inflight_lock orders the store before what follows.
 	 */
-	l2_off = qc->l1[i];
+	l2_off = img->l1[i];
 	/* The dirty bit set already, the L2 table ours and cached. */
-	if ((!qc->hdr_dirty && (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
-	    !l2_off || !test_bit(i, qc->l1_copied) ||
-	    qcow2_inflight_busy(qc, off >> qi->cluster_bits))
+	if ((!img->hdr_dirty && (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
+	    !l2_off || !test_bit(i, img->l1_copied) ||
+	    qcow2_inflight_busy(img, off >> qi->cluster_bits))
 		goto no;
-	qcow2_slice_pos(qc, l2_off, off, &io->slice_off, &io->pos);
-	if (!qcow2_l2c_lookup(&qc->cache, io->slice_off, io->pos,
+	qcow2_slice_pos(img, l2_off, off, &io->slice_off, &io->pos);
+	if (!qcow2_l2c_lookup(&img->cache, io->slice_off, io->pos,
 			      qi->l2_entry_words, ent) ||
-	    !qcow2_alloc_plan(qc, bio, off, ent, GFP_NOWAIT, true, &a))
+	    !qcow2_alloc_plan(img, bio, off, ent, GFP_NOWAIT, true, &a))
 		goto no;
-	mutex_unlock(&qc->meta_lock);
+	mutex_unlock(&img->meta_lock);
 	dm_accept_partial_bio(bio, a.len >> SECTOR_SHIFT);
-	qcow2_alloc_submit(qc, bio, off, &a);
+	qcow2_alloc_submit(img, bio, off, &a);
 	return true;
 no:
-	mutex_unlock(&qc->meta_lock);
+	mutex_unlock(&img->meta_lock);
 	return false;
 }
 
 /**
  * qcow2_start_alloc_worker() - start an allocating write from the worker
- * @qc: the node
+ * @img: the node
  * @bio: a write within one cluster
  * @off: its guest offset
  *
@@ -673,31 +723,31 @@ no:
  * Return: true if started; false, having allocated nothing, when
  * qcow2_write_bio()'s cluster by cluster path must do it.
  */
-static bool qcow2_start_alloc_worker(struct qcow2_c *qc, struct bio *bio,
+static bool qcow2_start_alloc_worker(struct qcow2_image *img, struct bio *bio,
 				     u64 off)
 {
 	struct qcow2_alloc_start a;
 	u64 ent[2] = {};
 	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
-	const struct qcow2_info *qi = &qc->qi;
+	const struct qcow2_info *qi = &img->info;
 
-	a.len = qcow2_alloc_len(qc, bio, off);
+	a.len = qcow2_alloc_len(img, bio, off);
 	if (!a.len || a.len != bio->bi_iter.bi_size)
 		return false;
 	/* The in-flight check first: see qcow2_start_alloc_map(). */
-	mutex_lock(&qc->meta_lock);
-	if (qcow2_inflight_busy(qc, off >> qi->cluster_bits) ||
-	    qcow2_mark_dirty(qc) || qcow2_l2_get(qc, off, ent))
+	mutex_lock(&img->meta_lock);
+	if (qcow2_inflight_busy(img, off >> qi->cluster_bits) ||
+	    qcow2_mark_dirty(img) || qcow2_l2_get(img, off, ent))
 		goto no;	/* the other path waits, or fails it */
-	qcow2_slice_pos(qc, qc->l1[qcow2_l1_index(qi, off)], off,
+	qcow2_slice_pos(img, img->l1[qcow2_l1_index(qi, off)], off,
 			&io->slice_off, &io->pos);
-	if (!qcow2_alloc_plan(qc, bio, off, ent, GFP_NOIO, false, &a))
+	if (!qcow2_alloc_plan(img, bio, off, ent, GFP_NOIO, false, &a))
 		goto no;
-	mutex_unlock(&qc->meta_lock);
-	qcow2_alloc_submit(qc, bio, off, &a);
+	mutex_unlock(&img->meta_lock);
+	qcow2_alloc_submit(img, bio, off, &a);
 	return true;
 no:
-	mutex_unlock(&qc->meta_lock);
+	mutex_unlock(&img->meta_lock);
 	return false;
 }
 
@@ -707,7 +757,7 @@ no:
 
 /**
  * qcow2_set_mode() - move the node to another mode (enum qcow2_mode)
- * @qc: the node
+ * @img: the node
  * @mode: the new mode
  *
  * The one place the mode changes.  Entering QCOW2_MODE_NO_SPACE must be
@@ -718,65 +768,74 @@ no:
  * Context: held_lock held; any context.
  * Return: true when the caller must call qcow2_mode_announce().
  */
-bool qcow2_set_mode(struct qcow2_c *qc, enum qcow2_mode mode)
+bool qcow2_set_mode(struct qcow2_image *img, enum qcow2_mode mode)
 {
-	enum qcow2_mode old = qc->mode;
+	enum qcow2_mode old = img->mode;
 
-	lockdep_assert_held(&qc->held_lock);
-	WRITE_ONCE(qc->mode, mode);
+	lockdep_assert_held(&img->held_lock);
+	WRITE_ONCE(img->mode, mode);
 	return mode == QCOW2_MODE_NO_SPACE && old != mode;
 }
 
 /**
  * qcow2_mode_announce() - tell user space the node entered NO_SPACE
- * @qc: the node
+ * @img: the node
  *
  * Context: process context, held_lock not held; may sleep.
  */
-void qcow2_mode_announce(struct qcow2_c *qc)
+void qcow2_mode_announce(struct qcow2_image *img)
 {
 	DMWARN("%s: file device full: writes wait for it to grow and a resize message",
-	       qcow2_name(qc));
-	dm_table_event(qc->inst->ti->table);
+	       qcow2_name(img));
+	dm_table_event(img->inst->ti->table);
 }
 
-static void qcow2_hold(struct qcow2_c *qc, struct bio *bio,
+static void qcow2_hold(struct qcow2_image *img, struct bio *bio,
 		       struct qcow2_io *io)
 {
 	bool event = false, requeue = false, fail = false;
 
-	qcow2_epoch_put(qc, io);
-	spin_lock(&qc->held_lock);
-	if (qc->mode == QCOW2_MODE_SUSPENDED) {
-		requeue = dm_noflush_suspending(qc->inst->ti);
+	qcow2_epoch_put(img, io);
+	spin_lock(&img->held_lock);
+	if (img->mode == QCOW2_MODE_SUSPENDED) {
+		requeue = dm_noflush_suspending(img->inst->ti);
 		fail = !requeue;
 	} else {
-		event = qcow2_set_mode(qc, QCOW2_MODE_NO_SPACE);
-		bio_list_add(&qc->held, bio);
+		event = qcow2_set_mode(img, QCOW2_MODE_NO_SPACE);
+		bio_list_add(&img->held, bio);
 	}
-	spin_unlock(&qc->held_lock);
+	spin_unlock(&img->held_lock);
 	if (requeue || fail) {
 		bio->bi_status = requeue ? BLK_STS_DM_REQUEUE : BLK_STS_NOSPC;
 		bio_endio(bio);
 	}
 	if (event)
-		qcow2_mode_announce(qc);
+		qcow2_mode_announce(img);
 }
 
 static void qcow2_work(struct work_struct *work);
 
-/* Retry the held writes, or end them with @st. */
-void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st)
+/**
+ * qcow2_release_held() - retry the writes held for room, or end them
+ * @img: the node
+ * @fail: end them with @st instead of retrying
+ * @st: their status when @fail
+ *
+ * Leaves QCOW2_MODE_NO_SPACE for QCOW2_MODE_WRITE.
+ *
+ * Context: process context; takes held_lock.
+ */
+void qcow2_release_held(struct qcow2_image *img, bool fail, blk_status_t st)
 {
 	struct bio_list bios;
 	struct bio *bio;
 
-	spin_lock(&qc->held_lock);
-	bios = qc->held;
-	bio_list_init(&qc->held);
-	if (qc->mode == QCOW2_MODE_NO_SPACE)
-		qcow2_set_mode(qc, QCOW2_MODE_WRITE);
-	spin_unlock(&qc->held_lock);
+	spin_lock(&img->held_lock);
+	bios = img->held;
+	bio_list_init(&img->held);
+	if (img->mode == QCOW2_MODE_NO_SPACE)
+		qcow2_set_mode(img, QCOW2_MODE_WRITE);
+	spin_unlock(&img->held_lock);
 	while ((bio = bio_list_pop(&bios))) {
 		struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
 
@@ -786,7 +845,7 @@ void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st)
 			continue;
 		}
 		INIT_WORK(&io->work, qcow2_work);
-		queue_work(qc->wq, &io->work);
+		queue_work(img->wq, &io->work);
 	}
 }
 
@@ -795,10 +854,10 @@ void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st)
  * written in place are remapped and submitted; the others are done here
  * and end after the loop (after a write-back, for FUA).
  */
-static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
+static void qcow2_write_bio(struct qcow2_image *img, struct bio *bio,
 			    struct qcow2_io *io)
 {
-	u64 cs = qc->qi.cluster_size, off, len, host;
+	u64 cs = img->info.cluster_size, off, len, host;
 	bool fua = bio->bi_opf & REQ_FUA, cow = false, rest = true;
 	struct bio_list done;
 	struct bio *piece;
@@ -807,26 +866,26 @@ static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
 	bio_list_init(&done);
 	if (fua || (bio->bi_opf & REQ_PREFLUSH)) {
 		/* Metadata of clusters written in place must be durable too. */
-		mutex_lock(&qc->meta_lock);
-		r = qcow2_writeback(qc);
-		mutex_unlock(&qc->meta_lock);
+		mutex_lock(&img->meta_lock);
+		r = qcow2_writeback(img);
+		mutex_unlock(&img->meta_lock);
 		if (r)
 			goto end;
 	}
-	off = (u64)dm_target_offset(qc->inst->ti, bio->bi_iter.bi_sector) <<
+	off = (u64)dm_target_offset(img->inst->ti, bio->bi_iter.bi_sector) <<
 	      SECTOR_SHIFT;
 	if (bio_op(bio) == REQ_OP_WRITE && !fua &&
-	    qcow2_start_alloc_worker(qc, bio, off))
+	    qcow2_start_alloc_worker(img, bio, off))
 		return;
 	do {
-		off = (u64)dm_target_offset(qc->inst->ti,
+		off = (u64)dm_target_offset(img->inst->ti,
 					    bio->bi_iter.bi_sector) << SECTOR_SHIFT;
 		len = min_t(u64, bio->bi_iter.bi_size, cs - (off & (cs - 1)));
-		r = qcow2_write_cluster(qc, bio, off, &len, &host);
-		if (r == -ENOSPC && !qc->error_if_no_space) {
+		r = qcow2_write_cluster(img, bio, off, &len, &host);
+		if (r == -ENOSPC && !img->error_if_no_space) {
 			while ((piece = bio_list_pop(&done)))
 				bio_endio(piece);
-			qcow2_hold(qc, bio, io);
+			qcow2_hold(img, bio, io);
 			return;
 		}
 		if (r < 0)
@@ -834,11 +893,11 @@ static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
 		piece = bio;
 		if (len < bio->bi_iter.bi_size) {
 			piece = bio_split(bio, len >> SECTOR_SHIFT, GFP_NOIO,
-					  &qc->bs);
+					  &img->bs);
 			bio_chain(piece, bio);
 		}
 		if (r == QCOW2_WR_INPLACE) {
-			qcow2_remap(piece, qc->file, host);
+			qcow2_remap(piece, img->file, host);
 			submit_bio_noacct(piece);
 		} else {
 			cow = true;
@@ -847,9 +906,9 @@ static void qcow2_write_bio(struct qcow2_c *qc, struct bio *bio,
 	} while (piece != bio);
 	rest = false;
 	if (!r && fua && cow) {
-		mutex_lock(&qc->meta_lock);
-		r = qcow2_writeback(qc);
-		mutex_unlock(&qc->meta_lock);
+		mutex_lock(&img->meta_lock);
+		r = qcow2_writeback(img);
+		mutex_unlock(&img->meta_lock);
 	}
 end:
 	while ((piece = bio_list_pop(&done))) {
@@ -862,16 +921,16 @@ end:
 }
 
 /* Carry out one extent that covers all of @bio.  Worker context. */
-static void qcow2_do_extent(struct qcow2_c *qc, struct bio *bio, u64 off,
+static void qcow2_do_extent(struct qcow2_image *img, struct bio *bio, u64 off,
 			    const struct qcow2_extent *ext)
 {
 	switch (ext->type) {
 	case QCOW2_MAP_DATA:
-		qcow2_remap(bio, qc->file, ext->host_off);
+		qcow2_remap(bio, img->file, ext->host_off);
 		submit_bio_noacct(bio);
 		break;
 	case QCOW2_MAP_BACKING:
-		qcow2_remap(bio, qc->backing, off);
+		qcow2_remap(bio, img->backing, off);
 		submit_bio_noacct(bio);
 		break;
 	case QCOW2_MAP_ZERO:
@@ -879,10 +938,10 @@ static void qcow2_do_extent(struct qcow2_c *qc, struct bio *bio, u64 off,
 		bio_endio(bio);
 		break;
 	case QCOW2_MAP_COMPRESSED:
-		qcow2_end(bio, qcow2_read_compressed(qc, bio, off, ext));
+		qcow2_end(bio, qcow2_read_compressed(img, bio, off, ext));
 		break;
 	case QCOW2_MAP_INVALID:
-		qcow2_bad_entry(qc, off, ext);
+		qcow2_bad_entry(img, off, ext);
 		qcow2_end(bio, -EIO);
 		break;
 	}
@@ -897,7 +956,7 @@ static void qcow2_work(struct work_struct *work)
 {
 	struct qcow2_io *io = container_of(work, struct qcow2_io, work);
 	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
-	struct qcow2_c *qc = io->qc;
+	struct qcow2_image *img = io->img;
 	unsigned int noio = memalloc_noio_save();
 	struct qcow2_extent ext;
 	struct blk_plug plug;
@@ -907,20 +966,20 @@ static void qcow2_work(struct work_struct *work)
 
 	if (!bio_sectors(bio)) {
 		/* A flush with metadata to write back. */
-		qcow2_end(bio, qcow2_flush(qc));
+		qcow2_end(bio, qcow2_flush(img));
 		goto out;
 	}
 	if (io->epoch < 0)
-		qcow2_epoch_get(qc, io);	/* a held write, retried */
+		qcow2_epoch_get(img, io);	/* a held write, retried */
 	blk_start_plug(&plug);
 	if (bio_data_dir(bio) == WRITE) {
-		qcow2_write_bio(qc, bio, io);
+		qcow2_write_bio(img, bio, io);
 		goto unplug;
 	}
 	do {
-		off = (u64)dm_target_offset(qc->inst->ti,
+		off = (u64)dm_target_offset(img->inst->ti,
 					    bio->bi_iter.bi_sector) << SECTOR_SHIFT;
-		r = qcow2_lookup(qc, off, bio->bi_iter.bi_size, true, &ext);
+		r = qcow2_lookup(img, off, bio->bi_iter.bi_size, true, &ext);
 		if (r) {
 			qcow2_end(bio, r);
 			break;
@@ -929,10 +988,10 @@ static void qcow2_work(struct work_struct *work)
 		if (ext.type != QCOW2_MAP_INVALID &&
 		    ext.len < bio->bi_iter.bi_size) {
 			piece = bio_split(bio, ext.len >> SECTOR_SHIFT,
-					  GFP_NOIO, &qc->bs);
+					  GFP_NOIO, &img->bs);
 			bio_chain(piece, bio);
 		}
-		qcow2_do_extent(qc, piece, off, &ext);
+		qcow2_do_extent(img, piece, off, &ext);
 	} while (piece != bio);
 unplug:
 	blk_finish_plug(&plug);
@@ -940,7 +999,16 @@ out:
 	memalloc_noio_restore(noio);
 }
 
-int qcow2_defer(struct qcow2_c *qc, struct bio *bio)
+/**
+ * qcow2_defer() - send a bio to the node's worker
+ * @img: the node
+ * @bio: a bio map() cannot serve now (an empty flush goes to flush_wq)
+ *
+ * Context: map(); never sleeps.  A REQ_NOWAIT bio ends with
+ * BLK_STS_AGAIN instead.
+ * Return: DM_MAPIO_SUBMITTED.
+ */
+int qcow2_defer(struct qcow2_image *img, struct bio *bio)
 {
 	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
 
@@ -948,8 +1016,8 @@ int qcow2_defer(struct qcow2_c *qc, struct bio *bio)
 		bio_wouldblock_error(bio);
 		return DM_MAPIO_SUBMITTED;
 	}
-	io->qc = qc;
+	io->img = img;
 	INIT_WORK(&io->work, qcow2_work);
-	queue_work(bio_sectors(bio) ? qc->wq : qc->flush_wq, &io->work);
+	queue_work(bio_sectors(bio) ? img->wq : img->flush_wq, &io->work);
 	return DM_MAPIO_SUBMITTED;
 }

@@ -38,7 +38,7 @@
 
 static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 {
-	struct qcow2_c *qc = ti->private;
+	struct qcow2_image *img = ti->private;
 	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
 	struct qcow2_extent ext;
 	u64 off;
@@ -46,44 +46,44 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 	io->epoch = -1;
 	if (unlikely(!bio_sectors(bio))) {
 		/* An empty flush: with no metadata to write, pass it on. */
-		if (!qc->writable || (!READ_ONCE(qc->meta_dirty) &&
-				      list_empty_careful(&qc->frees))) {
-			bio_set_dev(bio, qc->file->bdev);
+		if (!img->writable || (!READ_ONCE(img->meta_dirty) &&
+				       list_empty_careful(&img->frees))) {
+			bio_set_dev(bio, img->file->bdev);
 			return DM_MAPIO_REMAPPED;
 		}
-		return qcow2_defer(qc, bio);
+		return qcow2_defer(img, bio);
 	}
-	qcow2_epoch_get(qc, io);
+	qcow2_epoch_get(img, io);
 	off = (u64)dm_target_offset(ti, bio->bi_iter.bi_sector) << SECTOR_SHIFT;
 	if (bio_data_dir(bio) == WRITE) {
-		if (!qc->writable)
+		if (!img->writable)
 			return DM_MAPIO_KILL;
 		if (bio_op(bio) != REQ_OP_WRITE ||
-		    ((bio->bi_opf & REQ_FUA) && READ_ONCE(qc->meta_dirty)) ||
-		    qcow2_lookup(qc, off, bio->bi_iter.bi_size, false, &ext))
-			return qcow2_defer(qc, bio);
+		    ((bio->bi_opf & REQ_FUA) && READ_ONCE(img->meta_dirty)) ||
+		    qcow2_lookup(img, off, bio->bi_iter.bi_size, false, &ext))
+			return qcow2_defer(img, bio);
 		/* In place: a plain write to clusters we own, L2 cached. */
 		if (ext.type == QCOW2_MAP_DATA && ext.copied) {
 			qcow2_accept(bio, ext.len);
-			qcow2_remap(bio, qc->file, ext.host_off);
+			qcow2_remap(bio, img->file, ext.host_off);
 			return DM_MAPIO_REMAPPED;
 		}
-		if (qcow2_start_alloc_map(qc, bio, off))
+		if (qcow2_start_alloc_map(img, bio, off))
 			return DM_MAPIO_SUBMITTED;
-		return qcow2_defer(qc, bio);
+		return qcow2_defer(img, bio);
 	}
 
-	if (qcow2_lookup(qc, off, bio->bi_iter.bi_size, false, &ext))
-		return qcow2_defer(qc, bio);
+	if (qcow2_lookup(img, off, bio->bi_iter.bi_size, false, &ext))
+		return qcow2_defer(img, bio);
 
 	switch (ext.type) {
 	case QCOW2_MAP_DATA:
 		qcow2_accept(bio, ext.len);
-		qcow2_remap(bio, qc->file, ext.host_off);
+		qcow2_remap(bio, img->file, ext.host_off);
 		return DM_MAPIO_REMAPPED;
 	case QCOW2_MAP_BACKING:
 		qcow2_accept(bio, ext.len);
-		qcow2_remap(bio, qc->backing, off);
+		qcow2_remap(bio, img->backing, off);
 		return DM_MAPIO_REMAPPED;
 	case QCOW2_MAP_ZERO:
 		qcow2_accept(bio, ext.len);
@@ -92,10 +92,10 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_SUBMITTED;
 	case QCOW2_MAP_COMPRESSED:
 		qcow2_accept(bio, ext.len);
-		return qcow2_defer(qc, bio);
+		return qcow2_defer(img, bio);
 	case QCOW2_MAP_INVALID:
 	default:
-		qcow2_bad_entry(qc, off, &ext);
+		qcow2_bad_entry(img, off, &ext);
 		return DM_MAPIO_KILL;
 	}
 }
@@ -122,23 +122,23 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 			 unsigned int status_flags, char *result,
 			 unsigned int maxlen)
 {
-	struct qcow2_c *qc = ti->private;
-	unsigned int nopt = 2 * !!qc->backing + 2 * !!qc->cache_arg +
-			    qc->read_only + qc->error_if_no_space;
+	struct qcow2_image *img = ti->private;
+	unsigned int nopt = 2 * !!img->backing + 2 * !!img->cache_arg +
+			    img->read_only + img->error_if_no_space;
 	const char *flag[3];
 	u64 hits, misses, used;
 	unsigned int sz = 0, n = 0, i;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		qcow2_l2c_counts(&qc->cache, &hits, &misses, &used);
+		qcow2_l2c_counts(&img->cache, &hits, &misses, &used);
 		DMEMIT("%llu %llu %llu %llu ", hits, misses, used,
-		       (u64)qc->cache.nsets * L2C_WAYS);
-		if (qc->qi.dirty || qc->hdr_dirty)
+		       (u64)img->cache.nsets * L2C_WAYS);
+		if (img->info.dirty || img->hdr_dirty)
 			flag[n++] = "dirty";
-		if (qc->qi.corrupt)
+		if (img->info.corrupt)
 			flag[n++] = "corrupt";
-		if (READ_ONCE(qc->mode) == QCOW2_MODE_NO_SPACE)
+		if (READ_ONCE(img->mode) == QCOW2_MODE_NO_SPACE)
 			flag[n++] = "no_space";
 		if (!n)
 			DMEMIT("-");
@@ -146,23 +146,23 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 			DMEMIT("%s%s", i ? "," : "", flag[i]);
 		break;
 	case STATUSTYPE_TABLE:
-		DMEMIT("%s", qc->file->name);
+		DMEMIT("%s", img->file->name);
 		if (nopt)
 			DMEMIT(" %u", nopt);
-		if (qc->backing)
-			DMEMIT(" backing %s", qc->backing->name);
-		if (qc->cache_arg)
-			DMEMIT(" l2_cache_size %llu", qc->cache_arg);
-		if (qc->read_only)
+		if (img->backing)
+			DMEMIT(" backing %s", img->backing->name);
+		if (img->cache_arg)
+			DMEMIT(" l2_cache_size %llu", img->cache_arg);
+		if (img->read_only)
 			DMEMIT(" read_only");
-		if (qc->error_if_no_space)
+		if (img->error_if_no_space)
 			DMEMIT(" error_if_no_space");
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
 		DMEMIT(",file_device=%s,backing_device=%s,l2_cache_size=%llu;",
-		       qc->file->name, qc->backing ? qc->backing->name : "",
-		       (u64)qc->cache.nsets * L2C_WAYS * qc->cache.slice_bytes);
+		       img->file->name, img->backing ? img->backing->name : "",
+		       (u64)img->cache.nsets * L2C_WAYS * img->cache.slice_bytes);
 		break;
 	}
 }
@@ -170,47 +170,47 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 static int qcow2_iterate_devices(struct dm_target *ti,
 				 iterate_devices_callout_fn fn, void *data)
 {
-	struct qcow2_c *qc = ti->private;
+	struct qcow2_image *img = ti->private;
 	int r;
 
 	/* The children are not linear maps of the node: their whole size. */
-	r = fn(ti, qc->file, 0, bdev_nr_sectors(qc->file->bdev), data);
-	if (!r && qc->backing && bdev_nr_sectors(qc->backing->bdev))
-		r = fn(ti, qc->backing, 0, bdev_nr_sectors(qc->backing->bdev),
+	r = fn(ti, img->file, 0, bdev_nr_sectors(img->file->bdev), data);
+	if (!r && img->backing && bdev_nr_sectors(img->backing->bdev))
+		r = fn(ti, img->backing, 0, bdev_nr_sectors(img->backing->bdev),
 		       data);
 	return r;
 }
 
 static void qcow2_io_hints(struct dm_target *ti, struct queue_limits *limits)
 {
-	struct qcow2_c *qc = ti->private;
-	u32 cs_sectors = qc->qi.cluster_size >> SECTOR_SHIFT;
+	struct qcow2_image *img = ti->private;
+	u32 cs_sectors = img->info.cluster_size >> SECTOR_SHIFT;
 
-	if (!qc->writable)
+	if (!img->writable)
 		return;
 	/* Discard frees whole clusters: say so. */
-	limits->discard_granularity = qc->qi.cluster_size;
+	limits->discard_granularity = img->info.cluster_size;
 	limits->max_hw_discard_sectors = cs_sectors * 1024;
 	limits->max_discard_sectors = cs_sectors * 1024;
 }
 
 static void qcow2_presuspend(struct dm_target *ti)
 {
-	struct qcow2_c *qc = ti->private;
+	struct qcow2_image *img = ti->private;
 
-	spin_lock(&qc->held_lock);
-	qcow2_set_mode(qc, QCOW2_MODE_SUSPENDED);
-	spin_unlock(&qc->held_lock);
-	qcow2_pz_halt(qc);
+	spin_lock(&img->held_lock);
+	qcow2_set_mode(img, QCOW2_MODE_SUSPENDED);
+	spin_unlock(&img->held_lock);
+	qcow2_pz_halt(img);
 	/* Held writes would block the suspend: requeue, or fail them. */
 	if (dm_noflush_suspending(ti))
-		qcow2_release_held(qc, true, BLK_STS_DM_REQUEUE);
+		qcow2_release_held(img, true, BLK_STS_DM_REQUEUE);
 	else
-		qcow2_release_held(qc, true, BLK_STS_NOSPC);
+		qcow2_release_held(img, true, BLK_STS_NOSPC);
 }
 
-static int qcow2_load_header(struct qcow2_c *qc, char **error);
-static int qcow2_load_tables(struct qcow2_c *qc, char **error);
+static int qcow2_load_header(struct qcow2_image *img, char **error);
+static int qcow2_load_tables(struct qcow2_image *img, char **error);
 
 /*
  * A writable table read the image in its constructor, while the table it
@@ -220,59 +220,59 @@ static int qcow2_load_tables(struct qcow2_c *qc, char **error);
  */
 static int qcow2_preresume(struct dm_target *ti)
 {
-	struct qcow2_c *qc = ti->private;
-	struct qcow2_info old = qc->qi;
+	struct qcow2_image *img = ti->private;
+	struct qcow2_info old = img->info;
 	char *error = NULL;
 	int r;
 
-	if (!qc->writable || READ_ONCE(qc->mode) != QCOW2_MODE_NEW)
+	if (!img->writable || READ_ONCE(img->mode) != QCOW2_MODE_NEW)
 		return 0;
-	kvfree(qc->l1);
-	qc->l1 = NULL;
-	kvfree(qc->reftable);
-	qc->reftable = NULL;
-	bitmap_zero(qc->l1_copied, max(old.l1_size, 1u));
-	r = qcow2_load_header(qc, &error);
-	if (!r && (qc->qi.l1_size != old.l1_size ||
-		   qc->qi.reftable_clusters != old.reftable_clusters ||
-		   qc->qi.cluster_bits != old.cluster_bits)) {
+	kvfree(img->l1);
+	img->l1 = NULL;
+	kvfree(img->reftable);
+	img->reftable = NULL;
+	bitmap_zero(img->l1_copied, max(old.l1_size, 1u));
+	r = qcow2_load_header(img, &error);
+	if (!r && (img->info.l1_size != old.l1_size ||
+		   img->info.reftable_clusters != old.reftable_clusters ||
+		   img->info.cluster_bits != old.cluster_bits)) {
 		error = "image tables changed size since the table was loaded";
 		r = -EINVAL;
 	}
-	if (!r && (qc->qi.dirty || qc->qi.corrupt)) {
+	if (!r && (img->info.dirty || img->info.corrupt)) {
 		error = "image became dirty or corrupt since the table was loaded";
 		r = -EINVAL;
 	}
 	if (!r)
-		r = qcow2_load_tables(qc, &error);
+		r = qcow2_load_tables(img, &error);
 	if (r) {
-		DMERR("%s: cannot resume: %s", qcow2_name(qc), error);
+		DMERR("%s: cannot resume: %s", qcow2_name(img), error);
 		return r;
 	}
-	qc->free_hint = 0;
+	img->free_hint = 0;
 	return 0;
 }
 
 static void qcow2_postsuspend(struct dm_target *ti)
 {
-	struct qcow2_c *qc = ti->private;
+	struct qcow2_image *img = ti->private;
 
-	if (qc->writable)
-		qcow2_make_clean(qc);
+	if (img->writable)
+		qcow2_make_clean(img);
 }
 
 static void qcow2_resume(struct dm_target *ti)
 {
-	struct qcow2_c *qc = ti->private;
+	struct qcow2_image *img = ti->private;
 
-	spin_lock(&qc->held_lock);
-	qcow2_set_mode(qc, qc->writable ? QCOW2_MODE_WRITE :
+	spin_lock(&img->held_lock);
+	qcow2_set_mode(img, img->writable ? QCOW2_MODE_WRITE :
 		       QCOW2_MODE_READ_ONLY);
-	spin_unlock(&qc->held_lock);
-	mutex_lock(&qc->meta_lock);
-	qc->pz_stop = false;
-	mutex_unlock(&qc->meta_lock);
-	bg_instance_resume(qc->inst);
+	spin_unlock(&img->held_lock);
+	mutex_lock(&img->meta_lock);
+	img->pz_stop = false;
+	mutex_unlock(&img->meta_lock);
+	bg_instance_resume(img->inst);
 }
 
 /*
@@ -282,16 +282,16 @@ static void qcow2_resume(struct dm_target *ti)
 static int qcow2_message(struct dm_target *ti, unsigned int argc, char **argv,
 			 char *result, unsigned int maxlen)
 {
-	struct qcow2_c *qc = ti->private;
+	struct qcow2_image *img = ti->private;
 
 	if (argc == 1 && !strcasecmp(argv[0], "resize")) {
-		mutex_lock(&qc->meta_lock);
-		qc->free_hint = 0;
-		mutex_unlock(&qc->meta_lock);
-		qcow2_release_held(qc, false, BLK_STS_OK);
+		mutex_lock(&img->meta_lock);
+		img->free_hint = 0;
+		mutex_unlock(&img->meta_lock);
+		qcow2_release_held(img, false, BLK_STS_OK);
 		return 0;
 	}
-	DMWARN("%s: unknown message; the only one is \"resize\"", qcow2_name(qc));
+	DMWARN("%s: unknown message; the only one is \"resize\"", qcow2_name(img));
 	return -EINVAL;
 }
 
@@ -299,10 +299,10 @@ static int qcow2_message(struct dm_target *ti, unsigned int argc, char **argv,
 /* Constructor helpers                                              */
 /* ---------------------------------------------------------------- */
 
-/* Read the header cluster and parse it into qc->qi. */
-static int qcow2_load_header(struct qcow2_c *qc, char **error)
+/* Read the header cluster and parse it into img->info. */
+static int qcow2_load_header(struct qcow2_image *img, char **error)
 {
-	u64 file_size = bdev_nr_bytes(qc->file->bdev);
+	u64 file_size = bdev_nr_bytes(img->file->bdev);
 	const char *why = NULL;
 	u32 cluster_bits;
 	u64 len;
@@ -318,7 +318,7 @@ static int qcow2_load_header(struct qcow2_c *qc, char **error)
 		*error = "Cannot allocate the header buffer";
 		return -ENOMEM;
 	}
-	r = qcow2_read(qc, 0, buf, SECTOR_SIZE);
+	r = qcow2_read(img, 0, buf, SECTOR_SIZE);
 	if (r) {
 		*error = "Cannot read the image header";
 		goto out;
@@ -333,15 +333,15 @@ static int qcow2_load_header(struct qcow2_c *qc, char **error)
 		*error = "Cannot allocate the header buffer";
 		return -ENOMEM;
 	}
-	r = qcow2_read(qc, 0, buf, len);
+	r = qcow2_read(img, 0, buf, len);
 	if (r) {
 		*error = "Cannot read the image header";
 		goto out;
 	}
-	r = qcow2_parse_header(buf, len, file_size, &qc->qi, &why);
-	if (r == -EOPNOTSUPP && qc->qi.unknown_name[0])
+	r = qcow2_parse_header(buf, len, file_size, &img->info, &why);
+	if (r == -EOPNOTSUPP && img->info.unknown_name[0])
 		DMERR("%s: unknown incompatible feature bit %u: %s",
-		      qcow2_name(qc), qc->qi.unknown_bit, qc->qi.unknown_name);
+		      qcow2_name(img), img->info.unknown_bit, img->info.unknown_name);
 out_why:
 	if (r)
 		*error = (char *)why;
@@ -354,7 +354,7 @@ out:
  * Read a table of @n entries at @off and decode it with
  * qcow2_load_table() into a new array at *@out.
  */
-static int qcow2_load_one_table(struct qcow2_c *qc, u64 off, u32 n, bool l1,
+static int qcow2_load_one_table(struct qcow2_image *img, u64 off, u32 n, bool l1,
 				u64 **out, unsigned long *copied, char **error)
 {
 	u64 bytes = round_up((u64)n * 8, SECTOR_SIZE);
@@ -374,12 +374,12 @@ static int qcow2_load_one_table(struct qcow2_c *qc, u64 off, u32 n, bool l1,
 		r = 0;
 		goto out;
 	}
-	r = qcow2_read(qc, off, raw, bytes);
+	r = qcow2_read(img, off, raw, bytes);
 	if (r) {
 		*error = "Cannot read the image tables";
 		goto out;
 	}
-	r = qcow2_load_table(&qc->qi, raw, n, l1, *out, &bad, &why);
+	r = qcow2_load_table(&img->info, raw, n, l1, *out, &bad, &why);
 	if (!r && copied) {
 		const __be64 *e = (const __be64 *)raw;
 		u32 i;
@@ -389,7 +389,7 @@ static int qcow2_load_one_table(struct qcow2_c *qc, u64 off, u32 n, bool l1,
 				set_bit(i, copied);
 	}
 	if (r) {
-		DMERR("%s: %s table entry %u is bad", qcow2_name(qc),
+		DMERR("%s: %s table entry %u is bad", qcow2_name(img),
 		      l1 ? "L1" : "refcount", bad);
 		*error = (char *)why;
 	}
@@ -402,9 +402,9 @@ out:
  * A writable table: refuse an image QEMU would not write without a
  * repair, and allocate what writing needs.
  */
-static int qcow2_writable_init(struct qcow2_c *qc, char **error)
+static int qcow2_writable_init(struct qcow2_image *img, char **error)
 {
-	const struct qcow2_info *qi = &qc->qi;
+	const struct qcow2_info *qi = &img->info;
 	u32 i;
 
 	if (qi->corrupt) {
@@ -419,19 +419,19 @@ static int qcow2_writable_init(struct qcow2_c *qc, char **error)
 		*error = "image tables run past the end of the file device: grow the file to write";
 		return -EINVAL;
 	}
-	qc->lbs = bdev_logical_block_size(qc->file->bdev);
-	qc->l1_copied = bitmap_zalloc(max(qi->l1_size, 1u), GFP_KERNEL);
-	qc->l1_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_l1_bytes(qi), qc->lbs) + 1,
-				     GFP_KERNEL);
-	qc->rt_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_reftable_bytes(qi), qc->lbs) + 1,
-				     GFP_KERNEL);
-	qc->rb_slots = clamp_t(u32, SZ_1M >> qi->cluster_bits, 2, 16);
-	qc->rb = kcalloc(qc->rb_slots, sizeof(*qc->rb), GFP_KERNEL);
-	if (!qc->l1_copied || !qc->l1_dirty || !qc->rt_dirty || !qc->rb)
+	img->lbs = bdev_logical_block_size(img->file->bdev);
+	img->l1_copied = bitmap_zalloc(max(qi->l1_size, 1u), GFP_KERNEL);
+	img->l1_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_l1_bytes(qi), img->lbs) + 1,
+				      GFP_KERNEL);
+	img->rt_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_reftable_bytes(qi), img->lbs) + 1,
+				      GFP_KERNEL);
+	img->rb_slots = clamp_t(u32, SZ_1M >> qi->cluster_bits, 2, 16);
+	img->rb = kcalloc(img->rb_slots, sizeof(*img->rb), GFP_KERNEL);
+	if (!img->l1_copied || !img->l1_dirty || !img->rt_dirty || !img->rb)
 		goto nomem;
-	for (i = 0; i < qc->rb_slots; i++) {
-		qc->rb[i].data = kvmalloc(qi->cluster_size, GFP_KERNEL);
-		if (!qc->rb[i].data)
+	for (i = 0; i < img->rb_slots; i++) {
+		img->rb[i].data = kvmalloc(qi->cluster_size, GFP_KERNEL);
+		if (!img->rb[i].data)
 			goto nomem;
 	}
 	return 0;
@@ -441,38 +441,38 @@ nomem:
 }
 
 /* Load the L1 table and check that no metadata overlaps. */
-static int qcow2_load_tables(struct qcow2_c *qc, char **error)
+static int qcow2_load_tables(struct qcow2_image *img, char **error)
 {
-	const struct qcow2_info *qi = &qc->qi;
+	const struct qcow2_info *qi = &img->info;
 	struct qcow2_range *scratch = NULL;
 	const char *why;
 	u64 *reftable;
 	u64 n;
 	int r;
 
-	r = qcow2_load_one_table(qc, qi->l1_offset, qi->l1_size, true,
-				 &qc->l1, qc->l1_copied, error);
+	r = qcow2_load_one_table(img, qi->l1_offset, qi->l1_size, true,
+				 &img->l1, img->l1_copied, error);
 	if (r)
 		return r;
-	r = qcow2_load_one_table(qc, qi->reftable_offset,
+	r = qcow2_load_one_table(img, qi->reftable_offset,
 				 qcow2_reftable_bytes(qi) / 8, false,
 				 &reftable, NULL, error);
 	if (r)
 		goto out;
-	n = qcow2_overlap_ranges(qi, qc->l1, reftable);
+	n = qcow2_overlap_ranges(qi, img->l1, reftable);
 	scratch = kvmalloc_array(n, sizeof(*scratch), GFP_KERNEL);
 	if (!scratch) {
 		*error = "Cannot allocate the overlap check";
 		r = -ENOMEM;
 		goto out;
 	}
-	r = qcow2_check_overlaps(qi, qc->l1, reftable, scratch, n, &why);
+	r = qcow2_check_overlaps(qi, img->l1, reftable, scratch, n, &why);
 	if (r)
 		*error = (char *)why;
-	if (!r && qc->writable) {
+	if (!r && img->writable) {
 		/* Kept for allocation. */
-		qc->reftable = reftable;
-		qc->reftable_n = qcow2_reftable_bytes(qi) / 8;
+		img->reftable = reftable;
+		img->reftable_n = qcow2_reftable_bytes(qi) / 8;
 		reftable = NULL;
 	}
 out:
@@ -485,43 +485,43 @@ out:
 /* Constructor and destructor                                       */
 /* ---------------------------------------------------------------- */
 
-static void qcow2_free(struct qcow2_c *qc)
+static void qcow2_free(struct qcow2_image *img)
 {
 	struct qcow2_free *f, *tmp;
 	u32 i;
 
-	cancel_work_sync(&qc->pz_work);
-	if (qc->done_wq)
-		destroy_workqueue(qc->done_wq);
-	if (qc->flush_wq)
-		destroy_workqueue(qc->flush_wq);
-	if (qc->wq)
-		destroy_workqueue(qc->wq);
-	list_for_each_entry_safe(f, tmp, &qc->frees, list)
+	cancel_work_sync(&img->pz_work);
+	if (img->done_wq)
+		destroy_workqueue(img->done_wq);
+	if (img->flush_wq)
+		destroy_workqueue(img->flush_wq);
+	if (img->wq)
+		destroy_workqueue(img->wq);
+	list_for_each_entry_safe(f, tmp, &img->frees, list)
 		kfree(f);
-	for (i = 0; qc->rb && i < qc->rb_slots; i++)
-		kvfree(qc->rb[i].data);
-	kfree(qc->rb);
-	kvfree(qc->reftable);
-	bitmap_free(qc->l1_copied);
-	bitmap_free(qc->l1_dirty);
-	bitmap_free(qc->rt_dirty);
-	qcow2_l2c_exit(&qc->cache);
-	bioset_exit(&qc->cow_bs);
-	bioset_exit(&qc->bs);
-	if (qc->io)
-		dm_io_client_destroy(qc->io);
-	kvfree(qc->l1);
-	if (!IS_ERR_OR_NULL(qc->inst))
-		bg_instance_destroy(qc->inst);	/* puts the children */
-	kfree(qc);
+	for (i = 0; img->rb && i < img->rb_slots; i++)
+		kvfree(img->rb[i].data);
+	kfree(img->rb);
+	kvfree(img->reftable);
+	bitmap_free(img->l1_copied);
+	bitmap_free(img->l1_dirty);
+	bitmap_free(img->rt_dirty);
+	qcow2_l2c_exit(&img->cache);
+	bioset_exit(&img->cow_bs);
+	bioset_exit(&img->bs);
+	if (img->io)
+		dm_io_client_destroy(img->io);
+	kvfree(img->l1);
+	if (!IS_ERR_OR_NULL(img->inst))
+		bg_instance_destroy(img->inst);	/* puts the children */
+	kfree(img);
 }
 
 static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct bg_qcow2_args args;
 	const char *error = NULL;
-	struct qcow2_c *qc;
+	struct qcow2_image *img;
 	u64 cache;
 	u32 slice;
 	int r;
@@ -535,94 +535,94 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = (char *)error;
 		return r;
 	}
-	qc = kzalloc(sizeof(*qc), GFP_KERNEL);
-	if (!qc) {
+	img = kzalloc(sizeof(*img), GFP_KERNEL);
+	if (!img) {
 		ti->error = "Cannot allocate the qcow2 context";
 		return -ENOMEM;
 	}
-	qc->cache_arg = args.l2_cache_size;
-	qc->read_only = args.read_only;
-	qc->error_if_no_space = args.error_if_no_space;
-	qc->writable = (dm_table_get_mode(ti->table) & BG_OPEN_WRITE) &&
+	img->cache_arg = args.l2_cache_size;
+	img->read_only = args.read_only;
+	img->error_if_no_space = args.error_if_no_space;
+	img->writable = (dm_table_get_mode(ti->table) & BG_OPEN_WRITE) &&
 		       !args.read_only;
-	mutex_init(&qc->meta_lock);
-	mutex_init(&qc->flush_lock);
-	INIT_LIST_HEAD(&qc->frees);
-	spin_lock_init(&qc->store_lock);
-	spin_lock_init(&qc->inflight_lock);
-	INIT_LIST_HEAD(&qc->inflight);
-	init_waitqueue_head(&qc->inflight_wq);
-	init_waitqueue_head(&qc->drain_wq);
-	spin_lock_init(&qc->held_lock);
-	bio_list_init(&qc->held);
-	INIT_WORK(&qc->pz_work, qcow2_pz_work);
-	init_waitqueue_head(&qc->pz_wq);
-	qc->pz_stop = true;		/* until resumed */
+	mutex_init(&img->meta_lock);
+	mutex_init(&img->flush_lock);
+	INIT_LIST_HEAD(&img->frees);
+	spin_lock_init(&img->store_lock);
+	spin_lock_init(&img->inflight_lock);
+	INIT_LIST_HEAD(&img->inflight);
+	init_waitqueue_head(&img->inflight_wq);
+	init_waitqueue_head(&img->drain_wq);
+	spin_lock_init(&img->held_lock);
+	bio_list_init(&img->held);
+	INIT_WORK(&img->pz_work, qcow2_pz_work);
+	init_waitqueue_head(&img->pz_wq);
+	img->pz_stop = true;		/* until resumed */
 
-	qc->inst = bg_instance_create(ti, "qcow2");
-	if (IS_ERR(qc->inst)) {
-		r = PTR_ERR(qc->inst);
+	img->inst = bg_instance_create(ti, "qcow2");
+	if (IS_ERR(img->inst)) {
+		r = PTR_ERR(img->inst);
 		goto out;
 	}
 	if (args.read_only)
-		bg_instance_set_read_only(qc->inst);
-	r = bg_instance_add_child(qc->inst, argv[0], BG_ROLE_FILE, 0,
-				  &qc->file);
+		bg_instance_set_read_only(img->inst);
+	r = bg_instance_add_child(img->inst, argv[0], BG_ROLE_FILE, 0,
+				  &img->file);
 	if (r)
 		goto out;
 	if (args.backing) {
-		r = bg_instance_add_child(qc->inst, args.backing,
-					  BG_ROLE_BACKING, 0, &qc->backing);
+		r = bg_instance_add_child(img->inst, args.backing,
+					  BG_ROLE_BACKING, 0, &img->backing);
 		if (r)
 			goto out;
 	}
 
-	qc->io = dm_io_client_create();
-	if (IS_ERR(qc->io)) {
-		r = PTR_ERR(qc->io);
-		qc->io = NULL;
+	img->io = dm_io_client_create();
+	if (IS_ERR(img->io)) {
+		r = PTR_ERR(img->io);
+		img->io = NULL;
 		ti->error = "Cannot create the dm-io client";
 		goto out;
 	}
-	qc->wq = alloc_workqueue("bgraph-qcow2/%s", WQ_MEM_RECLAIM | WQ_UNBOUND,
-				 0, dm_table_device_name(ti->table));
-	qc->flush_wq = alloc_workqueue("bgraph-qcow2f/%s",
+	img->wq = alloc_workqueue("bgraph-qcow2/%s", WQ_MEM_RECLAIM | WQ_UNBOUND,
+				  0, dm_table_device_name(ti->table));
+	img->flush_wq = alloc_workqueue("bgraph-qcow2f/%s",
+					WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
+					dm_table_device_name(ti->table));
+	img->done_wq = alloc_workqueue("bgraph-qcow2d/%s",
 				       WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
 				       dm_table_device_name(ti->table));
-	qc->done_wq = alloc_workqueue("bgraph-qcow2d/%s",
-				      WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
-				      dm_table_device_name(ti->table));
-	if (!qc->wq || !qc->flush_wq || !qc->done_wq) {
+	if (!img->wq || !img->flush_wq || !img->done_wq) {
 		r = -ENOMEM;
 		ti->error = "Cannot create the workqueue";
 		goto out;
 	}
-	r = qcow2_load_header(qc, &ti->error);
+	r = qcow2_load_header(img, &ti->error);
 	if (r)
 		goto out;
-	if (qc->qi.cluster_size < bdev_logical_block_size(qc->file->bdev)) {
+	if (img->info.cluster_size < bdev_logical_block_size(img->file->bdev)) {
 		/* A cluster could not be remapped without a bounce copy. */
 		ti->error = "Cluster size is smaller than the file device's logical block size";
 		r = -EINVAL;
 		goto out;
 	}
-	if ((1U << qc->qi.subcluster_bits) < bdev_logical_block_size(qc->file->bdev)) {
+	if ((1U << img->info.subcluster_bits) < bdev_logical_block_size(img->file->bdev)) {
 		/* Nor a subcluster (extended L2 with clusters under 128K on 4Kn). */
 		ti->error = "Subcluster size is smaller than the file device's logical block size";
 		r = -EINVAL;
 		goto out;
 	}
-	if (ti->len > DIV_ROUND_UP(qc->qi.size, SECTOR_SIZE)) {
+	if (ti->len > DIV_ROUND_UP(img->info.size, SECTOR_SIZE)) {
 		ti->error = "Target length is larger than the image's virtual size";
 		r = -EINVAL;
 		goto out;
 	}
-	if (qc->writable) {
-		r = qcow2_writable_init(qc, &ti->error);
+	if (img->writable) {
+		r = qcow2_writable_init(img, &ti->error);
 		if (r)
 			goto out;
 	}
-	r = qcow2_load_tables(qc, &ti->error);
+	r = qcow2_load_tables(img, &ti->error);
 	if (r)
 		goto out;
 	/*
@@ -630,65 +630,65 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	 * not where the fill comes from a backing child, nor with extended
 	 * L2 (a new cluster's other subclusters stay unallocated).
 	 */
-	qc->pz_on = qc->writable && !qc->backing && !qc->qi.extended_l2;
-	if (qc->writable && qc->qi.autoclear) {
+	img->pz_on = img->writable && !img->backing && !img->info.extended_l2;
+	if (img->writable && img->info.autoclear) {
 		/* QEMU's rule: a writer that does not know them clears them. */
-		DMINFO("%s: clearing autoclear features 0x%llx", qcow2_name(qc),
-		       qc->qi.autoclear);
-		r = qcow2_header_update(qc, QCOW2_HDR_AUTOCLEAR, 0, ~0ULL);
+		DMINFO("%s: clearing autoclear features 0x%llx", qcow2_name(img),
+		       img->info.autoclear);
+		r = qcow2_header_update(img, QCOW2_HDR_AUTOCLEAR, 0, ~0ULL);
 		if (r) {
 			ti->error = "Cannot write the image header";
 			goto out;
 		}
 	}
 
-	slice = min_t(u64, qc->qi.cluster_size, L2C_MAX_SLICE);
+	slice = min_t(u64, img->info.cluster_size, L2C_MAX_SLICE);
 	/*
 	 * By default, twice what maps the whole image (within QEMU's cap):
 	 * slices hash unevenly into the sets, and an exact fit would evict.
 	 */
 	cache = args.l2_cache_size ?:
-		min_t(u64, 2 * qcow2_default_l2_cache(&qc->qi, L2C_MIN_SLICES * slice),
+		min_t(u64, 2 * qcow2_default_l2_cache(&img->info, L2C_MIN_SLICES * slice),
 		      QCOW2_MAX_L2_CACHE);
-	r = qcow2_l2c_init(&qc->cache, slice, cache);
+	r = qcow2_l2c_init(&img->cache, slice, cache);
 	if (!r)
-		r = bioset_init(&qc->bs, BIO_POOL_SIZE, 0, 0);
+		r = bioset_init(&img->bs, BIO_POOL_SIZE, 0, 0);
 	if (!r)
-		r = bioset_init(&qc->cow_bs, BIO_POOL_SIZE, 0,
+		r = bioset_init(&img->cow_bs, BIO_POOL_SIZE, 0,
 				BIOSET_NEED_BVECS);
 	if (r) {
 		ti->error = "Cannot allocate the L2 cache";
 		goto out;
 	}
-	if (qc->qi.tables_past_end)
+	if (img->info.tables_past_end)
 		DMINFO("%s: image tables run past the end of the file device, reading zeros there",
-		       qcow2_name(qc));
-	if (qc->qi.corrupt || qc->qi.dirty)
-		DMWARN("%s: image is marked %s; reading only", qcow2_name(qc),
-		       qc->qi.corrupt ? "corrupt" : "dirty");
+		       qcow2_name(img));
+	if (img->info.corrupt || img->info.dirty)
+		DMWARN("%s: image is marked %s; reading only", qcow2_name(img),
+		       img->info.corrupt ? "corrupt" : "dirty");
 
 	ti->num_flush_bios = 1;
-	if (qc->writable) {
+	if (img->writable) {
 		ti->num_discard_bios = 1;
 		ti->num_write_zeroes_bios = 1;
 		ti->discards_supported = true;
 	}
 	ti->per_io_data_size = sizeof(struct qcow2_io);
-	ti->private = qc;
+	ti->private = img;
 	return 0;
 
 out:
-	qcow2_free(qc);
+	qcow2_free(img);
 	return r;
 }
 
 static void qcow2_dtr(struct dm_target *ti)
 {
-	struct qcow2_c *qc = ti->private;
+	struct qcow2_image *img = ti->private;
 
-	if (qc->writable)
-		qcow2_make_clean(qc);
-	qcow2_free(qc);
+	if (img->writable)
+		qcow2_make_clean(img);
+	qcow2_free(img);
 }
 
 static struct target_type qcow2_target = {

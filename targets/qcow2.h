@@ -75,19 +75,144 @@ struct l2_cache {
 	struct l2c_stats __percpu *stats;
 };
 
+/*
+ * The cache's contract.  Slices are keyed by their file offset
+ * (@slice_off); positions (@pos) are bytes within a slice, entries are
+ * handed in and out host-endian.  A set's spinlock is taken with
+ * interrupts off, so every function but init and exit may be called from
+ * any context; none sleeps but qcow2_l2c_init().
+ */
+
+/**
+ * qcow2_l2c_init() - allocate a cache of about @bytes
+ * @c: the cache, zeroed
+ * @slice_bytes: bytes of L2 table per slice, a power of two
+ * @bytes: the size asked for: rounded down to a power-of-two number of
+ *	sets of L2C_WAYS slices, at least L2C_MIN_SLICES slices
+ *
+ * Context: process context, may sleep (GFP_KERNEL).
+ * Return: 0 or -ENOMEM (qcow2_l2c_exit() frees what was allocated).
+ */
 int qcow2_l2c_init(struct l2_cache *c, u32 slice_bytes, u64 bytes);
+
+/**
+ * qcow2_l2c_exit() - free the cache
+ * @c: the cache, initialised or zeroed
+ *
+ * Context: process context; nothing uses the cache any more.
+ */
 void qcow2_l2c_exit(struct l2_cache *c);
+
+/**
+ * qcow2_l2c_slot() - the memory of way @w of @set
+ * @c: the cache
+ * @set: one of its sets
+ * @w: a way, below L2C_WAYS
+ *
+ * Context: any; to read a dirty slice, meta_lock held (write-back).
+ * Return: the slice's first byte.
+ */
 u8 *qcow2_l2c_slot(struct l2_cache *c, struct l2c_set *set, unsigned int w);
+
+/**
+ * qcow2_l2c_decode() - big-endian L2 words to host-endian ones
+ * @raw: @nwords big-endian u64s
+ * @nwords: how many
+ * @out: @nwords host-endian u64s
+ *
+ * Context: any.
+ */
 void qcow2_l2c_decode(const void *raw, u32 nwords, u64 *out);
-bool qcow2_l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos, u32 nwords,
-		      u64 *out);
+
+/**
+ * qcow2_l2c_lookup() - copy entries out of a cached slice
+ * @c: the cache
+ * @slice_off: the slice
+ * @pos: byte of the first word in the slice
+ * @nwords: words to copy
+ * @out: set to them, host-endian
+ *
+ * Lock-free: reads the set under its seqcount.  Counts a hit; misses are
+ * counted where slices are read.
+ *
+ * Context: any, no lock; never sleeps (map()).
+ * Return: false on a miss.
+ */
+bool qcow2_l2c_lookup(struct l2_cache *c, u64 slice_off, u32 pos,
+		      u32 nwords, u64 *out);
+
+/**
+ * qcow2_l2c_gen() - the generation of @slice_off's set
+ * @c: the cache
+ * @slice_off: the slice about to be read from the file
+ *
+ * Context: any.
+ * Return: the generation, for qcow2_l2c_insert().
+ */
 u32 qcow2_l2c_gen(struct l2_cache *c, u64 slice_off);
-bool qcow2_l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw, u32 gen);
-bool qcow2_l2c_store(struct l2_cache *c, u64 slice_off, u32 pos, u32 nwords,
-		     const u64 *in);
+
+/**
+ * qcow2_l2c_insert() - put a slice read from the file in the cache
+ * @c: the cache
+ * @slice_off: the slice
+ * @raw: its bytes, big-endian as on disk
+ * @gen: qcow2_l2c_gen() of its set, taken before the read
+ *
+ * Replaces the least used clean slice of the set.
+ *
+ * Context: any.
+ * Return: false if not put: the set changed since @gen (the copy may be
+ * stale), or all its ways are dirty.
+ */
+bool qcow2_l2c_insert(struct l2_cache *c, u64 slice_off, const void *raw,
+		      u32 gen);
+
+/**
+ * qcow2_l2c_store() - change entries of a cached slice and mark it dirty
+ * @c: the cache
+ * @slice_off: the slice
+ * @pos: byte of the first word in the slice
+ * @nwords: words to store
+ * @in: the words, host-endian
+ *
+ * Context: any; meta_lock held, or from a completion while no write-back
+ * runs (store_lock held and stores open: qcow2_alloc_store()).
+ * Return: false if the slice is not cached.
+ */
+bool qcow2_l2c_store(struct l2_cache *c, u64 slice_off, u32 pos,
+		     u32 nwords, const u64 *in);
+
+/**
+ * qcow2_l2c_has_room() - whether a slice could be inserted in its set
+ * @c: the cache
+ * @slice_off: the slice
+ *
+ * Context: any.
+ * Return: true if a way of the set is clean.
+ */
 bool qcow2_l2c_has_room(struct l2_cache *c, u64 slice_off);
+
+/**
+ * qcow2_l2c_invalidate() - drop the clean slices of a file range
+ * @c: the cache
+ * @off: file offset of a new L2 table
+ * @len: its bytes
+ *
+ * Context: any; meta_lock held.
+ */
 void qcow2_l2c_invalidate(struct l2_cache *c, u64 off, u64 len);
-void qcow2_l2c_counts(struct l2_cache *c, u64 *hits, u64 *misses, u64 *used);
+
+/**
+ * qcow2_l2c_counts() - the numbers status shows
+ * @c: the cache
+ * @hits: set to the lookups served
+ * @misses: set to the slices read
+ * @used: set to the ways holding a slice
+ *
+ * Context: any.
+ */
+void qcow2_l2c_counts(struct l2_cache *c, u64 *hits, u64 *misses,
+		      u64 *used);
 
 /* ---------------------------------------------------------------- */
 /* The node                                                         */
@@ -116,11 +241,11 @@ enum qcow2_mode {
 	QCOW2_MODE_SUSPENDED,
 };
 
-struct qcow2_c {
+struct qcow2_image {
 	struct bg_instance *inst;
 	struct dm_dev *file;
 	struct dm_dev *backing;		/* or NULL: unallocated reads zeros */
-	struct qcow2_info qi;
+	struct qcow2_info info;
 	u64 *l1;			/* host-endian L2 table offsets */
 	struct l2_cache cache;
 	struct dm_io_client *io;
@@ -140,6 +265,14 @@ struct qcow2_c {
 	 * their bio's completion (qcow2_alloc_done_work()): they wait for
 	 * meta_lock only, and the items of the two queues above may wait
 	 * for them (a cluster in flight, a drain).
+	 *
+	 * So three WQ_MEM_RECLAIM queues per node, not fewer: merged, a
+	 * rescuer running the items one by one could block in a worker
+	 * waiting for a drain or a cluster in flight whose end is queued
+	 * behind it.  Nor one set shared by all bgraph-qcow2 nodes: a node's
+	 * worker waits, under its meta_lock, for its children's bios, and a
+	 * child may be another bgraph-qcow2 node whose items would then
+	 * queue behind the first node's, waiting for that meta_lock.
 	 */
 	struct workqueue_struct *done_wq;
 	struct bio_set bs;		/* for splits in the worker */
@@ -241,7 +374,7 @@ struct qcow2_inflight {
 /* Per bio: the worker item of a deferred bio. */
 struct qcow2_io {
 	struct work_struct work;
-	struct qcow2_c *qc;
+	struct qcow2_image *img;
 	int epoch;			/* users[] it counts in, or -1 */
 	/* An allocation started in map(): */
 	struct qcow2_inflight me;
@@ -257,9 +390,9 @@ struct qcow2_io {
 	u64 nent[2];			/* the entry (and bitmap) to store */
 };
 
-static inline const char *qcow2_name(struct qcow2_c *qc)
+static inline const char *qcow2_name(struct qcow2_image *img)
 {
-	return qc->inst->node->name;
+	return img->inst->node->name;
 }
 
 /* ---------------------------------------------------------------- */
@@ -283,11 +416,11 @@ static inline void qcow2_remap(struct bio *bio, struct dm_dev *dev, u64 off)
 	bio->bi_iter.bi_sector = off >> SECTOR_SHIFT;
 }
 
-static inline void qcow2_bad_entry(struct qcow2_c *qc, u64 off,
+static inline void qcow2_bad_entry(struct qcow2_image *img, u64 off,
 				   const struct qcow2_extent *ext)
 {
 	DMERR_LIMIT("%s: bad L2 entry for guest offset %llu: %s",
-		    qcow2_name(qc), off, ext->error);
+		    qcow2_name(img), off, ext->error);
 }
 
 static inline void qcow2_end(struct bio *bio, int r)
@@ -300,23 +433,23 @@ static inline void qcow2_end(struct bio *bio, int r)
 /* Compressed clusters (qcow2-compress.c)                           */
 /* ---------------------------------------------------------------- */
 
-int qcow2_decompress(struct qcow2_c *qc, u64 host_off, u64 csize, u8 *out,
+int qcow2_decompress(struct qcow2_image *img, u64 host_off, u64 csize, u8 *out,
 		     u64 off);
-int qcow2_read_compressed(struct qcow2_c *qc, struct bio *bio, u64 off,
+int qcow2_read_compressed(struct qcow2_image *img, struct bio *bio, u64 off,
 			  const struct qcow2_extent *ext);
 
 /* ---------------------------------------------------------------- */
 /* The write path and the worker (qcow2-write.c)                    */
 /* ---------------------------------------------------------------- */
 
-bool qcow2_inflight_busy(struct qcow2_c *qc, u64 cluster);
-void qcow2_inflight_add(struct qcow2_c *qc, struct qcow2_inflight *f);
-void qcow2_inflight_del(struct qcow2_c *qc, struct qcow2_inflight *f);
-bool qcow2_set_mode(struct qcow2_c *qc, enum qcow2_mode mode);
-void qcow2_mode_announce(struct qcow2_c *qc);
-bool qcow2_start_alloc_map(struct qcow2_c *qc, struct bio *bio, u64 off);
-void qcow2_release_held(struct qcow2_c *qc, bool fail, blk_status_t st);
-int qcow2_defer(struct qcow2_c *qc, struct bio *bio);
+bool qcow2_inflight_busy(struct qcow2_image *img, u64 cluster);
+void qcow2_inflight_add(struct qcow2_image *img, struct qcow2_inflight *f);
+void qcow2_inflight_del(struct qcow2_image *img, struct qcow2_inflight *f);
+bool qcow2_set_mode(struct qcow2_image *img, enum qcow2_mode mode);
+void qcow2_mode_announce(struct qcow2_image *img);
+bool qcow2_start_alloc_map(struct qcow2_image *img, struct bio *bio, u64 off);
+void qcow2_release_held(struct qcow2_image *img, bool fail, blk_status_t st);
+int qcow2_defer(struct qcow2_image *img, struct bio *bio);
 
 #include "qcow2-metadata.h"
 
