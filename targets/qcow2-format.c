@@ -8,20 +8,6 @@
  */
 #include "qcow2-format.h"
 
-/* ---------------------------------------------------------------- */
-/* Big-endian fields of a byte buffer                               */
-/* ---------------------------------------------------------------- */
-
-static u32 rd32(const u8 *p)
-{
-	return (u32)p[0] << 24 | (u32)p[1] << 16 | (u32)p[2] << 8 | p[3];
-}
-
-static u64 rd64(const u8 *p)
-{
-	return (u64)rd32(p) << 32 | rd32(p + 4);
-}
-
 /* Header field offsets (qcow2.txt, "Header"). */
 enum {
 	H_MAGIC = 0,
@@ -64,16 +50,16 @@ int qcow2_probe(const u8 *buf, size_t len, u32 *cluster_bits,
 		*error = "file device too small for a qcow2 header";
 		return -EINVAL;
 	}
-	if (rd32(buf + H_MAGIC) != QCOW2_MAGIC) {
+	if (get_unaligned_be32(buf + H_MAGIC) != QCOW2_MAGIC) {
 		*error = "bad magic: not a qcow2 image";
 		return -EINVAL;
 	}
-	version = rd32(buf + H_VERSION);
+	version = get_unaligned_be32(buf + H_VERSION);
 	if (version != 2 && version != 3) {
 		*error = "unsupported qcow2 version (2 and 3 are)";
 		return -EINVAL;
 	}
-	bits = rd32(buf + H_CLUSTER_BITS);
+	bits = get_unaligned_be32(buf + H_CLUSTER_BITS);
 	if (bits < QCOW2_MIN_CLUSTER_BITS || bits > QCOW2_MAX_CLUSTER_BITS) {
 		*error = "cluster_bits out of range (9 to 21)";
 		return -EINVAL;
@@ -107,8 +93,8 @@ static int parse_extensions(const u8 *buf, u64 start, u64 end,
 	u64 off = start;
 
 	while (off + 8 <= end) {
-		u32 type = rd32(buf + off);
-		u32 len = rd32(buf + off + 4);
+		u32 type = get_unaligned_be32(buf + off);
+		u32 len = get_unaligned_be32(buf + off + 4);
 		const u8 *data = buf + off + 8;
 
 		if (type == QCOW2_EXT_END)
@@ -157,11 +143,11 @@ static int parse_features(const u8 *buf, struct qcow2_info *qi,
 		return 0;
 	}
 
-	qi->incompat = rd64(buf + H_INCOMPAT);
-	qi->compat = rd64(buf + H_COMPAT);
-	qi->autoclear = rd64(buf + H_AUTOCLEAR);
-	qi->refcount_order = rd32(buf + H_REFCOUNT_ORDER);
-	qi->header_length = rd32(buf + H_HEADER_LENGTH);
+	qi->incompat = get_unaligned_be64(buf + H_INCOMPAT);
+	qi->compat = get_unaligned_be64(buf + H_COMPAT);
+	qi->autoclear = get_unaligned_be64(buf + H_AUTOCLEAR);
+	qi->refcount_order = get_unaligned_be32(buf + H_REFCOUNT_ORDER);
+	qi->header_length = get_unaligned_be32(buf + H_HEADER_LENGTH);
 
 	if (qi->header_length < QCOW2_V3_HEADER_LEN ||
 	    qi->header_length % 8) {
@@ -303,7 +289,7 @@ int qcow2_parse_header(const u8 *buf, size_t len, u64 file_size,
 	r = qcow2_probe(buf, len, &qi->cluster_bits, error);
 	if (r)
 		return r;
-	qi->version = rd32(buf + H_VERSION);
+	qi->version = get_unaligned_be32(buf + H_VERSION);
 	qi->cluster_size = 1ULL << qi->cluster_bits;
 	qi->file_size = file_size;
 	if (len > file_size)
@@ -319,17 +305,17 @@ int qcow2_parse_header(const u8 *buf, size_t len, u64 file_size,
 		return -EINVAL;
 	}
 
-	qi->backing_file_offset = rd64(buf + H_BACKING_OFFSET);
-	qi->backing_file_size = rd32(buf + H_BACKING_SIZE);
-	qi->size = rd64(buf + H_SIZE);
-	qi->l1_size = rd32(buf + H_L1_SIZE);
-	qi->l1_offset = rd64(buf + H_L1_OFFSET);
-	qi->reftable_offset = rd64(buf + H_REFTABLE_OFFSET);
-	qi->reftable_clusters = rd32(buf + H_REFTABLE_CLUSTERS);
-	qi->nb_snapshots = rd32(buf + H_NB_SNAPSHOTS);
-	qi->snapshots_offset = rd64(buf + H_SNAPSHOTS_OFFSET);
+	qi->backing_file_offset = get_unaligned_be64(buf + H_BACKING_OFFSET);
+	qi->backing_file_size = get_unaligned_be32(buf + H_BACKING_SIZE);
+	qi->size = get_unaligned_be64(buf + H_SIZE);
+	qi->l1_size = get_unaligned_be32(buf + H_L1_SIZE);
+	qi->l1_offset = get_unaligned_be64(buf + H_L1_OFFSET);
+	qi->reftable_offset = get_unaligned_be64(buf + H_REFTABLE_OFFSET);
+	qi->reftable_clusters = get_unaligned_be32(buf + H_REFTABLE_CLUSTERS);
+	qi->nb_snapshots = get_unaligned_be32(buf + H_NB_SNAPSHOTS);
+	qi->snapshots_offset = get_unaligned_be64(buf + H_SNAPSHOTS_OFFSET);
 
-	if (rd32(buf + H_CRYPT_METHOD)) {
+	if (get_unaligned_be32(buf + H_CRYPT_METHOD)) {
 		*error = "encrypted images are not supported";
 		return -EOPNOTSUPP;
 	}
@@ -384,7 +370,7 @@ int qcow2_load_table(const struct qcow2_info *qi, const u8 *raw, u32 n,
 	u32 i;
 
 	for (i = 0; i < n; i++) {
-		u64 e = rd64(raw + (u64)i * 8);
+		u64 e = get_unaligned_be64(raw + (u64)i * 8);
 		u64 off;
 
 		*bad = i;
@@ -918,4 +904,53 @@ int qcow2_plan_zero(const struct qcow2_info *qi, const u64 *l2, bool discard,
 	if (qi->extended_l2)
 		*new_bitmap = 0xffffffffULL << 32;
 	return 0;
+}
+
+void qcow2_encode_table(const u64 *ent, u32 n, u32 first, u32 count,
+			const unsigned long *copied, u8 *out)
+{
+	const u32 bpl = 8 * sizeof(unsigned long);
+	u32 k, i;
+	u64 v;
+
+	for (k = 0; k < count; k++) {
+		i = first + k;
+		v = i < n ? ent[i] : 0;
+		if (v && copied && (copied[i / bpl] >> (i % bpl) & 1))
+			v |= QCOW2_OFLAG_COPIED;
+		put_unaligned_be64(v, out + 8 * (u64)k);
+	}
+}
+
+int qcow2_header_set_reftable(u8 *buf, size_t len, u64 off, u32 clusters)
+{
+	if (len < H_REFTABLE_CLUSTERS + 4)
+		return -EINVAL;
+	put_unaligned_be64(off, buf + H_REFTABLE_OFFSET);
+	put_unaligned_be32(clusters, buf + H_REFTABLE_CLUSTERS);
+	return 0;
+}
+
+int qcow2_header_update_bits(u8 *buf, size_t len, u32 field, u64 set,
+			     u64 clear)
+{
+	if (len < 8 || field > len - 8)
+		return -EINVAL;
+	put_unaligned_be64((get_unaligned_be64(buf + field) | set) & ~clear,
+			   buf + field);
+	return 0;
+}
+
+u64 qcow2_subcluster_run(const struct qcow2_info *qi, u64 bitmap, u64 off,
+			 u64 len)
+{
+	u32 sb = qi->subcluster_bits;
+	u64 in = off & (qi->cluster_size - 1);
+	u32 sc = in >> sb, last = (in + len - 1) >> sb, i;
+	bool a0 = bitmap >> sc & 1;
+
+	for (i = sc + 1; i <= last; i++)
+		if ((bitmap >> i & 1) != a0)
+			return ((u64)i << sb) - in;
+	return len;
 }

@@ -256,9 +256,8 @@ u64 qcow2_default_l2_cache(const struct qcow2_info *qi, u64 min);
 /* ---------------------------------------------------------------- */
 
 #define QCOW2_COMPAT_LAZY_REFCOUNTS	BIT(0)
-#define QCOW2_HDR_REFTABLE		48u	/* header field offsets */
-#define QCOW2_HDR_REFTABLE_CLUSTERS	56u
-#define QCOW2_HDR_INCOMPAT		72u	/* (v3) */
+/* u64 header fields for qcow2_header_update_bits(): byte offsets (v3) */
+#define QCOW2_HDR_INCOMPAT		72u
 #define QCOW2_HDR_AUTOCLEAR		88u
 
 /* Refcount entries in one refcount block. */
@@ -375,6 +374,42 @@ bool qcow2_plan_zero_fill(const struct qcow2_info *qi,
 int qcow2_plan_zero(const struct qcow2_info *qi, const u64 *l2, bool discard,
 		    bool backing, u64 *new_entry, u64 *new_bitmap,
 		    u64 *free_off, u64 *free_len);
+
+/*
+ * qcow2_encode_table() - the on-disk form of entries [@first, @first +
+ * @count) of a table of @n host-endian entries (the L1 or the refcount
+ * table) into @out, @count big-endian u64s: past @n, and for a 0 entry,
+ * zeros.  With @copied (the L1 table: a bitmap of @n bits), an entry
+ * whose bit is set gets QCOW2_OFLAG_COPIED.
+ */
+void qcow2_encode_table(const u64 *ent, u32 n, u32 first, u32 count,
+			const unsigned long *copied, u8 *out);
+
+/*
+ * qcow2_header_set_reftable() - point the header in @buf (its first @len
+ * bytes, on-disk layout) at a refcount table of @clusters clusters at
+ * file offset @off.  Both fields share the header's first 512 bytes, so
+ * one block write switches tables.  -EINVAL if @len does not hold them.
+ */
+int qcow2_header_set_reftable(u8 *buf, size_t len, u64 off, u32 clusters);
+
+/*
+ * qcow2_header_update_bits() - set the bits @set, then clear the bits
+ * @clear, of the big-endian u64 header field at byte @field (one of the
+ * QCOW2_HDR_ u64 fields) of the header in @buf (its first @len bytes).
+ * -EINVAL if @len does not hold the field.
+ */
+int qcow2_header_update_bits(u8 *buf, size_t len, u32 field, u64 set,
+			     u64 clear);
+
+/*
+ * qcow2_subcluster_run() - how many of the @len bytes at guest offset
+ * @off (within one cluster, @len > 0) lie in the run of subclusters that
+ * are allocated, or are not, like the first, in the allocation bits of
+ * the extended L2 bitmap @bitmap.  @len when they all are alike.
+ */
+u64 qcow2_subcluster_run(const struct qcow2_info *qi, u64 bitmap, u64 off,
+			 u64 len);
 
 /* The L1 entry for an L2 table we own (refcount 1). */
 static inline u64 qcow2_l1_entry(u64 l2_off)

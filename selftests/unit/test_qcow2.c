@@ -4319,3 +4319,156 @@ TEST(plan_align_leaves_aligned_and_in_place_plans_alone)
 	qcow2_plan_align(&qi, l2, 4096, &p);
 	EXPECT_EQ(0, memcmp(&p, &q, sizeof(p)));
 }
+
+/* ---------------------------------------------------------------- */
+/* Encoding tables and patching the header                          */
+/* ---------------------------------------------------------------- */
+
+/*
+ * Big-endian words; the copied flag only on a non-zero entry whose bit is
+ * set; past the table's end, zeros; a window starting mid-table.
+ */
+TEST(table_encoding_is_big_endian_with_copied_from_the_bitmap)
+{
+	const u64 ent[3] = { 0x10000, 0, 0x30000 };
+	unsigned long copied[1] = { 0x3 };	/* entries 0 and 1 */
+	u8 out[4 * 8];
+
+	memset(out, 0xaa, sizeof(out));
+	qcow2_encode_table(ent, 3, 0, 4, copied, out);
+	EXPECT_EQ(0x10000 | QCOW2_OFLAG_COPIED, get_be64(out));
+	EXPECT_EQ(0, get_be64(out + 8));
+	EXPECT_EQ(0x30000, get_be64(out + 16));
+	EXPECT_EQ(0, get_be64(out + 24));
+
+	qcow2_encode_table(ent, 3, 0, 3, NULL, out);
+	EXPECT_EQ(0x10000, get_be64(out));
+
+	memset(out, 0xaa, sizeof(out));
+	qcow2_encode_table(ent, 3, 2, 2, copied, out);
+	EXPECT_EQ(0x30000, get_be64(out));
+	EXPECT_EQ(0, get_be64(out + 8));
+	EXPECT_EQ(0xaa, out[16]);	/* nothing past @count words */
+}
+
+/* A copied bit past the first long of the bitmap is found too. */
+TEST(table_encoding_reads_every_long_of_the_bitmap)
+{
+	const unsigned int bpl = 8 * sizeof(unsigned long);
+	unsigned long copied[2] = { 0, 1UL };	/* entry bpl */
+	u64 ent[2 * 64];
+	u8 out[8];
+	unsigned int i;
+
+	for (i = 0; i < 2 * bpl; i++)
+		ent[i] = (u64)(i + 1) << 16;
+	qcow2_encode_table(ent, 2 * bpl, bpl, 1, copied, out);
+	EXPECT_EQ(ent[bpl] | QCOW2_OFLAG_COPIED, get_be64(out));
+	qcow2_encode_table(ent, 2 * bpl, bpl - 1, 1, copied, out);
+	EXPECT_EQ(ent[bpl - 1], get_be64(out));
+}
+
+TEST(header_reftable_patch_writes_both_fields_and_parses_back)
+{
+	u8 buf[512], before[512];
+	struct qcow2_info qi;
+	const char *err = NULL;
+	u32 cb = 16;
+	u64 cs = 1ULL << cb, file = 16 * cs;
+	u8 *img = calloc(1, file);
+	unsigned int i;
+
+	ASSERT_NE(NULL, img);
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = i * 7;
+	memcpy(before, buf, sizeof(buf));
+	ASSERT_EQ(0, qcow2_header_set_reftable(buf, sizeof(buf),
+					       0x123456789a00ULL, 3));
+	EXPECT_EQ(0x123456789a00ULL, get_be64(buf + 48));
+	EXPECT_EQ(0, buf[56]);
+	EXPECT_EQ(0, buf[57]);
+	EXPECT_EQ(0, buf[58]);
+	EXPECT_EQ(3, buf[59]);
+	EXPECT_EQ(0, memcmp(buf, before, 48));
+	EXPECT_EQ(0, memcmp(buf + 60, before + 60, sizeof(buf) - 60));
+
+	/* Too short to hold the size field: refused, nothing written. */
+	memcpy(buf, before, sizeof(buf));
+	EXPECT_EQ(-EINVAL, qcow2_header_set_reftable(buf, 59, 0x200, 1));
+	EXPECT_EQ(0, memcmp(buf, before, sizeof(buf)));
+
+	/* The parser reads back what was patched. */
+	put_be(img + F_MAGIC, 4, 0x514649fb);
+	put_be(img + F_VERSION, 4, 3);
+	put_be(img + F_CLUSTER_BITS, 4, cb);
+	put_be(img + F_REFCOUNT_ORDER, 4, 4);
+	put_be(img + F_HEADER_LENGTH, 4, 104);
+	put_be(img + F_RT_OFFSET, 8, cs);
+	put_be(img + F_RT_CLUSTERS, 4, 1);
+	ASSERT_EQ(0, qcow2_header_set_reftable(img, 512, 4 * cs, 2));
+	ASSERT_EQ(0, qcow2_parse_header(img, cs, file, &qi, &err)) {
+		TH_LOG("%s", err);
+	}
+	EXPECT_EQ(4 * cs, qi.reftable_offset);
+	EXPECT_EQ(2, qi.reftable_clusters);
+	free(img);
+}
+
+TEST(header_bits_are_set_then_cleared_in_one_field_only)
+{
+	u8 buf[512], before[512];
+
+	memset(buf, 0x11, sizeof(buf));
+	put_be(buf + QCOW2_HDR_INCOMPAT, 8, 0x5);
+	memcpy(before, buf, sizeof(buf));
+	ASSERT_EQ(0, qcow2_header_update_bits(buf, sizeof(buf),
+					      QCOW2_HDR_INCOMPAT, 0x2, 0x1));
+	EXPECT_EQ(0x6, get_be64(buf + QCOW2_HDR_INCOMPAT));
+	EXPECT_EQ(0, memcmp(buf, before, QCOW2_HDR_INCOMPAT));
+	EXPECT_EQ(0, memcmp(buf + QCOW2_HDR_INCOMPAT + 8,
+			    before + QCOW2_HDR_INCOMPAT + 8,
+			    sizeof(buf) - QCOW2_HDR_INCOMPAT - 8));
+	/* A bit both set and cleared ends clear; ~0 clears everything. */
+	ASSERT_EQ(0, qcow2_header_update_bits(buf, sizeof(buf),
+					      QCOW2_HDR_AUTOCLEAR, 0x8, 0x8));
+	EXPECT_EQ(0x1111111111111111ULL & ~0x8ULL,
+		  get_be64(buf + QCOW2_HDR_AUTOCLEAR));
+	ASSERT_EQ(0, qcow2_header_update_bits(buf, sizeof(buf),
+					      QCOW2_HDR_AUTOCLEAR, 0, ~0ULL));
+	EXPECT_EQ(0, get_be64(buf + QCOW2_HDR_AUTOCLEAR));
+
+	/* A field past the buffer: refused, nothing written. */
+	memcpy(buf, before, sizeof(buf));
+	EXPECT_EQ(-EINVAL, qcow2_header_update_bits(buf, 79, 72, 1, 0));
+	EXPECT_EQ(-EINVAL, qcow2_header_update_bits(buf, 4, 0, 1, 0));
+	EXPECT_EQ(0, memcmp(buf, before, sizeof(buf)));
+}
+
+/* 64 KiB clusters with extended L2: 32 subclusters of 2 KiB. */
+TEST(subcluster_run_stops_where_allocation_changes)
+{
+	struct qcow2_info qi;
+	u64 cs, ss, base;
+
+	qi_for(_metadata, 16, true, 1ULL << 20, &qi);
+	cs = qi.cluster_size;
+	ss = 1ULL << qi.subcluster_bits;
+	ASSERT_EQ(2048, ss);
+	base = 5 * cs;		/* the guest cluster does not matter */
+
+	/* Subclusters 0-2 allocated, the rest not. */
+	EXPECT_EQ(3 * ss, qcow2_subcluster_run(&qi, 0x7, base, cs));
+	EXPECT_EQ(3 * ss - (ss + 512),
+		  qcow2_subcluster_run(&qi, 0x7, base + ss + 512, 2 * ss));
+	/* Unallocated first: the run ends at the next allocated one. */
+	EXPECT_EQ(ss, qcow2_subcluster_run(&qi, 0x2, base, 4 * ss));
+	/* All alike: the whole length, to the cluster's last byte. */
+	EXPECT_EQ(2 * ss, qcow2_subcluster_run(&qi, 0, base + 30 * ss,
+					       2 * ss));
+	EXPECT_EQ(cs, qcow2_subcluster_run(&qi, 0xffffffffULL, base, cs));
+	/* The zero bits (high half) play no part. */
+	EXPECT_EQ(cs, qcow2_subcluster_run(&qi, 0xffffffff00000000ULL,
+					   base, cs));
+	/* One sector. */
+	EXPECT_EQ(512, qcow2_subcluster_run(&qi, 0x1, base + 1024, 512));
+}
