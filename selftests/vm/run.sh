@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The in-VM selftest suite: load dm-bgraph.ko, run every test_* function
-# of the given files (default: all *.sh here but lib.sh and run.sh), print
+# of the given files (default: module.sh, then every other *.sh here but
+# run.sh and the helpers lib*.sh), print
 # KTAP, unload.  Run by selftests/run through tools/vm-run, or by hand:
 #   tools/vm-run -k 6.12 selftests/vm/run.sh [--only REGEX] [selftests/vm/raw.sh ...]
 # --only runs just the tests whose names match REGEX.  --not-debug-set
@@ -29,7 +30,7 @@ set -- "${args[@]}"
 source ./lib.sh
 
 if [ $# -eq 0 ]; then
-	set -- module.sh $(ls ./*.sh | grep -v -e '/lib.sh$' -e '/run.sh$' -e '/module.sh$')
+	set -- module.sh $(ls ./*.sh | grep -v -e '/lib[^/]*\.sh$' -e '/run.sh$' -e '/module.sh$')
 fi
 
 echo "# kernel $(uname -r)"
