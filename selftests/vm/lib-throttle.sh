@@ -56,15 +56,19 @@ th_cleanup() {
 	return 0
 }
 
-# sample_ios GROUP DIR SECONDS AT FILE VALUE CMD...: start CMD (a fio run),
-# wait for the group's first I/O in direction DIR (read, write, both), then
-# print "<seconds since it> <ios>" every 0.25 s for SECONDS; unless AT is
-# "-", write VALUE to FILE AT seconds after the first I/O.  Fails if CMD
-# does.  One process that starts CMD itself: a fork per sample is slow
+# sample_ios GROUP DIR SECONDS AT FILE VALUE [CMD...]: start CMD (a fio
+# run, time-based with a runtime well past the window: the window must not
+# outlast it on a slow host), wait for the group's first I/O in direction
+# DIR (read, write, both), then print "<seconds since it> <ios>" every
+# 0.25 s for SECONDS; unless AT is "-", write VALUE to FILE AT seconds
+# after the first I/O.  Then stop CMD (SIGINT).  Fails if CMD ended before
+# the window did or, given --output-format=json, if a job of it reported
+# an error; without a CMD, the I/O of a workload the test runs itself is
+# sampled.  One process that starts CMD itself: a fork per sample is slow
 # under TCG, and so is python's start, which fio could otherwise beat.
 sample_ios() {
 	python3 - "$TG/$1/stats" "${@:2}" <<-"PY"
-	import subprocess, sys, time
+	import json, signal, subprocess, sys, tempfile, time
 	path, d, secs, at, afile, aval = sys.argv[1:7]
 	secs = float(secs)
 	at = None if at == "-" else float(at)
@@ -76,8 +80,11 @@ sample_ios() {
 	            n += int(f[1].split("=")[1])
 	    return n
 	base = ios()
-	cmd = subprocess.Popen(sys.argv[7:], stdout=subprocess.DEVNULL,
-	                       stderr=subprocess.DEVNULL)
+	out = tempfile.TemporaryFile()
+	cmd = None
+	if sys.argv[7:]:
+	    cmd = subprocess.Popen(sys.argv[7:], stdout=out,
+	                           stderr=subprocess.STDOUT)
 	deadline = time.monotonic() + 60
 	while ios() == base and time.monotonic() < deadline:
 	    time.sleep(0.005)
@@ -85,6 +92,10 @@ sample_ios() {
 	while True:
 	    t = time.monotonic() - t0
 	    print("%.3f %d" % (t, ios() - base), flush=True)
+	    if cmd and cmd.poll() is not None:
+	        print("the workload ended at %.3f s, before the window did" % t,
+	              file=sys.stderr)
+	        sys.exit(1)
 	    if at is not None and t >= at:
 	        open(afile, "w").write(aval + "\n")
 	        print("# set %s to %s at %.3f s" % (afile, aval, t))
@@ -92,7 +103,19 @@ sample_ios() {
 	    if t > secs:
 	        break
 	    time.sleep(0.25)
-	sys.exit(cmd.wait())
+	if not cmd:
+	    sys.exit(0)
+	cmd.send_signal(signal.SIGINT)
+	rc = cmd.wait()
+	out.seek(0)
+	text = out.read().decode(errors="replace")
+	if "{" not in text:
+	    sys.exit(0 if rc in (0, -signal.SIGINT) else 1)
+	jobs = json.loads(text[text.index("{"):])["jobs"]
+	errs = [(j["jobname"], j["error"]) for j in jobs if j["error"]]
+	if errs:
+	    print("fio errors: %s" % errs, file=sys.stderr)
+	sys.exit(1 if errs else 0)
 	PY
 }
 

@@ -127,6 +127,45 @@ fio_ok() {
 	PY
 }
 
+# fio_start OUT FIO-ARGS...: fio in the background, its JSON to OUT,
+# time-based until fio_stop stops it (capped at 300 s); sets FIO_PID to
+# its pid.  A workload the test measures or acts under runs until the test
+# is done with it: a fixed runtime runs out early on a slow or busy host.
+fio_start() {
+	local out=$1
+	shift
+	fio --output-format=json --time_based --runtime=300 "$@" >"$out" 2>&1 &
+	FIO_PID=$!
+	# A test that fails before fio_stop leaves no fio holding its
+	# devices (the test runs in a subshell: this trap is its own; it
+	# keeps the test's exit status).
+	trap '{ kill -INT "$FIO_PID" && wait "$FIO_PID"; } 2>/dev/null || true' EXIT
+}
+
+# fio_stop OUT WHAT: stop the fio of fio_start (SIGINT); fail if it
+# had ended before (an error, or the cap) or if a job reported an error
+# or did no I/O.
+fio_stop() {
+	if ! kill -0 "$FIO_PID" 2>/dev/null; then
+		wait "$FIO_PID" || true
+		diag "$(cat "$1")"
+		fail "$2: fio ended before the test stopped it"
+		return 1
+	fi
+	kill -INT "$FIO_PID"
+	wait "$FIO_PID" || true
+	trap - EXIT
+	python3 - "$1" <<-"PY" || { diag "$(cat "$1")"; fail "$2: fio reported errors"; }
+	import json, sys
+	text = open(sys.argv[1]).read()
+	j = json.loads(text[text.index("{"):])
+	errs = [(job["jobname"], job["error"]) for job in j["jobs"] if job["error"]]
+	ios = sum(job["write"]["total_ios"] + job["read"]["total_ios"] for job in j["jobs"])
+	print("# fio: %d jobs, %d I/Os, errors: %s" % (len(j["jobs"]), ios, errs or "none"))
+	sys.exit(1 if errs or ios == 0 else 0)
+	PY
+}
+
 # Remove every dm device and loop device the tests made.
 # dm_any: is there a dm device (a node in /dev/mapper, or a disk: one
 # without a table yet has no disk)?

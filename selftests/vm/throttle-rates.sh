@@ -99,9 +99,9 @@ test_burst_runs_at_max_then_settles_at_the_average() {
 	tg_set g1 iops-total-max 400
 	tg_set g1 iops-total-max-length 3
 	th_node t1 "$dev" g1
-	s=$(sample_ios g1 read 10 - - - fio --name=b --filename=/dev/mapper/t1 \
-		--direct=1 --ioengine=libaio --iodepth=8 --rw=randread --bs=4k \
-		--time_based --runtime=12)
+	s=$(sample_ios g1 read 10 - - - fio --output-format=json --name=b \
+		--filename=/dev/mapper/t1 --direct=1 --ioengine=libaio \
+		--iodepth=8 --rw=randread --bs=4k --time_based --runtime=300)
 	diag "$(tr '\n' ' ' <<<"$s")"
 	early=$(rate_between "$s" 0.5 3)
 	late=$(rate_between "$s" 5.5 10)
@@ -144,9 +144,10 @@ test_a_limit_change_takes_effect_within_a_second() {
 	mkdir "$TG/g1"
 	tg_set g1 iops-read 100
 	th_node t1 "$dev" g1
-	s=$(sample_ios g1 read 10 4 "$TG/g1/iops-read" 400 fio --name=c \
-		--filename=/dev/mapper/t1 --direct=1 --ioengine=libaio \
-		--iodepth=16 --rw=randread --bs=4k --time_based --runtime=12)
+	s=$(sample_ios g1 read 10 4 "$TG/g1/iops-read" 400 fio \
+		--output-format=json --name=c --filename=/dev/mapper/t1 \
+		--direct=1 --ioengine=libaio --iodepth=16 --rw=randread --bs=4k \
+		--time_based --runtime=300)
 	diag "$(tr '\n' ' ' <<<"$s")"
 	before=$(rate_between "$s" 0.5 4)
 	after=$(rate_between "$s" 5 10)
