@@ -16,11 +16,16 @@ FIO_MB=32
 BG_DEBUG=0
 case $(uname -r) in *-bgraph-debug) FIO_MB=8 BG_DEBUG=1 ;; esac
 
+# make check-all (run.sh --all): every test on every kernel, no tiers.
+BG_ALL=${BGRAPH_ALL:-0}
+
 # on_6_12_only WHAT: skip on Debian's 6.1 a test that measures (rates over
 # their full windows) or checks in user space (crash replays) what does
 # not differ between kernels; 6.12 runs it, and 6.1 every other test.
-# Keeps make check's time down.
+# The tag of make check's 6.1 tier (see selftests/run); keeps its time
+# down.  make check-all runs these on 6.1 too.
 on_6_12_only() {
+	[ "$BG_ALL" = 0 ] || return 0
 	case $(uname -r) in
 	6.1.*) skip "$*: run on 6.12" ;;
 	esac
@@ -200,22 +205,28 @@ cleanup_devices() {
 # ---- the KTAP runner ------------------------------------------------
 
 # run_tests FILE...: run every function named test_* in FILEs, each in a
-# subshell with errexit, with cleanup between; prints KTAP.
+# subshell with errexit, with cleanup between; prints KTAP, and the wall
+# time of each file's tests as a diagnostic line ("# file F: N s, T
+# tests"; make check's time budget, see selftests/run).
 run_tests() {
-	local f t n=0 total=0 rc out failed=0 t0 line
+	local f t n=0 total=0 rc out failed=0 t0 line cur="" ft0=0 fn=0 all0=$SECONDS
 	local -a tests=()
+	local -A file_of=()
 	for f in "$@"; do
 		# shellcheck disable=SC1090
 		source "$f"
-		tests+=($(grep -oE '^test_[a-z0-9_]+' "$f" | grep -E "${ONLY:-.}"))
+		for t in $(grep -oE '^test_[a-z0-9_]+' "$f" | grep -E "${ONLY:-.}"); do
+			tests+=("$t")
+			file_of[$t]=${f##*/}
+		done
 	done
-	# The debug kernel runs only the tests named in debug.tests; with
-	# run.sh --not-debug-set, they are the ones skipped.
+	# The debug kernel runs only the tests named in debug.tests (unless
+	# run.sh --all); with run.sh --not-debug-set, they are the ones skipped.
 	local -A named=()
 	while read -r line; do
 		[[ $line == test_* ]] && named[$line]=1
 	done <"$BGRAPH_SRC/selftests/vm/debug.tests"
-	if [ "$BG_DEBUG" = 1 ] && [ -z "${BGRAPH_DEBUG_ALL:-}" ]; then
+	if [ "$BG_DEBUG" = 1 ] && [ "$BG_ALL" = 0 ] && [ -z "${BGRAPH_DEBUG_ALL:-}" ]; then
 		local -a set=()
 		for t in "${tests[@]}"; do
 			[ -z "${named[$t]:-}" ] || set+=("$t")
@@ -228,6 +239,11 @@ run_tests() {
 	echo "1..$total"
 	for t in "${tests[@]}"; do
 		n=$((n + 1))
+		if [ "${file_of[$t]}" != "$cur" ]; then
+			[ -z "$cur" ] || diag "file $cur: $((SECONDS - ft0)) s, $fn tests"
+			cur=${file_of[$t]} ft0=$SECONDS fn=0
+		fi
+		fn=$((fn + 1))
 		if [ -n "${NOT_DEBUG_SET:-}" ] && [ -n "${named[$t]:-}" ]; then
 			echo "ok $n $t # SKIP run on the debug kernel (the same 6.12 source)"
 			continue
@@ -253,5 +269,7 @@ run_tests() {
 		fi
 		cleanup_devices
 	done
+	[ -z "$cur" ] || diag "file $cur: $((SECONDS - ft0)) s, $fn tests"
+	diag "all files: $((SECONDS - all0)) s, $total tests"
 	[ "$failed" -eq 0 ]
 }
