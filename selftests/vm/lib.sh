@@ -206,7 +206,7 @@ cleanup_devices() {
 
 # run_tests FILE...: run every function named test_* in FILEs, each in a
 # subshell with errexit, with cleanup between; prints KTAP, and the wall
-# time of each file's tests as a diagnostic line ("# file F: N s, T
+# time of each file's tests as a diagnostic line ("# time of F: N s, T
 # tests"; make check's time budget, see selftests/run).
 run_tests() {
 	local f t n=0 total=0 rc out failed=0 t0 line cur="" ft0=0 fn=0 all0=$SECONDS
@@ -240,7 +240,7 @@ run_tests() {
 	for t in "${tests[@]}"; do
 		n=$((n + 1))
 		if [ "${file_of[$t]}" != "$cur" ]; then
-			[ -z "$cur" ] || diag "file $cur: $((SECONDS - ft0)) s, $fn tests"
+			[ -z "$cur" ] || diag "time of $cur: $((SECONDS - ft0)) s, $fn tests"
 			cur=${file_of[$t]} ft0=$SECONDS fn=0
 		fi
 		fn=$((fn + 1))
@@ -269,7 +269,7 @@ run_tests() {
 		fi
 		cleanup_devices
 	done
-	[ -z "$cur" ] || diag "file $cur: $((SECONDS - ft0)) s, $fn tests"
-	diag "all files: $((SECONDS - all0)) s, $total tests"
+	[ -z "$cur" ] || diag "time of $cur: $((SECONDS - ft0)) s, $fn tests"
+	diag "time of all files: $((SECONDS - all0)) s, $total tests"
 	[ "$failed" -eq 0 ]
 }
