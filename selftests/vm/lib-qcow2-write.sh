@@ -1,3 +1,4 @@
+#!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Helpers of the tests writing through bgraph-qcow2 nodes (qcow2-write-*.sh,
 # qcow2-discard.sh, qcow2-meta.sh, qcow2-crash.sh), checked against QEMU:

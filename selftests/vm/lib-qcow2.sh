@@ -1,3 +1,4 @@
+#!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Helpers of the bgraph-qcow2 tests (qcow2-*.sh), sourced by each: nodes
 # checked against QEMU, what a node reads must be what `qemu-img convert

@@ -1,3 +1,4 @@
+#!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Helpers of the bgraph-quorum tests (quorum-*.sh), sourced by each.
 # bgraph-quorum (targets/quorum.c): QEMU's quorum as a node kind, its table,

@@ -1,3 +1,4 @@
+#!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
 # Helpers of the bgraph-throttle and throttle group tests (throttle-*.sh),
