@@ -4,7 +4,9 @@
 #
 #   make            build dm-bgraph.ko for KVER (default: newest 6.1 kernel)
 #   make run        boot a VM, build a small named graph, use it, show it
-#   make check      every test: host unit tests, then selftests in VMs
+#   make check      the tests: host unit tests, then selftests in VMs, each
+#                   kernel its tier, within 40 minutes (selftests/run)
+#   make check-all  every test on every kernel (before a release)
 #   make bench      fio in a VM: bgraph vs. dm-linear, as ratios
 #   make unit       host unit tests only
 #   make fuzz       libFuzzer over the pure-logic sources, FUZZ_SECONDS each
@@ -37,7 +39,7 @@ MODULE_SRCS := Kbuild $(wildcard dm-bgraph/*.[ch] targets/*.[ch] jobs/*.[ch])
 
 KBUILD_ARGS := $(if $(C),C=$(C)) $(if $(W),W=$(W))
 
-.PHONY: all module modules-all unit fuzz check run bench setup clean sparse tools
+.PHONY: all module modules-all unit fuzz check check-all run bench setup clean sparse tools
 
 all: module
 
@@ -74,6 +76,9 @@ build/tools/%: tools/%.c
 
 check: setup
 	@selftests/run
+
+check-all: setup
+	@selftests/run --all
 
 run: setup
 	@$(MAKE) -s module

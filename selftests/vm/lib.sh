@@ -16,11 +16,16 @@ FIO_MB=32
 BG_DEBUG=0
 case $(uname -r) in *-bgraph-debug) FIO_MB=8 BG_DEBUG=1 ;; esac
 
+# make check-all (run.sh --all): every test on every kernel, no tiers.
+BG_ALL=${BGRAPH_ALL:-0}
+
 # on_6_12_only WHAT: skip on Debian's 6.1 a test that measures (rates over
 # their full windows) or checks in user space (crash replays) what does
 # not differ between kernels; 6.12 runs it, and 6.1 every other test.
-# Keeps make check's time down.
+# The tag of make check's 6.1 tier (see selftests/run); keeps its time
+# down.  make check-all runs these on 6.1 too.
 on_6_12_only() {
+	[ "$BG_ALL" = 0 ] || return 0
 	case $(uname -r) in
 	6.1.*) skip "$*: run on 6.12" ;;
 	esac
@@ -127,6 +132,45 @@ fio_ok() {
 	PY
 }
 
+# fio_start OUT FIO-ARGS...: fio in the background, its JSON to OUT,
+# time-based until fio_stop stops it (capped at 300 s); sets FIO_PID to
+# its pid.  A workload the test measures or acts under runs until the test
+# is done with it: a fixed runtime runs out early on a slow or busy host.
+fio_start() {
+	local out=$1
+	shift
+	fio --output-format=json --time_based --runtime=300 "$@" >"$out" 2>&1 &
+	FIO_PID=$!
+	# A test that fails before fio_stop leaves no fio holding its
+	# devices (the test runs in a subshell: this trap is its own; it
+	# keeps the test's exit status).
+	trap '{ kill -INT "$FIO_PID" && wait "$FIO_PID"; } 2>/dev/null || true' EXIT
+}
+
+# fio_stop OUT WHAT: stop the fio of fio_start (SIGINT); fail if it
+# had ended before (an error, or the cap) or if a job reported an error
+# or did no I/O.
+fio_stop() {
+	if ! kill -0 "$FIO_PID" 2>/dev/null; then
+		wait "$FIO_PID" || true
+		diag "$(cat "$1")"
+		fail "$2: fio ended before the test stopped it"
+		return 1
+	fi
+	kill -INT "$FIO_PID"
+	wait "$FIO_PID" || true
+	trap - EXIT
+	python3 - "$1" <<-"PY" || { diag "$(cat "$1")"; fail "$2: fio reported errors"; }
+	import json, sys
+	text = open(sys.argv[1]).read()
+	j = json.loads(text[text.index("{"):])
+	errs = [(job["jobname"], job["error"]) for job in j["jobs"] if job["error"]]
+	ios = sum(job["write"]["total_ios"] + job["read"]["total_ios"] for job in j["jobs"])
+	print("# fio: %d jobs, %d I/Os, errors: %s" % (len(j["jobs"]), ios, errs or "none"))
+	sys.exit(1 if errs or ios == 0 else 0)
+	PY
+}
+
 # Remove every dm device and loop device the tests made.
 # dm_any: is there a dm device (a node in /dev/mapper, or a disk: one
 # without a table yet has no disk)?
@@ -161,22 +205,28 @@ cleanup_devices() {
 # ---- the KTAP runner ------------------------------------------------
 
 # run_tests FILE...: run every function named test_* in FILEs, each in a
-# subshell with errexit, with cleanup between; prints KTAP.
+# subshell with errexit, with cleanup between; prints KTAP, and the wall
+# time of each file's tests as a diagnostic line ("# time of F: N s, T
+# tests"; make check's time budget, see selftests/run).
 run_tests() {
-	local f t n=0 total=0 rc out failed=0 t0 line
+	local f t n=0 total=0 rc out failed=0 t0 line cur="" ft0=0 fn=0 all0=$SECONDS
 	local -a tests=()
+	local -A file_of=()
 	for f in "$@"; do
 		# shellcheck disable=SC1090
 		source "$f"
-		tests+=($(grep -oE '^test_[a-z0-9_]+' "$f" | grep -E "${ONLY:-.}"))
+		for t in $(grep -oE '^test_[a-z0-9_]+' "$f" | grep -E "${ONLY:-.}"); do
+			tests+=("$t")
+			file_of[$t]=${f##*/}
+		done
 	done
-	# The debug kernel runs only the tests named in debug.tests; with
-	# run.sh --not-debug-set, they are the ones skipped.
+	# The debug kernel runs only the tests named in debug.tests (unless
+	# run.sh --all); with run.sh --not-debug-set, they are the ones skipped.
 	local -A named=()
 	while read -r line; do
 		[[ $line == test_* ]] && named[$line]=1
 	done <"$BGRAPH_SRC/selftests/vm/debug.tests"
-	if [ "$BG_DEBUG" = 1 ] && [ -z "${BGRAPH_DEBUG_ALL:-}" ]; then
+	if [ "$BG_DEBUG" = 1 ] && [ "$BG_ALL" = 0 ] && [ -z "${BGRAPH_DEBUG_ALL:-}" ]; then
 		local -a set=()
 		for t in "${tests[@]}"; do
 			[ -z "${named[$t]:-}" ] || set+=("$t")
@@ -189,6 +239,11 @@ run_tests() {
 	echo "1..$total"
 	for t in "${tests[@]}"; do
 		n=$((n + 1))
+		if [ "${file_of[$t]}" != "$cur" ]; then
+			[ -z "$cur" ] || diag "time of $cur: $((SECONDS - ft0)) s, $fn tests"
+			cur=${file_of[$t]} ft0=$SECONDS fn=0
+		fi
+		fn=$((fn + 1))
 		if [ -n "${NOT_DEBUG_SET:-}" ] && [ -n "${named[$t]:-}" ]; then
 			echo "ok $n $t # SKIP run on the debug kernel (the same 6.12 source)"
 			continue
@@ -214,5 +269,7 @@ run_tests() {
 		fi
 		cleanup_devices
 	done
+	[ -z "$cur" ] || diag "time of $cur: $((SECONDS - ft0)) s, $fn tests"
+	diag "time of all files: $((SECONDS - all0)) s, $total tests"
 	[ "$failed" -eq 0 ]
 }

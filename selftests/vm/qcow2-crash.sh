@@ -23,8 +23,8 @@
 # The replay tool is checked first, on a plain loop device, against the
 # workload's own journal.
 
-# shellcheck source-path=SCRIPTDIR source=qcow2.sh
-source "$BGRAPH_SRC/selftests/vm/qcow2.sh"
+# shellcheck source-path=SCRIPTDIR source=lib-qcow2.sh
+source "$BGRAPH_SRC/selftests/vm/lib-qcow2.sh"
 
 export CRASH_PY=$BGRAPH_SRC/selftests/vm/qcow2-crash.py
 

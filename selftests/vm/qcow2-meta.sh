@@ -6,10 +6,10 @@
 # QEMU is the oracle: qemu-img check clean (no errors, no leaks) after the
 # node is removed, and qemu-img compare equal to what the node returned.
 
-# The helpers of qcow2-write.sh (qw_dm, qw_check; it sources qcow2.sh);
+# The helpers of the write tests (qw_dm, qw_check; it sources lib-qcow2.sh);
 # run.sh registers only this file's tests.
-# shellcheck source=qcow2-write.sh
-source "$(dirname "${BASH_SOURCE[0]}")/qcow2-write.sh"
+# shellcheck source=lib-qcow2-write.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-qcow2-write.sh"
 
 test_qcow2_write_grows_the_refcount_table() {
 	local img data=$SCRATCH/grow.data mb=6 rt1

@@ -2,12 +2,15 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The in-VM selftest suite: load dm-bgraph.ko, run every test_* function
-# of the given files (default: all *.sh here but lib.sh and run.sh), print
-# KTAP, unload.  Run by selftests/run through tools/vm-run, or by hand:
+# of the given files (default: module.sh, then every other *.sh here but
+# run.sh and the helpers lib*.sh), print KTAP, unload.  Run by selftests/run through tools/vm-run, or by hand:
 #   tools/vm-run -k 6.12 selftests/vm/run.sh [--only REGEX] [selftests/vm/raw.sh ...]
 # --only runs just the tests whose names match REGEX.  --not-debug-set
 # skips the tests named in debug.tests: make check gives it to Debian's
 # 6.12 when the debug kernel, built from the same 6.12 source, runs them.
+# --all (make check-all) runs every test whatever the kernel: the debug
+# kernel not only those of debug.tests, 6.1 also those tagged
+# on_6_12_only (the tiers: selftests/run).  Prints each file's wall time.
 
 args=()
 ONLY=.
@@ -16,6 +19,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--only) ONLY=$2; shift 2 ;;
 	--not-debug-set) NOT_DEBUG_SET=1; shift ;;
+	--all) export BGRAPH_ALL=1; shift ;;
 	*) break ;;
 	esac
 done
@@ -29,7 +33,7 @@ set -- "${args[@]}"
 source ./lib.sh
 
 if [ $# -eq 0 ]; then
-	set -- module.sh $(ls ./*.sh | grep -v -e '/lib.sh$' -e '/run.sh$' -e '/module.sh$')
+	set -- module.sh $(ls ./*.sh | grep -v -e '/lib[^/]*\.sh$' -e '/run.sh$' -e '/module.sh$')
 fi
 
 echo "# kernel $(uname -r)"
