@@ -78,6 +78,7 @@ test_a_qcow2_node_attached_as_backing_refuses_writes_from_an_old_opener() {
 	img=$SCRATCH/qbase.img
 	qemu-img create -q -f qcow2 "$img" 8M
 	qemu-io -c "write -P 0x5a 0 64k" "$img" >/dev/null
+	truncate -s 16M "$img"		# room to allocate: a write would land
 	loop=$(losetup -f --show "$img")
 	sz=$((8 << 11))
 	dmsetup create qbase --table "0 $sz bgraph-qcow2 $loop"

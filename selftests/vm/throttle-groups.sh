@@ -69,6 +69,7 @@ test_bad_values_are_refused_with_a_reason_and_change_nothing() {
 	iops-size|-1|not a decimal number
 	iops-write|12abc|not a decimal number
 	bps-total||not a decimal number
+	iops-total|18446744073709551616|out of range
 	EOF
 	# And QEMU's rule for iops-size.
 	tg_set g1 iops-read-max 0
@@ -91,6 +92,10 @@ test_table_refuses_a_missing_group_and_bad_lines() {
 	expect_fail dmsetup create t1 --table "0 $(blockdev --getsz "$dev") bgraph-throttle $dev"
 	expect_fail dmsetup create t1 --table "0 $(blockdev --getsz "$dev") bgraph-throttle $dev g1 extra"
 	expect_match "$(log_since_mark)" "Invalid argument count: <dev> <group>" "argument count"
+	mark_log
+	expect_fail dmsetup create t1 --table "0 $(($(blockdev --getsz "$dev") + 8)) bgraph-throttle $dev g1"
+	expect_match "$(log_since_mark)" "bgraph-throttle: Device is larger than its child" \
+		"a table longer than its child, with throttle's own reason"
 	expect_eq "$(dmsetup ls | grep -c t1 || true)" 0 "devices left behind"
 	expect_eq "$(cat "$TG/g1/members")" "" "members left behind"
 	th_cleanup
