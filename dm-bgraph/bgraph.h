@@ -21,6 +21,7 @@
 
 #include <linux/configfs.h>
 #include <linux/device-mapper.h>
+#include <linux/dm-io.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
 
@@ -207,6 +208,7 @@ static inline bool bg_node_write_blocked(const struct bg_node *node)
  * kind's map() asks this first.  Flushes (no sectors) pass.
  *
  * Context: any; lock-free.
+ * Return: true when @bio writes and @inst's node is under a backing edge.
  */
 static inline bool bg_bio_write_refused(const struct bg_instance *inst,
 					struct bio *bio)
@@ -251,6 +253,56 @@ int bg_op_block(struct bg_node **nodes, unsigned int n, enum bg_op op,
 		const char *owner, struct bg_block_set *set,
 		char *reason, size_t reason_len);
 void bg_op_unblock(struct bg_block_set *set);
+
+/* io.c: synchronous I/O on a child, with dm-io */
+
+/**
+ * bg_sync_io() - synchronous dm-io of a whole range of @bdev
+ * @client:	the caller's dm-io client
+ * @bdev:	the child
+ * @opf:	REQ_OP_READ or REQ_OP_WRITE, and flags (REQ_FUA ...)
+ * @off:	byte offset, aligned to @bdev's logical block size
+ * @buf:	kmalloc or vmalloc memory of @len bytes
+ * @len:	bytes, aligned like @off
+ *
+ * Context: sleeps; never from map().
+ * Return: 0 or a negative errno.
+ */
+int bg_sync_io(struct dm_io_client *client, struct block_device *bdev,
+	       blk_opf_t opf, u64 off, void *buf, u64 len);
+
+/**
+ * bg_sync_read() - read any byte range of a child synchronously
+ * @client:	the caller's dm-io client
+ * @bdev:	the child
+ * @off:	byte offset, any
+ * @buf:	kmalloc or vmalloc memory of @len bytes
+ * @len:	bytes, any
+ *
+ * Bytes past the device's end read as zeros.  A range the device's
+ * logical blocks do not align (a compressed cluster, a 512-byte header on
+ * a 4Kn disk) goes through a bounce buffer of whole blocks.
+ *
+ * Context: sleeps; never from map().
+ * Return: 0 or a negative errno.
+ */
+int bg_sync_read(struct dm_io_client *client, struct block_device *bdev,
+		 u64 off, void *buf, u64 len);
+
+/**
+ * bg_sync_write() - write an aligned range of a child synchronously
+ * @client:	the caller's dm-io client
+ * @bdev:	the child
+ * @off:	byte offset, aligned to @bdev's logical block size
+ * @buf:	kmalloc or vmalloc memory of @len bytes
+ * @len:	bytes, aligned like @off
+ *
+ * Context: sleeps; never from map().
+ * Return: 0, -EIO for a range past the device's end (never written), or
+ * another negative errno.
+ */
+int bg_sync_write(struct dm_io_client *client, struct block_device *bdev,
+		  u64 off, const void *buf, u64 len);
 
 /* configfs.c */
 /*

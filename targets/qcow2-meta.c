@@ -6,7 +6,6 @@
  * in qcow2-metadata.h).
  */
 #include <linux/slab.h>
-#include <linux/dm-io.h>
 
 #include "qcow2.h"
 
@@ -14,80 +13,20 @@
 /* Synchronous I/O and lookups                                      */
 /* ---------------------------------------------------------------- */
 
-/* Synchronous dm-io of @len bytes at @off, both aligned to the device. */
-static int qcow2_dev_io(struct qcow2_image *img, struct block_device *bdev,
-			blk_opf_t opf, u64 off, void *buf, u64 len)
-{
-	struct dm_io_region region = {
-		.bdev = bdev,
-		.sector = off >> SECTOR_SHIFT,
-		.count = len >> SECTOR_SHIFT,
-	};
-	struct dm_io_request req = {
-		.bi_opf = opf | REQ_SYNC,
-		.mem.type = is_vmalloc_addr(buf) ? DM_IO_VMA : DM_IO_KMEM,
-		.mem.ptr.addr = buf,	/* .vma shares the union */
-		.client = img->io,
-	};
-
-	return dm_io(&req, 1, &region, NULL, IOPRIO_DEFAULT);
-}
-
-/*
- * Read @len bytes at byte @off of @bdev (the file or the backing child)
- * into @buf (kmalloc or vmalloc memory), synchronously with dm-io; bytes
- * past the device's end read as zeros.  A range that is not aligned to
- * the device's logical block size (a compressed cluster, or a 512-byte
- * header read on a 4Kn disk) goes through a bounce buffer: the block
- * layer fails misaligned bios.  Sleeps; not from map().
- */
 int qcow2_dev_read(struct qcow2_image *img, struct block_device *bdev,
 		   u64 off, void *buf, u64 len)
 {
-	u64 dev = bdev_nr_bytes(bdev);
-	u32 lbs = bdev_logical_block_size(bdev);
-	u64 start, end;
-	u8 *bounce;
-	int r;
-
-	if (off >= dev) {
-		memset(buf, 0, len);
-		return 0;
-	}
-	if (len > dev - off) {
-		memset(buf + (dev - off), 0, len - (dev - off));
-		len = dev - off;
-	}
-	if (IS_ALIGNED(off | len, lbs))
-		return qcow2_dev_io(img, bdev, REQ_OP_READ, off, buf, len);
-
-	start = round_down(off, lbs);
-	end = min(round_up(off + len, lbs), dev);
-	bounce = kvmalloc(end - start, GFP_NOIO);
-	if (!bounce)
-		return -ENOMEM;
-	r = qcow2_dev_io(img, bdev, REQ_OP_READ, start, bounce, end - start);
-	if (!r)
-		memcpy(buf, bounce + (off - start), len);
-	kvfree(bounce);
-	return r;
+	return bg_sync_read(img->io, bdev, off, buf, len);
 }
 
 int qcow2_read(struct qcow2_image *img, u64 off, void *buf, u64 len)
 {
-	return qcow2_dev_read(img, img->file->bdev, off, buf, len);
+	return bg_sync_read(img->io, img->file->bdev, off, buf, len);
 }
 
-/*
- * Write @len bytes at @off of the file device, both aligned to its
- * logical block size; never past its end.
- */
 int qcow2_write(struct qcow2_image *img, u64 off, const void *buf, u64 len)
 {
-	if (off + len > bdev_nr_bytes(img->file->bdev) || off + len < off)
-		return -EIO;
-	return qcow2_dev_io(img, img->file->bdev, REQ_OP_WRITE, off,
-			    (void *)buf, len);
+	return bg_sync_write(img->io, img->file->bdev, off, buf, len);
 }
 
 /*

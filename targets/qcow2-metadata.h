@@ -33,7 +33,8 @@ struct qcow2_rb;
 /* Synchronous I/O and lookups (qcow2-meta.c) */
 
 /**
- * qcow2_dev_read() - read bytes of a child synchronously
+ * qcow2_dev_read() - read bytes of a child synchronously: bg_sync_read()
+ * with the node's dm-io client
  * @img: the node
  * @bdev: its file or backing child
  * @off: byte offset; need not be aligned (a bounce buffer is used)

@@ -110,13 +110,22 @@ static int qcow2_end_io(struct dm_target *ti, struct bio *bio,
 	return DM_ENDIO_DONE;
 }
 
+/* The modes' names, as status shows them. */
+static const char *const qcow2_mode_names[] = {
+	[QCOW2_MODE_NEW]	= "new",
+	[QCOW2_MODE_WRITE]	= "write",
+	[QCOW2_MODE_NO_SPACE]	= "no_space",
+	[QCOW2_MODE_READ_ONLY]	= "read_only",
+	[QCOW2_MODE_SUSPENDED]	= "suspended",
+};
+
 /*
  * Status.
- * INFO:  <l2_hits> <l2_misses> <slices_used> <slices_total> <flags>
- *        flags: "-", or a comma list of dirty and corrupt (the image's
- *        header bits) and no_space (the mode is QCOW2_MODE_NO_SPACE:
- *        writes wait for room).  The mode shows only as that flag: the
- *        line keeps its five fields, which parsers take to end in flags.
+ * INFO:  <l2_hits> <l2_misses> <slices_used> <slices_total> <mode> <flags>
+ *        mode: one of qcow2_mode_names.  flags: "-", or a comma list of
+ *        dirty and corrupt (the image's header bits) and no_space (the
+ *        mode is QCOW2_MODE_NO_SPACE: writes wait for room).  Flags stay
+ *        last, where the parsers of the five-field line found them.
  * TABLE: the table line, with only the options that were given.
  * IMA:   target_name, target_version, file_device, backing_device,
  *        l2_cache_size.
@@ -126,8 +135,7 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 			 unsigned int maxlen)
 {
 	struct qcow2_image *img = ti->private;
-	unsigned int nopt = 2 * !!img->backing + 2 * !!img->cache_arg +
-			    img->read_only + img->error_if_no_space;
+	struct bg_opt_args opts = {};
 	const char *flag[3];
 	u64 hits, misses, used;
 	unsigned int sz = 0, n = 0, i;
@@ -135,8 +143,9 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 	switch (type) {
 	case STATUSTYPE_INFO:
 		qcow2_l2c_counts(&img->cache, &hits, &misses, &used);
-		DMEMIT("%llu %llu %llu %llu ", hits, misses, used,
-		       (u64)img->cache.nsets * L2C_WAYS);
+		DMEMIT("%llu %llu %llu %llu %s ", hits, misses, used,
+		       (u64)img->cache.nsets * L2C_WAYS,
+		       qcow2_mode_names[READ_ONCE(img->mode)]);
 		if (img->info.dirty || img->hdr_dirty)
 			flag[n++] = "dirty";
 		if (img->info.corrupt)
@@ -149,17 +158,16 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 			DMEMIT("%s%s", i ? "," : "", flag[i]);
 		break;
 	case STATUSTYPE_TABLE:
-		DMEMIT("%s", img->file->name);
-		if (nopt)
-			DMEMIT(" %u", nopt);
 		if (img->backing)
-			DMEMIT(" backing %s", img->backing->name);
+			bg_opt_add(&opts, "backing %s", img->backing->name);
 		if (img->cache_arg)
-			DMEMIT(" l2_cache_size %llu", img->cache_arg);
+			bg_opt_add(&opts, "l2_cache_size %llu", img->cache_arg);
 		if (img->read_only)
-			DMEMIT(" read_only");
+			bg_opt_add(&opts, "read_only");
 		if (img->error_if_no_space)
-			DMEMIT(" error_if_no_space");
+			bg_opt_add(&opts, "error_if_no_space");
+		DMEMIT("%s", img->file->name);
+		sz = bg_opt_emit(result, maxlen, sz, &opts);
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
@@ -696,7 +704,7 @@ static void qcow2_dtr(struct dm_target *ti)
 
 static struct target_type qcow2_target_type = {
 	.name		= "bgraph-qcow2",
-	.version	= {1, 1, 0},
+	.version	= {1, 2, 0},
 	.features	= DM_TARGET_NOWAIT,
 	.module		= THIS_MODULE,
 	.ctr		= qcow2_ctr,

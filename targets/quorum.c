@@ -803,8 +803,7 @@ static void quorum_status(struct dm_target *ti, status_type_t type,
 {
 	struct quorum_target *quorum = ti->private;
 	bool fifo = quorum->args.read_pattern == QUORUM_READ_FIFO;
-	unsigned int nopt = quorum->args.rewrite_corrupted + 2 * fifo +
-			    quorum->args.blkverify;
+	struct bg_opt_args opts = {};
 	struct quorum_set *set;
 	struct quorum_child *c;
 	unsigned int sz = 0, i;
@@ -828,14 +827,13 @@ static void quorum_status(struct dm_target *ti, status_type_t type,
 		DMEMIT("%u %u", quorum->args.threshold, set->n);
 		for (i = 0; i < set->n; i++)
 			DMEMIT(" %s", set->child[i]->dev->name);
-		if (nopt)
-			DMEMIT(" %u", nopt);
 		if (quorum->args.rewrite_corrupted)
-			DMEMIT(" rewrite-corrupted");
+			bg_opt_add(&opts, "rewrite-corrupted");
 		if (fifo)
-			DMEMIT(" read-pattern fifo");
+			bg_opt_add(&opts, "read-pattern fifo");
 		if (quorum->args.blkverify)
-			DMEMIT(" blkverify");
+			bg_opt_add(&opts, "blkverify");
+		sz = bg_opt_emit(result, maxlen, sz, &opts);
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);

@@ -52,9 +52,14 @@ qw_dm() {
 	qw_create "$name" "0 $s bgraph-qcow2 $l${1:+ $# $*}"
 }
 
-# qw_flags NAME: the flags word of NAME's status INFO.
+# qw_flags NAME: the flags word of NAME's status INFO (the last).
 qw_flags() {
-	q2_status "$1" | awk '{ print $5 }'
+	q2_status "$1" | awk '{ print $NF }'
+}
+
+# qw_mode NAME: the mode word of NAME's status INFO (before the flags).
+qw_mode() {
+	q2_status "$1" | awk '{ print $(NF - 1) }'
 }
 
 # qw_remove NAME: remove node NAME (which must succeed: it writes the

@@ -206,9 +206,9 @@ test_qcow2_dirty_and_corrupt_bits_load_and_show_in_status() {
 		q2_dm "$b" "$SCRATCH/$b.img"
 		cmp "$good" /dev/mapper/"$b" || fail "data of $b"
 	done
-	expect_match "$(q2_status dirty)" "^[0-9]+ [0-9]+ [0-9]+ [0-9]+ dirty$" "dirty status"
-	expect_match "$(q2_status corrupt)" "^[0-9]+ [0-9]+ [0-9]+ [0-9]+ corrupt$" "corrupt status"
-	expect_match "$(q2_status both)" "^[0-9]+ [0-9]+ [0-9]+ [0-9]+ dirty,corrupt$" "both status"
+	expect_match "$(q2_status dirty)" "^[0-9]+ [0-9]+ [0-9]+ [0-9]+ read_only dirty$" "dirty status"
+	expect_match "$(q2_status corrupt)" "^[0-9]+ [0-9]+ [0-9]+ [0-9]+ read_only corrupt$" "corrupt status"
+	expect_match "$(q2_status both)" "^[0-9]+ [0-9]+ [0-9]+ [0-9]+ read_only dirty,corrupt$" "both status"
 	log=$(log_since_mark)
 	expect_match "$log" "bgraph-qcow2: dirty: image is marked dirty; reading only" "dirty warning"
 	expect_match "$log" "bgraph-qcow2: corrupt: image is marked corrupt; reading only" "corrupt warning"

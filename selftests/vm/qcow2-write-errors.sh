@@ -153,6 +153,7 @@ test_qcow2_write_out_of_space_waits_until_the_file_grows() {
 	sleep 2
 	kill -0 $pid 2>/dev/null || { fail "the writer ended while out of space"; return 1; }
 	expect_match "$(qw_flags os)" "no_space" "status flags while waiting"
+	expect_eq "$(qw_mode os)" no_space "status mode while waiting"
 	qw_grow os "$img" 32M
 	for i in $(seq 300); do
 		kill -0 $pid 2>/dev/null || break
@@ -162,6 +163,7 @@ test_qcow2_write_out_of_space_waits_until_the_file_grows() {
 	wait $pid || rc=$?
 	[ $rc -eq 0 ] || { diag "$(cat "$SCRATCH/dd.err")"; fail "the held writes failed (dd exit $rc)"; }
 	expect_no_match "$(qw_flags os)" "no_space" "status flags after the resize"
+	expect_eq "$(qw_mode os)" write "status mode after the resize"
 	cmp <(dd if=/dev/mapper/os bs=1M count=4 iflag=direct status=none) "$ref" ||
 		{ diag "$(log_since_mark | grep -m 8 bgraph || true)"; fail "data written across the wait"; }
 	dmsetup remove os
