@@ -1227,7 +1227,7 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	/* Per node: a node's votes must not wait behind another's reads. */
 	quorum->wq = alloc_workqueue("bgraph-quorum/%s", WQ_MEM_RECLAIM, 0,
-				     quorum->inst->node->name);
+				     dm_table_device_name(ti->table));
 	if (!quorum->wq) {
 		ti->error = "Cannot allocate the workqueue";
 		r = -ENOMEM;
