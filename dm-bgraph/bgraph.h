@@ -57,7 +57,9 @@ struct bg_instance;
  *		instance, whose ``private`` is the kind's context, with
  *		bg_emit() semantics (returns the whole length; @buf may be
  *		NULL with @size 0).  Called with bg_graph_lock held; may
- *		take spinlocks and rcu_read_lock(), must not sleep.
+ *		take spinlocks and rcu_read_lock(), must not sleep.  The
+ *		kind's destructor calls bg_instance_destroy() before it
+ *		frees anything @stats_text reads.
  *
  * The operations the block jobs will ask of a node (block status, copy-up
  * writes) join this structure with the jobs.

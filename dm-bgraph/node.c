@@ -143,11 +143,12 @@ bool bg_node_read_only(struct bg_node *node)
 /* ---------------------------------------------------------------- */
 
 /*
- * The edges on @child, folded: with @self, only those of @self or of other
- * nodes (the other instances of @self's node are the tables a reload
- * replaces, and never live together with @self); with @own, only those of
- * @self.  Each edge counts, as in QEMU: a node whose file is also its own
- * backing child conflicts with itself.
+ * The edges on @child, folded: with @self, all but those of the other
+ * tables of @self's node (the table a reload replaces, or its
+ * replacement: never live together with @self's table); with @own, only
+ * those of @self's table.  Each edge counts, as in QEMU: a node whose file
+ * is also its own backing child conflicts with itself, and so do two
+ * targets of one table.
  */
 static struct bg_perm_acc bg_parents_acc(struct bg_node *child,
 					 const struct bg_instance *self,
@@ -155,11 +156,12 @@ static struct bg_perm_acc bg_parents_acc(struct bg_node *child,
 {
 	struct bg_perm_acc acc = { 0, 0 };
 	struct bg_edge *edge;
+	bool same_node, same_table;
 
 	list_for_each_entry(edge, &child->parents, child_entry) {
-		if (own ? edge->parent != self :
-			  self && edge->parent != self &&
-			  edge->parent->node == self->node)
+		same_node = self && edge->parent->node == self->node;
+		same_table = self && edge->parent->ti->table == self->ti->table;
+		if (own ? !same_table : same_node && !same_table)
 			continue;
 		bg_perm_acc_add(&acc, edge->perm);
 	}

@@ -136,6 +136,7 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 {
 	struct qcow2_image *img = ti->private;
 	struct bg_opt_args opts = {};
+	enum qcow2_mode mode;
 	const char *flag[3];
 	u64 hits, misses, used;
 	unsigned int sz = 0, n = 0, i;
@@ -143,14 +144,15 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 	switch (type) {
 	case STATUSTYPE_INFO:
 		qcow2_l2c_counts(&img->cache, &hits, &misses, &used);
+		mode = READ_ONCE(img->mode);	/* once: mode and flag agree */
 		DMEMIT("%llu %llu %llu %llu %s ", hits, misses, used,
 		       (u64)img->cache.nsets * L2C_WAYS,
-		       qcow2_mode_names[READ_ONCE(img->mode)]);
+		       qcow2_mode_names[mode]);
 		if (img->info.dirty || img->hdr_dirty)
 			flag[n++] = "dirty";
 		if (img->info.corrupt)
 			flag[n++] = "corrupt";
-		if (READ_ONCE(img->mode) == QCOW2_MODE_NO_SPACE)
+		if (mode == QCOW2_MODE_NO_SPACE)
 			flag[n++] = "no_space";
 		if (!n)
 			DMEMIT("-");
@@ -272,7 +274,11 @@ static void qcow2_postsuspend(struct dm_target *ti)
 		qcow2_make_clean(img);
 }
 
-static void qcow2_resume(struct dm_target *ti)
+/*
+ * Live again: from presuspend when dm undoes a suspend (a freeze of the
+ * file system failed, a wait was interrupted), and at every resume.
+ */
+static void qcow2_presuspend_undo(struct dm_target *ti)
 {
 	struct qcow2_image *img = ti->private;
 
@@ -283,6 +289,13 @@ static void qcow2_resume(struct dm_target *ti)
 	mutex_lock(&img->meta_lock);
 	img->pz_stop = false;
 	mutex_unlock(&img->meta_lock);
+}
+
+static void qcow2_resume(struct dm_target *ti)
+{
+	struct qcow2_image *img = ti->private;
+
+	qcow2_presuspend_undo(ti);
 	bg_instance_resume(img->inst);
 }
 
@@ -716,6 +729,7 @@ static struct target_type qcow2_target_type = {
 	.iterate_devices = qcow2_iterate_devices,
 	.io_hints	= qcow2_io_hints,
 	.presuspend	= qcow2_presuspend,
+	.presuspend_undo = qcow2_presuspend_undo,
 	.preresume	= qcow2_preresume,
 	.postsuspend	= qcow2_postsuspend,
 	.resume		= qcow2_resume,

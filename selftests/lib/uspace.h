@@ -44,7 +44,8 @@ static inline int kstrtou64(const char *s, unsigned int base, u64 *res)
 
 	if (*s == '+')
 		s++;
-	if (!*s || *s == '-' || *s == ' ' || *s == '\t')
+	/* strtoull() would skip white space and take a sign: not the kernel. */
+	if (!(*s >= '0' && *s <= '9'))
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, base);

@@ -118,6 +118,8 @@ test_a_writable_qcow2_node_whose_backing_is_its_own_file_is_refused() {
 	local img loop
 	img=$SCRATCH/self.img
 	qemu-img create -q -f qcow2 "$img" 8M
+	qemu-img create -q -f qcow2 "$SCRATCH/over2.img" 8M
+	truncate -s 16M "$img"		# room for the raw target below
 	loop=$(losetup -f --show "$img")
 	mark_log
 	expect_fail dmsetup create self \
@@ -126,6 +128,15 @@ test_a_writable_qcow2_node_whose_backing_is_its_own_file_is_refused() {
 		"bgraph-qcow2: Child permissions conflict with another edge of this node" \
 		"refusal logged"
 	[ ! -e $CFS/nodes/self ] || fail "node self left behind"
+	# Nor can two targets of one table split the two roles between them.
+	mark_log
+	printf '0 8192 bgraph-raw %s\n8192 16384 bgraph-qcow2 %s 2 backing %s\n' \
+		"$loop" "$(losetup -f --show "$SCRATCH/over2.img")" "$loop" >"$SCRATCH/two.table"
+	expect_fail dmsetup create self2 "$SCRATCH/two.table"
+	expect_match "$(log_since_mark)" \
+		"bgraph-qcow2: Child permissions conflict with another edge of this node" \
+		"refusal of the two-target table logged"
+	[ ! -e $CFS/nodes/self2 ] || fail "node self2 left behind"
 	# Read-only, nothing is written and nothing conflicts (as in QEMU).
 	dmsetup create --readonly self \
 		--table "0 16384 bgraph-qcow2 $loop 2 backing $loop"
