@@ -265,7 +265,7 @@ if [[ " $parts " == *" reads "* ]]; then
 	# Warm the big cache first, so it measures hits only.
 	dd if=/dev/mapper/bench-warm of=/dev/null bs=1M status=none
 	compare "randread 4k 16" /dev/mapper/bench-warm l2-warm /dev/mapper/bench-cold l2-thrash
-	echo "# L2 cache (hits misses used total flags): warm $(status_of bench-warm); thrash $(status_of bench-cold)"
+	echo "# L2 cache (hits misses used total mode flags): warm $(status_of bench-warm); thrash $(status_of bench-cold)"
 fi
 
 qemu-nbd -d /dev/nbd0 >/dev/null
@@ -456,7 +456,7 @@ elif dmsetup create bench-wq --table "0 $wsectors bgraph-qcow2 /dev/ram0" 2>/dev
 		"write_zeroes_max_bytes $(cat "/sys/block/${lalloc#/dev/}/queue/write_zeroes_max_bytes"))"
 	measure=fio_wcount reset=fresh compare "randwrite 4k 16" /dev/mapper/bench-xoff overlay-xl2-off \
 		/dev/mapper/bench-xon overlay-xl2-on
-	echo "# status (hits misses used total flags): in place $(status_of bench-wq); alloc $(status_of bench-walloc); loop-alloc $(status_of bench-lalloc); xl2-on $(status_of bench-xon); alloc-xl2 $(status_of bench-wxalloc)"
+	echo "# status (hits misses used total mode flags): in place $(status_of bench-wq); alloc $(status_of bench-walloc); loop-alloc $(status_of bench-lalloc); xl2-on $(status_of bench-xon); alloc-xl2 $(status_of bench-wxalloc)"
 	[ ! -b /dev/vdb ] || virtio_writes
 	qemu-nbd -d /dev/nbd1 >/dev/null
 	dmsetup remove bench-wxalloc bench-lalloc bench-lq bench-xoff bench-xon bench-walloc \
