@@ -31,8 +31,25 @@ q_begin() {
 	trap q_teardown EXIT
 }
 
+# q_mark_log: mark_log once 5 s have passed since the last quorum test
+# ended.  The node's log lines are DMERR_LIMIT's: 10 a call site in a
+# 5-second window, so a test that looks for a line must not run in the
+# window of an earlier test that logged a burst (a lost nbd host's I/O
+# errors, a storm of bad reads).
+q_mark_log() {
+	local last now left
+	last=$(cat "$SCRATCH/q-last-end" 2>/dev/null || echo 0)
+	now=$EPOCHREALTIME
+	left=$((5000000 - (${now/./} - ${last/./})))
+	if [ "$left" -gt 0 ]; then
+		sleep "$((left / 1000000)).$(printf '%06d' $((left % 1000000)))"
+	fi
+	mark_log
+}
+
 q_teardown() {
 	local x
+	echo "$EPOCHREALTIME" >"$SCRATCH/q-last-end"
 	[ -n "$Q_LISTENER" ] && kill "$Q_LISTENER" 2>/dev/null
 	# The runner removes dm and loop devices after each test; those
 	# over nbd devices must go before their disconnection.

@@ -21,7 +21,7 @@ test_a_failing_child_is_outvoted_and_counted_in_io_errors() {
 	q_create qn 2 "" "${l[0]}" "${l[1]}" "$c2"
 	ref=$(q_fill qn)
 	q_break qlin2
-	mark_log
+	q_mark_log
 	q_read /dev/mapper/qn $Q_RD_OFF 4096 "$SCRATCH/got"
 	cmp "$SCRATCH/got" <(q_slice "$ref" $Q_RD_OFF 4096) || fail "read returned wrong data"
 	q_stats_want qn 0 "children.0:${l[0]##*/}:0:0:0" \
@@ -60,7 +60,7 @@ test_a_write_fails_when_fewer_than_threshold_children_succeed() {
 	c2=$(q_linear qlin2 "${l[2]}")
 	q_create qn 3 "" "${l[0]}" "${l[1]}" "$c2"
 	q_break qlin2
-	mark_log
+	q_mark_log
 	if out=$(dd if=/dev/urandom of=/dev/mapper/qn bs=4096 count=1 oflag=direct status=none 2>&1); then
 		fail "write succeeded on 2 children of 3 with threshold 3"
 	fi
@@ -87,7 +87,7 @@ test_flushes_and_discards_are_voted_and_a_failing_child_reported() {
 	f=/dev/mapper/qflk2
 	q_create qn 2 "" "${l[0]}" "${l[1]}" "$f"
 	q_listen
-	mark_log
+	q_mark_log
 	blkdiscard -o $Q_RD_OFF -l $Q_RD_LEN /dev/mapper/qn ||
 		fail "discard with 2 children of 3 working"
 	ev=$(q_event "BGRAPH_OP=discard")
@@ -105,7 +105,7 @@ test_flushes_and_discards_are_voted_and_a_failing_child_reported() {
 	dmsetup remove qn
 	# Threshold 3: both fail.
 	q_create qn 3 "" "${l[0]}" "${l[1]}" "$f"
-	mark_log
+	q_mark_log
 	if out=$(blkdiscard -o $Q_RD_OFF -l $Q_RD_LEN /dev/mapper/qn 2>&1); then
 		fail "discard succeeded on 2 children of 3 with threshold 3"
 	fi

@@ -38,7 +38,7 @@ test_a_failed_rewrite_is_counted_and_reported_as_a_rewrite() {
 	q_create qn 2 "1 rewrite-corrupted" "${l[0]}" "${l[1]}" /dev/mapper/qflk2
 	q_corrupt "${l[2]}" $Q_BAD_OFF $Q_BAD_LEN 0x5a
 	q_listen
-	mark_log
+	q_mark_log
 	q_read /dev/mapper/qn $Q_RD_OFF $Q_RD_LEN "$SCRATCH/got" || fail "the read"
 	cmp "$SCRATCH/got" <(q_slice "$ref" $Q_RD_OFF $Q_RD_LEN) || fail "read returned wrong data"
 	q_stats_want qn 0 "children.0:${l[0]##*/}:0:0:0" \

@@ -36,7 +36,7 @@ test_a_bad_read_is_reported_by_uevent_dm_event_and_log() {
 	q_one_corrupted qn ""
 	ev0=$(q_dm_events qn)
 	q_listen
-	mark_log
+	q_mark_log
 	q_read /dev/mapper/qn $Q_RD_OFF $Q_RD_LEN /dev/null
 	ev=$(q_event "BGRAPH_EVENT=QUORUM_REPORT_BAD")
 	expect_eq "$ev" "change $(devname /dev/mapper/qn) BGRAPH_CHILD=${Q_L[1]##*/} BGRAPH_ERROR=0 BGRAPH_EVENT=QUORUM_REPORT_BAD BGRAPH_NODE=qn BGRAPH_OP=read BGRAPH_ROLE=children.1 BGRAPH_SECTOR=$((Q_RD_OFF / 512)) BGRAPH_SECTORS=$((Q_RD_LEN / 512))" \
@@ -59,7 +59,7 @@ test_a_storm_of_bad_reads_is_counted_in_full_and_logged_ratelimited() {
 	# A window of the rate limit that began in an earlier test has ended.
 	sleep 5
 	q_listen
-	mark_log
+	q_mark_log
 	t=$(python3 - /dev/mapper/qn "$Q_REF" $Q_RD_OFF $n <<-"PY"
 	import mmap, os, sys, time
 	fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
@@ -100,7 +100,7 @@ test_two_children_corrupted_differently_fail_the_read_at_threshold_2() {
 	q_corrupt "${l[1]}" $Q_BAD_OFF $Q_BAD_LEN 0xff
 	q_corrupt "${l[2]}" $Q_BAD_OFF $Q_BAD_LEN 0x55
 	q_listen
-	mark_log
+	q_mark_log
 	if out=$(q_read /dev/mapper/qn $Q_RD_OFF $Q_RD_LEN /dev/null 2>&1); then
 		fail "read of three different copies succeeded with threshold 2"
 	fi
