@@ -38,7 +38,7 @@ static void bg_kinds_unregister(unsigned int n)
 static int __init dm_bgraph_init(void)
 {
 	struct config_group *groups[ARRAY_SIZE(bg_kinds)];
-	unsigned int i, ngroups = 0, ninit, nreg;
+	unsigned int ngroups = 0, ninit, nreg;
 	int r = 0;
 
 	for (ninit = 0; ninit < ARRAY_SIZE(bg_kinds); ninit++) {
@@ -67,8 +67,6 @@ static int __init dm_bgraph_init(void)
 			goto out_targets;
 		}
 	}
-	for (i = 0; i < ARRAY_SIZE(bg_kinds); i++)
-		DMDEBUG("node kind %s", bg_kinds[i]->name);
 	return 0;
 
 out_targets:
