@@ -31,6 +31,7 @@
 
 #include "qcow2-args.h"
 #include "qcow2.h"
+#include "../dm-bgraph/defer.h"
 
 /* ---------------------------------------------------------------- */
 /* Target methods                                                   */
@@ -608,14 +609,9 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot create the dm-io client";
 		goto out;
 	}
-	img->wq = alloc_workqueue("bgraph-qcow2/%s", WQ_MEM_RECLAIM | WQ_UNBOUND,
-				  0, dm_table_device_name(ti->table));
-	img->flush_wq = alloc_workqueue("bgraph-qcow2f/%s",
-					WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
-					dm_table_device_name(ti->table));
-	img->done_wq = alloc_workqueue("bgraph-qcow2d/%s",
-				       WQ_MEM_RECLAIM | WQ_UNBOUND, 0,
-				       dm_table_device_name(ti->table));
+	img->wq = bg_node_wq(ti, &qcow2_kind, "", WQ_UNBOUND);
+	img->flush_wq = bg_node_wq(ti, &qcow2_kind, "f", WQ_UNBOUND);
+	img->done_wq = bg_node_wq(ti, &qcow2_kind, "d", WQ_UNBOUND);
 	if (!img->wq || !img->flush_wq || !img->done_wq) {
 		r = -ENOMEM;
 		ti->error = "Cannot create the workqueue";

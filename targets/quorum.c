@@ -25,6 +25,7 @@
 #include <linux/device-mapper.h>
 
 #include "../dm-bgraph/bgraph.h"
+#include "../dm-bgraph/defer.h"
 #include "quorum-vote.h"
 
 #define DM_MSG_PREFIX "bgraph-quorum"
@@ -108,9 +109,8 @@ struct quorum_target {
 	struct mutex rw_lock;		/* the one rewrite allocating */
 
 	struct workqueue_struct *wq;
-	struct work_struct io_work;	/* fifo retries, votes short of memory */
-	spinlock_t io_lock;
-	struct list_head io_list;	/* quorum_io.entry */
+	/* fifo retries, votes short of memory: one at a time, in order */
+	struct bg_deferred deferred;
 
 	struct work_struct report_work;	/* uevents and dm events */
 	spinlock_t report_lock;
@@ -121,8 +121,8 @@ struct quorum_target {
 	atomic64_t quorum_failures;
 
 	/*
-	 * io_work's scratch for a vote that could not allocate its own: the
-	 * pages of each child's read, QUORUM_PAGES a child.
+	 * the deferred worker's scratch for a vote that could not allocate
+	 * its own: the pages of each child's read, QUORUM_PAGES a child.
 	 */
 	struct quorum_seg segs[QUORUM_MAX_CHILDREN * QUORUM_PAGES];
 };
@@ -137,7 +137,6 @@ enum quorum_kind {
 struct quorum_io {
 	struct quorum_target *quorum;
 	struct bio *bio;
-	struct list_head entry;		/* on quorum_c.io_list */
 	struct work_struct work;	/* quorum reads: the vote */
 	enum quorum_kind kind;
 	unsigned int n;			/* children when the bio was mapped */
@@ -313,13 +312,7 @@ static unsigned int quorum_sub_index(struct quorum_io *qio, struct bio *sub)
 
 static void quorum_queue(struct quorum_io *qio)
 {
-	struct quorum_target *quorum = qio->quorum;
-	unsigned long flags;
-
-	spin_lock_irqsave(&quorum->io_lock, flags);
-	list_add_tail(&qio->entry, &quorum->io_list);
-	spin_unlock_irqrestore(&quorum->io_lock, flags);
-	queue_work(quorum->wq, &quorum->io_work);
+	bg_defer_bio(&qio->quorum->deferred, qio->bio);
 }
 
 /* A read buffer: its pages back to the pool, the bio to the bio set. */
@@ -676,7 +669,8 @@ static void quorum_fifo_retry(struct quorum_io *qio)
 
 /*
  * A vote with segments of its own; short of memory, it waits its turn for
- * io_work's scratch, so that a vote never fails for want of memory.
+ * the deferred worker's scratch, so that a vote never fails for want of
+ * memory.
  */
 static void quorum_vote_work(struct work_struct *work)
 {
@@ -693,26 +687,16 @@ static void quorum_vote_work(struct work_struct *work)
 	kfree(segs);
 }
 
-static void quorum_io_work(struct work_struct *work)
+static void quorum_deferred(struct bg_deferred *d, struct bio *bio)
 {
-	struct quorum_target *quorum = container_of(work, struct quorum_target, io_work);
-	struct quorum_io *qio, *tmp;
-	struct blk_plug plug;
-	LIST_HEAD(list);
+	struct quorum_target *quorum = container_of(d, struct quorum_target,
+						    deferred);
+	struct quorum_io *qio = dm_per_bio_data(bio, sizeof(*qio));
 
-	spin_lock_irq(&quorum->io_lock);
-	list_splice_init(&quorum->io_list, &list);
-	spin_unlock_irq(&quorum->io_lock);
-
-	blk_start_plug(&plug);
-	list_for_each_entry_safe(qio, tmp, &list, entry) {
-		list_del(&qio->entry);
-		if (qio->kind == QUORUM_IO_FIFO)
-			quorum_fifo_retry(qio);
-		else
-			quorum_read_vote(qio, quorum->segs);
-	}
-	blk_finish_plug(&plug);
+	if (qio->kind == QUORUM_IO_FIFO)
+		quorum_fifo_retry(qio);
+	else
+		quorum_read_vote(qio, quorum->segs);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1170,10 +1154,7 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	mutex_init(&quorum->alloc_lock);
 	mutex_init(&quorum->rw_lock);
 	INIT_LIST_HEAD(&quorum->all);
-	INIT_LIST_HEAD(&quorum->io_list);
-	spin_lock_init(&quorum->io_lock);
 	spin_lock_init(&quorum->report_lock);
-	INIT_WORK(&quorum->io_work, quorum_io_work);
 	INIT_WORK(&quorum->report_work, quorum_report_work);
 	atomic64_set(&quorum->quorum_failures, 0);
 
@@ -1226,13 +1207,13 @@ static int quorum_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_rw_bioset;
 	}
 	/* Per node: a node's votes must not wait behind another's reads. */
-	quorum->wq = alloc_workqueue("bgraph-quorum/%s", WQ_MEM_RECLAIM, 0,
-				     dm_table_device_name(ti->table));
+	quorum->wq = bg_node_wq(ti, &quorum_kind, "", 0);
 	if (!quorum->wq) {
 		ti->error = "Cannot allocate the workqueue";
 		r = -ENOMEM;
 		goto out_pool;
 	}
+	bg_defer_init(&quorum->deferred, quorum->wq, quorum_deferred);
 
 	RCU_INIT_POINTER(quorum->set, set);
 	ti->num_flush_bios = 1;

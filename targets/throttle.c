@@ -29,6 +29,7 @@
 #include <linux/device-mapper.h>
 
 #include "../dm-bgraph/bgraph.h"
+#include "../dm-bgraph/defer.h"
 #include "throttle-core.h"
 
 #define DM_MSG_PREFIX "bgraph-throttle"
@@ -823,7 +824,7 @@ static struct target_type throttle_target_type = {
  */
 static int throttle_init(void)
 {
-	throttle_wq = alloc_workqueue("bgraph-throttle", WQ_MEM_RECLAIM, 0);
+	throttle_wq = bg_kind_wq(&throttle_kind, 0);
 	if (!throttle_wq)
 		return -ENOMEM;
 	throttle_groups_init();
