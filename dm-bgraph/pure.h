@@ -49,11 +49,17 @@ int bg_emit(char *buf, size_t size, int len, const char *fmt, ...);
  * @text:	the words, each after a space
  * @len:	the length of @text (bg_emit() semantics: may pass its size)
  * @count:	how many words
+ * @overflow:	an option did not fit and was left out, with every later
+ *		one.  Never for the kinds' options: the longest line any
+ *		kind writes (qcow2's, with a backing name of BG_NAME_LEN - 1
+ *		characters and every option) takes under half of @text, a
+ *		host unit test checks it (test_parse.c).
  */
 struct bg_opt_args {
-	char text[256];
+	char text[512];
 	int len;
 	unsigned int count;
+	bool overflow;
 };
 
 /*

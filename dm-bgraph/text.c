@@ -23,8 +23,10 @@ void bg_opt_add(struct bg_opt_args *o, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	if (at + 1 >= sizeof(o->text))
-		return;		/* full: a line is never cut in a word */
+	if (at + 1 >= sizeof(o->text)) {
+		o->overflow = true;	/* a line is never cut in a word */
+		return;
+	}
 	room = sizeof(o->text) - at - 1;
 	va_start(ap, fmt);
 	n = vsnprintf(o->text + at + 1, room, fmt, ap);
@@ -32,6 +34,7 @@ void bg_opt_add(struct bg_opt_args *o, const char *fmt, ...)
 	if (n < 0 || (size_t)n >= room) {
 		o->text[at] = '\0';
 		o->len = sizeof(o->text);	/* nothing more is added */
+		o->overflow = true;
 		return;
 	}
 	o->text[at] = ' ';

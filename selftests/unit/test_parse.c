@@ -217,6 +217,38 @@ TEST(qcow2_bad_options_each_get_their_reason)
 	}
 }
 
+/* qcow2's longest option line, with a 127-character name, fits twice. */
+TEST(opt_args_hold_the_longest_line_and_say_when_one_does_not_fit)
+{
+	struct bg_opt_args o = {};
+	char name[128], buf[600];
+	unsigned int count;
+	int len, i;
+
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	bg_opt_add(&o, "backing %s", name);
+	bg_opt_add(&o, "l2_cache_size %llu", 18446744073709551615ULL);
+	bg_opt_add(&o, "read_only");
+	bg_opt_add(&o, "error_if_no_space");
+	EXPECT_FALSE(o.overflow);
+	EXPECT_EQ(6, o.count);
+	EXPECT_LT(2 * o.len, (int)sizeof(o.text));
+
+	for (i = 0; i < 10 && !o.overflow; i++)
+		bg_opt_add(&o, "backing %s", name);
+	EXPECT_TRUE(o.overflow);		/* the last one left out */
+	count = o.count;
+	EXPECT_EQ(6 + 2 * (i - 1), count);
+	bg_opt_add(&o, "read_only");		/* and any later one */
+	EXPECT_EQ(count, o.count);
+	len = bg_opt_emit(buf, sizeof(buf), 0, &o);
+	EXPECT_EQ(strlen(buf), len);
+	EXPECT_EQ(10, count);			/* two more fitted */
+	EXPECT_EQ(0, strncmp(buf, " 10 backing nnn", 15));
+	EXPECT_EQ(' ', buf[len - 127 - 1]);	/* ends with a whole name */
+}
+
 TEST(opt_args_are_written_with_their_word_count)
 {
 	struct bg_opt_args o = {};
@@ -236,18 +268,19 @@ TEST(opt_args_are_written_with_their_word_count)
 TEST(opt_args_never_cut_a_word_when_full)
 {
 	struct bg_opt_args o = {};
-	char word[200];
+	char word[300];
 	int i;
 
 	memset(word, 'w', sizeof(word) - 1);
 	word[sizeof(word) - 1] = '\0';
-	bg_opt_add(&o, "k %s", word);		/* 202 bytes: fits */
+	bg_opt_add(&o, "k %s", word);		/* 302 bytes: fits */
 	bg_opt_add(&o, "k %s", word);		/* does not fit: dropped */
 	for (i = 0; i < 100; i++)
 		bg_opt_add(&o, "flag");		/* nothing more is added */
 	EXPECT_EQ(2, o.count);
 	EXPECT_EQ(1 + 2 + strlen(word), strlen(o.text));
 	EXPECT_EQ(' ', o.text[0]);
+	EXPECT_TRUE(o.overflow);
 }
 
 TEST_HARNESS_MAIN
