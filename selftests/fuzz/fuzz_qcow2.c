@@ -259,6 +259,102 @@ static void map_range(struct image *im, u64 off, u64 len)
 	}
 }
 
+
+/*
+ * The encoders, against the spec's byte layout (docs/interop/qcow2.txt)
+ * rather than against the decoders alone: a loaded table written back
+ * loads the same, with COPIED where the bitmap says and zeros past its
+ * end; the header's refcount table fields are bytes 48-55 and 56-59 and
+ * nothing else changes; a bit set in incompatible_features (bytes 72-79)
+ * is what the parser then reads.
+ */
+static void check_table_encoding(const struct qcow2_info *qi, const u64 *ent,
+				 u32 n, bool l1, const u8 *raw)
+{
+	const u32 bpl = 8 * sizeof(unsigned long);
+	unsigned long *copied = calloc(n / bpl + 1, sizeof(*copied));
+	u32 first = n / 2, count = n, i, bad;
+	u8 *out = malloc(8ULL * count + 8);
+	u64 *back = calloc(n + 1, 8);
+	const char *error = NULL;
+
+	CHECK(copied && out && back);
+	for (i = 0; i < n; i++)
+		if (l1 && be64(raw + 8ULL * i) & QCOW2_OFLAG_COPIED)
+			copied[i / bpl] |= 1UL << (i % bpl);
+	qcow2_encode_table(ent, n, 0, n, l1 ? copied : NULL, out);
+	for (i = 0; i < n; i++) {
+		u64 v = be64(out + 8ULL * i);
+
+		CHECK((v & ~QCOW2_OFLAG_COPIED) == ent[i]);
+		CHECK(!!(v & QCOW2_OFLAG_COPIED) ==
+		      (l1 && ent[i] && (copied[i / bpl] >> (i % bpl) & 1)));
+	}
+	CHECK(!qcow2_load_table(qi, out, n, l1, back, &bad, &error));
+	CHECK(!memcmp(back, ent, 8ULL * n));
+	/* A window half past the end: the rest are zeros. */
+	qcow2_encode_table(ent, n, first, count, NULL, out);
+	for (i = 0; i < count; i++)
+		CHECK(be64(out + 8ULL * i) == (first + i < n ? ent[first + i] : 0));
+	free(back);
+	free(out);
+	free(copied);
+}
+
+static void check_header_encoding(const u8 *data, u64 hdr_len, u64 size,
+				  const struct qcow2_info *qi)
+{
+	u8 *buf = read_dev(data, size, 0, hdr_len);
+	u64 off = qi->reftable_offset ^ qi->cluster_size;
+	u32 clusters = qi->reftable_clusters + 1, i;
+	struct qcow2_info again;
+	const char *error = NULL;
+
+	CHECK(!qcow2_header_set_reftable(buf, hdr_len, off, clusters));
+	CHECK(be64(buf + 48) == off);
+	CHECK(((u64)buf[56] << 24 | buf[57] << 16 | buf[58] << 8 | buf[59]) ==
+	      clusters);
+	for (i = 0; i < hdr_len; i++)
+		CHECK((i >= 48 && i < 60) || buf[i] == data[i]);
+	memcpy(buf, data, hdr_len);
+	CHECK(qcow2_header_set_reftable(buf, 59, off, clusters) == -EINVAL);
+	CHECK(!memcmp(buf, data, hdr_len));
+
+	if (qi->version == 3 && !qi->dirty) {
+		CHECK(!qcow2_header_update_bits(buf, hdr_len, QCOW2_HDR_INCOMPAT,
+						QCOW2_INCOMPAT_DIRTY, 0));
+		CHECK(be64(buf + 72) == (be64(data + 72) | QCOW2_INCOMPAT_DIRTY));
+		for (i = 0; i < hdr_len; i++)
+			CHECK((i >= 72 && i < 80) || buf[i] == data[i]);
+		CHECK(!qcow2_parse_header(buf, hdr_len, size, &again, &error));
+		CHECK(again.dirty && again.incompat ==
+		      (qi->incompat | QCOW2_INCOMPAT_DIRTY));
+		CHECK(!qcow2_header_update_bits(buf, hdr_len, QCOW2_HDR_INCOMPAT,
+						0, QCOW2_INCOMPAT_DIRTY));
+		CHECK(!memcmp(buf, data, hdr_len));
+	}
+	CHECK(qcow2_header_update_bits(buf, hdr_len, hdr_len - 7, 1, 0) ==
+	      -EINVAL);
+	free(buf);
+}
+
+/* qcow2_subcluster_run() against a walk of the bitmap's allocation bits. */
+static void check_subcluster_run(const struct qcow2_info *qi, u64 bitmap,
+				 u64 off, u64 len)
+{
+	u64 sc_size = 1ULL << qi->subcluster_bits, in, run, pos;
+	bool a0;
+
+	in = off % qi->cluster_size;
+	len = len % (qi->cluster_size - in) + 1;
+	a0 = bitmap >> (in / sc_size) & 1;
+	for (pos = in; pos < in + len; pos = (pos / sc_size + 1) * sc_size)
+		if ((bitmap >> (pos / sc_size) & 1) != a0)
+			break;
+	run = (pos < in + len ? pos : in + len) - in;
+	CHECK(qcow2_subcluster_run(qi, bitmap, off, len) == run);
+}
+
 static void check_image(const u8 *data, size_t size)
 {
 	struct image im = { .data = data, .size = size, .l2_index = U64_MAX };
@@ -302,6 +398,12 @@ static void check_image(const u8 *data, size_t size)
 	CHECK(qcow2_reftable_bytes(qi) <= QCOW2_MAX_REFTABLE_BYTES);
 	CHECK(qi->backing_format[sizeof(qi->backing_format) - 1] == '\0');
 	CHECK(qcow2_default_l2_cache(qi, 4096) >= 4096);
+	check_header_encoding(data, hdr_len, size, qi);
+	if (qi->extended_l2 && size >= 24)
+		for (i = 0; i < 4; i++)
+			check_subcluster_run(qi, be64(data + size - 8),
+					     be64(data + size - 16) >> i,
+					     be64(data + size - 24) >> (8 * i));
 
 	/*
 	 * The tables: the validation put their starts inside the file (or at
@@ -323,6 +425,8 @@ static void check_image(const u8 *data, size_t size)
 		raw = read_dev(data, size, qi->l1_offset, qcow2_l1_bytes(qi));
 		r = qcow2_load_table(qi, raw, qi->l1_size, true, im.l1, &bad,
 				     &error);
+		if (!r)
+			check_table_encoding(qi, im.l1, qi->l1_size, true, raw);
 		free(raw);
 		if (r) {
 			CHECK(r == -EINVAL && error && bad < qi->l1_size);
@@ -334,6 +438,9 @@ static void check_image(const u8 *data, size_t size)
 			       qcow2_reftable_bytes(qi));
 		r = qcow2_load_table(qi, raw, rt_entries, false, reftable,
 				     &bad, &error);
+		if (!r)
+			check_table_encoding(qi, reftable, rt_entries, false,
+					     raw);
 		free(raw);
 		if (r) {
 			CHECK(r == -EINVAL && error && bad < rt_entries);
