@@ -499,3 +499,256 @@ int qcow2_l2_set(struct qcow2_image *img, u64 off, u64 *ent)
 {
 	return qcow2_l2_access(img, off, ent, true);
 }
+
+/* ---------------------------------------------------------------- */
+/* Opening an image: header, tables, the writing state              */
+/* ---------------------------------------------------------------- */
+
+int qcow2_meta_load_header(struct qcow2_image *img, char **error)
+{
+	u64 file_size = bdev_nr_bytes(img->file->bdev);
+	const char *why = NULL;
+	u32 cluster_bits;
+	u64 len;
+	u8 *buf;
+	int r;
+
+	if (file_size < SECTOR_SIZE) {
+		*error = "file device too small for a qcow2 header";
+		return -EINVAL;
+	}
+	buf = kmalloc(SECTOR_SIZE, GFP_KERNEL);
+	if (!buf) {
+		*error = "Cannot allocate the header buffer";
+		return -ENOMEM;
+	}
+	r = qcow2_read(img, 0, buf, SECTOR_SIZE);
+	if (r) {
+		*error = "Cannot read the image header";
+		goto out;
+	}
+	r = qcow2_probe(buf, SECTOR_SIZE, &cluster_bits, &why);
+	if (r)
+		goto out_why;
+	len = min(file_size, 1ULL << cluster_bits);
+	kfree(buf);
+	buf = kvmalloc(len, GFP_KERNEL);
+	if (!buf) {
+		*error = "Cannot allocate the header buffer";
+		return -ENOMEM;
+	}
+	r = qcow2_read(img, 0, buf, len);
+	if (r) {
+		*error = "Cannot read the image header";
+		goto out;
+	}
+	r = qcow2_parse_header(buf, len, file_size, &img->info, &why);
+	if (r == -EOPNOTSUPP && img->info.unknown_name[0])
+		DMERR("%s: unknown incompatible feature bit %u: %s",
+		      qcow2_name(img), img->info.unknown_bit, img->info.unknown_name);
+out_why:
+	if (r)
+		*error = (char *)why;
+out:
+	kvfree(buf);
+	return r;
+}
+
+/*
+ * Read a table of @n entries at @off and decode it with
+ * qcow2_load_table() into a new array at *@out.
+ */
+static int qcow2_load_one_table(struct qcow2_image *img, u64 off, u32 n, bool l1,
+				u64 **out, unsigned long *copied, char **error)
+{
+	u64 bytes = round_up((u64)n * 8, SECTOR_SIZE);
+	const char *why;
+	u32 bad;
+	u8 *raw;
+	int r;
+
+	*out = kvcalloc(max(n, 1u), sizeof(u64), GFP_KERNEL);
+	raw = kvmalloc(max_t(u64, bytes, SECTOR_SIZE), GFP_KERNEL);
+	if (!*out || !raw) {
+		*error = "Cannot allocate the image tables";
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!n) {
+		r = 0;
+		goto out;
+	}
+	r = qcow2_read(img, off, raw, bytes);
+	if (r) {
+		*error = "Cannot read the image tables";
+		goto out;
+	}
+	r = qcow2_load_table(&img->info, raw, n, l1, *out, &bad, &why);
+	if (!r && copied) {
+		const __be64 *e = (const __be64 *)raw;
+		u32 i;
+
+		for (i = 0; i < n; i++)
+			if (be64_to_cpu(e[i]) & QCOW2_OFLAG_COPIED)
+				set_bit(i, copied);
+	}
+	if (r) {
+		DMERR("%s: %s table entry %u is bad", qcow2_name(img),
+		      l1 ? "L1" : "refcount", bad);
+		*error = (char *)why;
+	}
+out:
+	kvfree(raw);
+	return r;
+}
+
+/*
+ * A writable table: refuse an image QEMU would not write without a
+ * repair, and allocate what writing needs.
+ */
+int qcow2_meta_writable_init(struct qcow2_image *img, char **error)
+{
+	const struct qcow2_info *qi = &img->info;
+	u32 i;
+
+	if (qi->corrupt) {
+		*error = "image is marked corrupt: run 'qemu-img check -r all' first";
+		return -EINVAL;
+	}
+	if (qi->dirty) {
+		*error = "image is dirty (lazy refcounts): run 'qemu-img check -r all' first";
+		return -EINVAL;
+	}
+	if (qi->tables_past_end) {
+		*error = "image tables run past the end of the file device: grow the file to write";
+		return -EINVAL;
+	}
+	img->lbs = bdev_logical_block_size(img->file->bdev);
+	/*
+	 * Zeroing ahead only pays where new clusters are filled with zeros:
+	 * not where the fill comes from a backing child, nor with extended
+	 * L2 (a new cluster's other subclusters stay unallocated).
+	 */
+	img->pz_on = !img->backing && !qi->extended_l2;
+	img->l1_copied = bitmap_zalloc(max(qi->l1_size, 1u), GFP_KERNEL);
+	img->l1_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_l1_bytes(qi), img->lbs) + 1,
+				      GFP_KERNEL);
+	img->rt_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_reftable_bytes(qi), img->lbs) + 1,
+				      GFP_KERNEL);
+	img->rb_slots = clamp_t(u32, SZ_1M >> qi->cluster_bits, 2, 16);
+	img->rb = kcalloc(img->rb_slots, sizeof(*img->rb), GFP_KERNEL);
+	if (!img->l1_copied || !img->l1_dirty || !img->rt_dirty || !img->rb)
+		goto nomem;
+	for (i = 0; i < img->rb_slots; i++) {
+		img->rb[i].data = kvmalloc(qi->cluster_size, GFP_KERNEL);
+		if (!img->rb[i].data)
+			goto nomem;
+	}
+	return 0;
+nomem:
+	*error = "Cannot allocate the writing state";
+	return -ENOMEM;
+}
+
+/* Load the L1 table and check that no metadata overlaps. */
+int qcow2_meta_load_tables(struct qcow2_image *img, char **error)
+{
+	const struct qcow2_info *qi = &img->info;
+	struct qcow2_range *scratch = NULL;
+	const char *why;
+	u64 *reftable;
+	u64 n;
+	int r;
+
+	r = qcow2_load_one_table(img, qi->l1_offset, qi->l1_size, true,
+				 &img->l1, img->l1_copied, error);
+	if (r)
+		return r;
+	r = qcow2_load_one_table(img, qi->reftable_offset,
+				 qcow2_reftable_bytes(qi) / 8, false,
+				 &reftable, NULL, error);
+	if (r)
+		goto out;
+	n = qcow2_overlap_ranges(qi, img->l1, reftable);
+	scratch = kvmalloc_array(n, sizeof(*scratch), GFP_KERNEL);
+	if (!scratch) {
+		*error = "Cannot allocate the overlap check";
+		r = -ENOMEM;
+		goto out;
+	}
+	r = qcow2_check_overlaps(qi, img->l1, reftable, scratch, n, &why);
+	if (r)
+		*error = (char *)why;
+	if (!r && img->writable) {
+		/* Kept for allocation. */
+		img->reftable = reftable;
+		img->reftable_n = qcow2_reftable_bytes(qi) / 8;
+		reftable = NULL;
+	}
+out:
+	kvfree(scratch);
+	kvfree(reftable);
+	return r;
+}
+
+/*
+ * A writable table read the image in its constructor, while the table it
+ * replaced could still write; read the header and tables again.
+ */
+int qcow2_meta_reload(struct qcow2_image *img, char **error)
+{
+	struct qcow2_info old = img->info;
+	int r;
+
+	kvfree(img->l1);
+	img->l1 = NULL;
+	kvfree(img->reftable);
+	img->reftable = NULL;
+	bitmap_zero(img->l1_copied, max(old.l1_size, 1u));
+	r = qcow2_meta_load_header(img, error);
+	if (!r && (img->info.l1_size != old.l1_size ||
+		   img->info.reftable_clusters != old.reftable_clusters ||
+		   img->info.cluster_bits != old.cluster_bits)) {
+		*error = "image tables changed size since the table was loaded";
+		r = -EINVAL;
+	}
+	if (!r && (img->info.dirty || img->info.corrupt)) {
+		*error = "image became dirty or corrupt since the table was loaded";
+		r = -EINVAL;
+	}
+	if (!r)
+		r = qcow2_meta_load_tables(img, error);
+	if (!r)
+		img->free_hint = 0;
+	return r;
+}
+
+/* What qcow2_meta_init() and the loads set up, freed. */
+void qcow2_meta_free(struct qcow2_image *img)
+{
+	struct qcow2_free *f, *tmp;
+	u32 i;
+
+	cancel_work_sync(&img->pz_work);
+	list_for_each_entry_safe(f, tmp, &img->frees, list)
+		kfree(f);
+	for (i = 0; img->rb && i < img->rb_slots; i++)
+		kvfree(img->rb[i].data);
+	kfree(img->rb);
+	kvfree(img->reftable);
+	bitmap_free(img->l1_copied);
+	bitmap_free(img->l1_dirty);
+	bitmap_free(img->rt_dirty);
+	kvfree(img->l1);
+}
+
+void qcow2_meta_init(struct qcow2_image *img)
+{
+	mutex_init(&img->meta_lock);
+	mutex_init(&img->flush_lock);
+	INIT_LIST_HEAD(&img->frees);
+	spin_lock_init(&img->store_lock);
+	INIT_WORK(&img->pz_work, qcow2_pz_work);
+	init_waitqueue_head(&img->pz_wq);
+	img->pz_stop = true;		/* until resumed */
+}

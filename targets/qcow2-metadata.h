@@ -30,6 +30,116 @@ struct qcow2_image;
 struct qcow2_io;
 struct qcow2_rb;
 
+/* Opening an image (qcow2-meta.c) */
+
+/**
+ * qcow2_meta_init() - set up the engine's locks, lists and work of a new
+ * node; allocates nothing
+ * @img: the node
+ */
+void qcow2_meta_init(struct qcow2_image *img);
+
+/**
+ * qcow2_meta_load_header() - read and check the image header into
+ * @img->info
+ * @img: the node, its file child open
+ * @error: set to the reason on failure (a constant string)
+ *
+ * Context: constructor or preresume; sleeps.
+ * Return: 0, -EINVAL or -EOPNOTSUPP for an image we refuse, or another
+ * negative errno.
+ */
+int qcow2_meta_load_header(struct qcow2_image *img, char **error);
+
+/**
+ * qcow2_meta_writable_init() - refuse an image QEMU would not write
+ * without a repair, and allocate what writing needs
+ * @img: the node, its header loaded, its children open
+ * @error: set to the reason on failure
+ *
+ * Context: constructor; sleeps.
+ * Return: 0, -EINVAL or -ENOMEM.
+ */
+int qcow2_meta_writable_init(struct qcow2_image *img, char **error);
+
+/**
+ * qcow2_meta_load_tables() - load the L1 table (and, writable, the
+ * refcount table) and check that no metadata overlaps
+ * @img: the node, its header loaded
+ * @error: set to the reason on failure
+ *
+ * Context: constructor or preresume; sleeps.
+ * Return: 0 or a negative errno.
+ */
+int qcow2_meta_load_tables(struct qcow2_image *img, char **error);
+
+/**
+ * qcow2_meta_reload() - read the header and tables again before the
+ * first I/O of a writable table, since the table it replaced may have
+ * written after this one's constructor read them
+ * @img: the node
+ * @error: set to the reason on failure
+ *
+ * Context: preresume; sleeps.
+ * Return: 0, or a negative errno when the image changed in a way this
+ * table cannot follow (tables resized, dirty or corrupt).
+ */
+int qcow2_meta_reload(struct qcow2_image *img, char **error);
+
+/**
+ * qcow2_meta_free() - free what the engine allocated for @img, after
+ * stopping zeroing ahead
+ * @img: the node; nothing may use its metadata any more
+ *
+ * Context: destructor; sleeps.
+ */
+void qcow2_meta_free(struct qcow2_image *img);
+
+/* What the target methods and the write path may read (lock-free) */
+
+/* Metadata changed in memory awaits a flush: an empty flush must wait. */
+static inline bool qcow2_meta_pending(struct qcow2_image *img)
+{
+	return READ_ONCE(img->meta_dirty) || !list_empty_careful(&img->frees);
+}
+
+/* Metadata changed in memory is not on disk: a FUA write must flush. */
+static inline bool qcow2_meta_unwritten(struct qcow2_image *img)
+{
+	return READ_ONCE(img->meta_dirty);
+}
+
+/* We set the header's dirty bit (lazy refcounts), for status. */
+static inline bool qcow2_meta_marked_dirty(struct qcow2_image *img)
+{
+	return READ_ONCE(img->hdr_dirty);
+}
+
+/*
+ * Under meta_lock: must the header's dirty bit be set before an
+ * allocation (lazy refcounts, not yet set)?
+ */
+static inline bool qcow2_meta_must_mark(struct qcow2_image *img)
+{
+	return !img->hdr_dirty &&
+	       (img->info.compat & QCOW2_COMPAT_LAZY_REFCOUNTS);
+}
+
+/* Under meta_lock: the L2 table mapping @off, or 0 (none yet). */
+static inline u64 qcow2_meta_l2_table(struct qcow2_image *img, u64 off)
+{
+	return img->l1[qcow2_l1_index(&img->info, off)];
+}
+
+/*
+ * Under meta_lock: the L2 table of L1 entry @i if it is ours to change
+ * in place (refcount 1, QCOW2_OFLAG_COPIED), else 0.
+ */
+static inline u64 qcow2_meta_l2_owned(struct qcow2_image *img, u32 i)
+{
+	return test_bit(i, img->l1_copied) ? img->l1[i] : 0;
+}
+
 /* Synchronous I/O and lookups (qcow2-meta.c) */
 
 /**
@@ -279,6 +389,23 @@ void qcow2_pz_work(struct work_struct *work);
  * Context: meta_lock not held; sleeps.  Resume allows it again.
  */
 void qcow2_pz_halt(struct qcow2_image *img);
+
+/**
+ * qcow2_pz_start() - let zeroing ahead run again
+ * @img: the node
+ *
+ * Context: resume; takes meta_lock.
+ */
+void qcow2_pz_start(struct qcow2_image *img);
+
+/**
+ * qcow2_alloc_rescan() - search for free clusters from the file's start
+ * again (it grew)
+ * @img: the node
+ *
+ * Context: process context; takes meta_lock.
+ */
+void qcow2_alloc_rescan(struct qcow2_image *img);
 
 /**
  * qcow2_unref() - drop one reference of every cluster of a range, now

@@ -428,6 +428,22 @@ out:
 	memalloc_noio_restore(noio);
 }
 
+/* Zeroing ahead may start again (resume). */
+void qcow2_pz_start(struct qcow2_image *img)
+{
+	mutex_lock(&img->meta_lock);
+	img->pz_stop = false;
+	mutex_unlock(&img->meta_lock);
+}
+
+/* The file device grew: the allocator searches from its start again. */
+void qcow2_alloc_rescan(struct qcow2_image *img)
+{
+	mutex_lock(&img->meta_lock);
+	img->free_hint = 0;
+	mutex_unlock(&img->meta_lock);
+}
+
 /* Zeroing ahead stops (suspend): no batch is being zeroed after this. */
 void qcow2_pz_halt(struct qcow2_image *img)
 {

@@ -689,10 +689,9 @@ bool qcow2_start_alloc_map(struct qcow2_image *img, struct bio *bio, u64 off)
 	 * the list after it, and the cluster be allocated twice (the first
 	 * write lost).  inflight_lock orders the store before what follows.
 	 */
-	l2_off = img->l1[i];
+	l2_off = qcow2_meta_l2_owned(img, i);
 	/* The dirty bit set already, the L2 table ours and cached. */
-	if ((!img->hdr_dirty && (qi->compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) ||
-	    !l2_off || !test_bit(i, img->l1_copied) ||
+	if (qcow2_meta_must_mark(img) || !l2_off ||
 	    qcow2_inflight_busy(img, off >> qi->cluster_bits))
 		goto no;
 	qcow2_slice_pos(img, l2_off, off, &io->slice_off, &io->pos);
@@ -739,7 +738,7 @@ static bool qcow2_start_alloc_worker(struct qcow2_image *img, struct bio *bio,
 	if (qcow2_inflight_busy(img, off >> qi->cluster_bits) ||
 	    qcow2_mark_dirty(img) || qcow2_l2_get(img, off, ent))
 		goto no;	/* the other path waits, or fails it */
-	qcow2_slice_pos(img, img->l1[qcow2_l1_index(qi, off)], off,
+	qcow2_slice_pos(img, qcow2_meta_l2_table(img, off), off,
 			&io->slice_off, &io->pos);
 	if (!qcow2_alloc_plan(img, bio, off, ent, GFP_NOIO, false, &a))
 		goto no;

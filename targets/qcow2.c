@@ -50,8 +50,7 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 	io->epoch = -1;
 	if (unlikely(!bio_sectors(bio))) {
 		/* An empty flush: with no metadata to write, pass it on. */
-		if (!img->writable || (!READ_ONCE(img->meta_dirty) &&
-				       list_empty_careful(&img->frees))) {
+		if (!img->writable || !qcow2_meta_pending(img)) {
 			bio_set_dev(bio, img->file->bdev);
 			return DM_MAPIO_REMAPPED;
 		}
@@ -63,7 +62,7 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 		if (!img->writable)
 			return DM_MAPIO_KILL;
 		if (bio_op(bio) != REQ_OP_WRITE ||
-		    ((bio->bi_opf & REQ_FUA) && READ_ONCE(img->meta_dirty)) ||
+		    ((bio->bi_opf & REQ_FUA) && qcow2_meta_unwritten(img)) ||
 		    qcow2_lookup(img, off, bio->bi_iter.bi_size, false, &ext))
 			return qcow2_defer(img, bio);
 		/* In place: a plain write to clusters we own, L2 cached. */
@@ -149,7 +148,7 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 		DMEMIT("%llu %llu %llu %llu %s ", hits, misses, used,
 		       (u64)img->cache.nsets * L2C_WAYS,
 		       qcow2_mode_names[mode]);
-		if (img->info.dirty || img->hdr_dirty)
+		if (img->info.dirty || qcow2_meta_marked_dirty(img))
 			flag[n++] = "dirty";
 		if (img->info.corrupt)
 			flag[n++] = "corrupt";
@@ -223,9 +222,6 @@ static void qcow2_presuspend(struct dm_target *ti)
 		qcow2_release_held(img, true, BLK_STS_NOSPC);
 }
 
-static int qcow2_load_header(struct qcow2_image *img, char **error);
-static int qcow2_load_tables(struct qcow2_image *img, char **error);
-
 /*
  * A writable table read the image in its constructor, while the table it
  * replaces (if any) could still write; that one has written everything
@@ -235,36 +231,15 @@ static int qcow2_load_tables(struct qcow2_image *img, char **error);
 static int qcow2_preresume(struct dm_target *ti)
 {
 	struct qcow2_image *img = ti->private;
-	struct qcow2_info old = img->info;
 	char *error = NULL;
 	int r;
 
 	if (!img->writable || READ_ONCE(img->mode) != QCOW2_MODE_NEW)
 		return 0;
-	kvfree(img->l1);
-	img->l1 = NULL;
-	kvfree(img->reftable);
-	img->reftable = NULL;
-	bitmap_zero(img->l1_copied, max(old.l1_size, 1u));
-	r = qcow2_load_header(img, &error);
-	if (!r && (img->info.l1_size != old.l1_size ||
-		   img->info.reftable_clusters != old.reftable_clusters ||
-		   img->info.cluster_bits != old.cluster_bits)) {
-		error = "image tables changed size since the table was loaded";
-		r = -EINVAL;
-	}
-	if (!r && (img->info.dirty || img->info.corrupt)) {
-		error = "image became dirty or corrupt since the table was loaded";
-		r = -EINVAL;
-	}
-	if (!r)
-		r = qcow2_load_tables(img, &error);
-	if (r) {
+	r = qcow2_meta_reload(img, &error);
+	if (r)
 		DMERR("%s: cannot resume: %s", qcow2_name(img), error);
-		return r;
-	}
-	img->free_hint = 0;
-	return 0;
+	return r;
 }
 
 static void qcow2_postsuspend(struct dm_target *ti)
@@ -287,9 +262,7 @@ static void qcow2_presuspend_undo(struct dm_target *ti)
 	qcow2_set_mode(img, img->writable ? QCOW2_MODE_WRITE :
 		       QCOW2_MODE_READ_ONLY);
 	spin_unlock(&img->held_lock);
-	mutex_lock(&img->meta_lock);
-	img->pz_stop = false;
-	mutex_unlock(&img->meta_lock);
+	qcow2_pz_start(img);
 }
 
 static void qcow2_resume(struct dm_target *ti)
@@ -310,9 +283,7 @@ static int qcow2_message(struct dm_target *ti, unsigned int argc, char **argv,
 	struct qcow2_image *img = ti->private;
 
 	if (argc == 1 && !strcasecmp(argv[0], "resize")) {
-		mutex_lock(&img->meta_lock);
-		img->free_hint = 0;
-		mutex_unlock(&img->meta_lock);
+		qcow2_alloc_rescan(img);
 		qcow2_release_held(img, false, BLK_STS_OK);
 		return 0;
 	}
@@ -325,218 +296,24 @@ static int qcow2_message(struct dm_target *ti, unsigned int argc, char **argv,
 /* ---------------------------------------------------------------- */
 
 /* Read the header cluster and parse it into img->info. */
-static int qcow2_load_header(struct qcow2_image *img, char **error)
-{
-	u64 file_size = bdev_nr_bytes(img->file->bdev);
-	const char *why = NULL;
-	u32 cluster_bits;
-	u64 len;
-	u8 *buf;
-	int r;
-
-	if (file_size < SECTOR_SIZE) {
-		*error = "file device too small for a qcow2 header";
-		return -EINVAL;
-	}
-	buf = kmalloc(SECTOR_SIZE, GFP_KERNEL);
-	if (!buf) {
-		*error = "Cannot allocate the header buffer";
-		return -ENOMEM;
-	}
-	r = qcow2_read(img, 0, buf, SECTOR_SIZE);
-	if (r) {
-		*error = "Cannot read the image header";
-		goto out;
-	}
-	r = qcow2_probe(buf, SECTOR_SIZE, &cluster_bits, &why);
-	if (r)
-		goto out_why;
-	len = min(file_size, 1ULL << cluster_bits);
-	kfree(buf);
-	buf = kvmalloc(len, GFP_KERNEL);
-	if (!buf) {
-		*error = "Cannot allocate the header buffer";
-		return -ENOMEM;
-	}
-	r = qcow2_read(img, 0, buf, len);
-	if (r) {
-		*error = "Cannot read the image header";
-		goto out;
-	}
-	r = qcow2_parse_header(buf, len, file_size, &img->info, &why);
-	if (r == -EOPNOTSUPP && img->info.unknown_name[0])
-		DMERR("%s: unknown incompatible feature bit %u: %s",
-		      qcow2_name(img), img->info.unknown_bit, img->info.unknown_name);
-out_why:
-	if (r)
-		*error = (char *)why;
-out:
-	kvfree(buf);
-	return r;
-}
-
-/*
- * Read a table of @n entries at @off and decode it with
- * qcow2_load_table() into a new array at *@out.
- */
-static int qcow2_load_one_table(struct qcow2_image *img, u64 off, u32 n, bool l1,
-				u64 **out, unsigned long *copied, char **error)
-{
-	u64 bytes = round_up((u64)n * 8, SECTOR_SIZE);
-	const char *why;
-	u32 bad;
-	u8 *raw;
-	int r;
-
-	*out = kvcalloc(max(n, 1u), sizeof(u64), GFP_KERNEL);
-	raw = kvmalloc(max_t(u64, bytes, SECTOR_SIZE), GFP_KERNEL);
-	if (!*out || !raw) {
-		*error = "Cannot allocate the image tables";
-		r = -ENOMEM;
-		goto out;
-	}
-	if (!n) {
-		r = 0;
-		goto out;
-	}
-	r = qcow2_read(img, off, raw, bytes);
-	if (r) {
-		*error = "Cannot read the image tables";
-		goto out;
-	}
-	r = qcow2_load_table(&img->info, raw, n, l1, *out, &bad, &why);
-	if (!r && copied) {
-		const __be64 *e = (const __be64 *)raw;
-		u32 i;
-
-		for (i = 0; i < n; i++)
-			if (be64_to_cpu(e[i]) & QCOW2_OFLAG_COPIED)
-				set_bit(i, copied);
-	}
-	if (r) {
-		DMERR("%s: %s table entry %u is bad", qcow2_name(img),
-		      l1 ? "L1" : "refcount", bad);
-		*error = (char *)why;
-	}
-out:
-	kvfree(raw);
-	return r;
-}
-
-/*
- * A writable table: refuse an image QEMU would not write without a
- * repair, and allocate what writing needs.
- */
-static int qcow2_writable_init(struct qcow2_image *img, char **error)
-{
-	const struct qcow2_info *qi = &img->info;
-	u32 i;
-
-	if (qi->corrupt) {
-		*error = "image is marked corrupt: run 'qemu-img check -r all' first";
-		return -EINVAL;
-	}
-	if (qi->dirty) {
-		*error = "image is dirty (lazy refcounts): run 'qemu-img check -r all' first";
-		return -EINVAL;
-	}
-	if (qi->tables_past_end) {
-		*error = "image tables run past the end of the file device: grow the file to write";
-		return -EINVAL;
-	}
-	img->lbs = bdev_logical_block_size(img->file->bdev);
-	img->l1_copied = bitmap_zalloc(max(qi->l1_size, 1u), GFP_KERNEL);
-	img->l1_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_l1_bytes(qi), img->lbs) + 1,
-				      GFP_KERNEL);
-	img->rt_dirty = bitmap_zalloc(DIV_ROUND_UP(qcow2_reftable_bytes(qi), img->lbs) + 1,
-				      GFP_KERNEL);
-	img->rb_slots = clamp_t(u32, SZ_1M >> qi->cluster_bits, 2, 16);
-	img->rb = kcalloc(img->rb_slots, sizeof(*img->rb), GFP_KERNEL);
-	if (!img->l1_copied || !img->l1_dirty || !img->rt_dirty || !img->rb)
-		goto nomem;
-	for (i = 0; i < img->rb_slots; i++) {
-		img->rb[i].data = kvmalloc(qi->cluster_size, GFP_KERNEL);
-		if (!img->rb[i].data)
-			goto nomem;
-	}
-	return 0;
-nomem:
-	*error = "Cannot allocate the writing state";
-	return -ENOMEM;
-}
-
-/* Load the L1 table and check that no metadata overlaps. */
-static int qcow2_load_tables(struct qcow2_image *img, char **error)
-{
-	const struct qcow2_info *qi = &img->info;
-	struct qcow2_range *scratch = NULL;
-	const char *why;
-	u64 *reftable;
-	u64 n;
-	int r;
-
-	r = qcow2_load_one_table(img, qi->l1_offset, qi->l1_size, true,
-				 &img->l1, img->l1_copied, error);
-	if (r)
-		return r;
-	r = qcow2_load_one_table(img, qi->reftable_offset,
-				 qcow2_reftable_bytes(qi) / 8, false,
-				 &reftable, NULL, error);
-	if (r)
-		goto out;
-	n = qcow2_overlap_ranges(qi, img->l1, reftable);
-	scratch = kvmalloc_array(n, sizeof(*scratch), GFP_KERNEL);
-	if (!scratch) {
-		*error = "Cannot allocate the overlap check";
-		r = -ENOMEM;
-		goto out;
-	}
-	r = qcow2_check_overlaps(qi, img->l1, reftable, scratch, n, &why);
-	if (r)
-		*error = (char *)why;
-	if (!r && img->writable) {
-		/* Kept for allocation. */
-		img->reftable = reftable;
-		img->reftable_n = qcow2_reftable_bytes(qi) / 8;
-		reftable = NULL;
-	}
-out:
-	kvfree(scratch);
-	kvfree(reftable);
-	return r;
-}
-
 /* ---------------------------------------------------------------- */
 /* Constructor and destructor                                       */
 /* ---------------------------------------------------------------- */
 
 static void qcow2_free(struct qcow2_image *img)
 {
-	struct qcow2_free *f, *tmp;
-	u32 i;
-
-	cancel_work_sync(&img->pz_work);
 	if (img->done_wq)
 		destroy_workqueue(img->done_wq);
 	if (img->flush_wq)
 		destroy_workqueue(img->flush_wq);
 	if (img->wq)
 		destroy_workqueue(img->wq);
-	list_for_each_entry_safe(f, tmp, &img->frees, list)
-		kfree(f);
-	for (i = 0; img->rb && i < img->rb_slots; i++)
-		kvfree(img->rb[i].data);
-	kfree(img->rb);
-	kvfree(img->reftable);
-	bitmap_free(img->l1_copied);
-	bitmap_free(img->l1_dirty);
-	bitmap_free(img->rt_dirty);
+	qcow2_meta_free(img);
 	qcow2_l2c_exit(&img->cache);
 	bioset_exit(&img->cow_bs);
 	bioset_exit(&img->bs);
 	if (img->io)
 		dm_io_client_destroy(img->io);
-	kvfree(img->l1);
 	if (!IS_ERR_OR_NULL(img->inst))
 		bg_instance_destroy(img->inst);	/* puts the children */
 	kfree(img);
@@ -570,19 +347,13 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	img->error_if_no_space = args.error_if_no_space;
 	img->writable = (dm_table_get_mode(ti->table) & BG_OPEN_WRITE) &&
 		       !args.read_only;
-	mutex_init(&img->meta_lock);
-	mutex_init(&img->flush_lock);
-	INIT_LIST_HEAD(&img->frees);
-	spin_lock_init(&img->store_lock);
+	qcow2_meta_init(img);
 	spin_lock_init(&img->inflight_lock);
 	INIT_LIST_HEAD(&img->inflight);
 	init_waitqueue_head(&img->inflight_wq);
 	init_waitqueue_head(&img->drain_wq);
 	spin_lock_init(&img->held_lock);
 	bio_list_init(&img->held);
-	INIT_WORK(&img->pz_work, qcow2_pz_work);
-	init_waitqueue_head(&img->pz_wq);
-	img->pz_stop = true;		/* until resumed */
 
 	img->inst = bg_instance_create(ti, &qcow2_kind, img);
 	if (IS_ERR(img->inst)) {
@@ -617,7 +388,7 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot create the workqueue";
 		goto out;
 	}
-	r = qcow2_load_header(img, &ti->error);
+	r = qcow2_meta_load_header(img, &ti->error);
 	if (r)
 		goto out;
 	if (img->info.cluster_size < bdev_logical_block_size(img->file->bdev)) {
@@ -638,19 +409,13 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out;
 	}
 	if (img->writable) {
-		r = qcow2_writable_init(img, &ti->error);
+		r = qcow2_meta_writable_init(img, &ti->error);
 		if (r)
 			goto out;
 	}
-	r = qcow2_load_tables(img, &ti->error);
+	r = qcow2_meta_load_tables(img, &ti->error);
 	if (r)
 		goto out;
-	/*
-	 * Zeroing ahead only pays where new clusters are filled with zeros:
-	 * not where the fill comes from a backing child, nor with extended
-	 * L2 (a new cluster's other subclusters stay unallocated).
-	 */
-	img->pz_on = img->writable && !img->backing && !img->info.extended_l2;
 	if (img->writable && img->info.autoclear) {
 		/* QEMU's rule: a writer that does not know them clears them. */
 		DMINFO("%s: clearing autoclear features 0x%llx", qcow2_name(img),

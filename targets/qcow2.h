@@ -283,6 +283,10 @@ struct qcow2_image {
 	bool error_if_no_space;
 
 	/*
+	 * From here to the in-flight list: the metadata engine's own
+	 * (qcow2-metadata.h).  Other files call its functions and read
+	 * these only through its accessors.
+	 *
 	 * Writing.  Metadata is written back, QEMU's way: a new cluster's
 	 * refcount and L2 entry change in memory once its data is written,
 	 * and reach the file at a flush (or when the cache must evict), in
