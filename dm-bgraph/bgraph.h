@@ -26,6 +26,7 @@
 #include <linux/mutex.h>
 
 #include "compat.h"
+#include "parse.h"
 #include "perm.h"
 #include "blockers.h"
 
@@ -305,6 +306,32 @@ int bg_sync_read(struct dm_io_client *client, struct block_device *bdev,
  */
 int bg_sync_write(struct dm_io_client *client, struct block_device *bdev,
 		  u64 off, const void *buf, u64 len);
+
+/**
+ * bg_bio_all_zero() - does @bio carry only zero bytes?
+ * @bio:	a bio with data
+ *
+ * Context: any; maps each page for a moment (kmap_local).
+ * Return: true when every byte of its data is zero.
+ */
+bool bg_bio_all_zero(struct bio *bio);
+
+/**
+ * bg_bio_detect_zeroes() - QEMU's detect-zeroes for a node that passes
+ * @bio to @child as it is: a write of zeros becomes a write-zeroes
+ * @bio:	the bio, in map()
+ * @dz:		the node's detect_zeroes option
+ * @child:	the device it goes to
+ *
+ * With BG_DZ_ON the write-zeroes keeps the blocks (REQ_NOUNMAP), with
+ * BG_DZ_UNMAP the child may free them.  A child without write-zeroes gets
+ * the write as it was.
+ *
+ * Context: any (map()).
+ * Return: true when @bio was made a write-zeroes.
+ */
+bool bg_bio_detect_zeroes(struct bio *bio, enum bg_detect_zeroes dz,
+			  struct block_device *child);
 
 /* configfs.c */
 /*

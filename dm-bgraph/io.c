@@ -6,6 +6,7 @@
  */
 #include <linux/slab.h>
 #include <linux/mm.h>
+#include <linux/highmem.h>
 
 #include "bgraph.h"
 
@@ -66,4 +67,39 @@ int bg_sync_write(struct dm_io_client *client, struct block_device *bdev,
 	if (off + len > bdev_nr_bytes(bdev) || off + len < off)
 		return -EIO;
 	return bg_sync_io(client, bdev, REQ_OP_WRITE, off, (void *)buf, len);
+}
+
+bool bg_bio_all_zero(struct bio *bio)
+{
+	struct bvec_iter iter;
+	struct bio_vec bv;
+	bool zero = true;
+
+	bio_for_each_segment(bv, bio, iter) {
+		void *p = bvec_kmap_local(&bv);
+
+		zero = !memchr_inv(p, 0, bv.bv_len);
+		kunmap_local(p);
+		if (!zero)
+			break;
+	}
+	return zero;
+}
+
+bool bg_bio_detect_zeroes(struct bio *bio, enum bg_detect_zeroes dz,
+			  struct block_device *child)
+{
+	if (dz == BG_DZ_OFF || bio_op(bio) != REQ_OP_WRITE ||
+	    !bio_sectors(bio) || !bdev_write_zeroes_sectors(child) ||
+	    !bg_bio_all_zero(bio))
+		return false;
+	/*
+	 * The same bio, its pages unread: a write-zeroes has no payload, so
+	 * the block layer never looks at them, and splits it by size alone.
+	 */
+	bio->bi_opf = (bio->bi_opf & ~(REQ_OP_MASK | REQ_NOUNMAP)) |
+		      REQ_OP_WRITE_ZEROES;
+	if (dz == BG_DZ_ON)
+		bio->bi_opf |= REQ_NOUNMAP;
+	return true;
 }

@@ -84,3 +84,82 @@ int bg_parse_opt_count(unsigned int argc, char **argv, bool pairs,
 	}
 	return 0;
 }
+
+static const char *const bg_discard_names[] = {
+	[BG_DISCARD_UNMAP] = "unmap",
+	[BG_DISCARD_IGNORE] = "ignore",
+};
+
+static const char *const bg_dz_names[] = {
+	[BG_DZ_OFF] = "off",
+	[BG_DZ_ON] = "on",
+	[BG_DZ_UNMAP] = "unmap",
+};
+
+/* The index of @val in @names, or -1. */
+static int bg_lookup_name(const char *const *names, unsigned int n,
+			  const char *val)
+{
+	unsigned int i;
+
+	for (i = 0; val && i < n; i++)
+		if (!strcmp(val, names[i]))
+			return i;
+	return -1;
+}
+
+int bg_parse_io_opt(const char *key, const char *val, struct bg_io_opts *o,
+		    const char **error)
+{
+	int v;
+
+	if (!strcmp(key, "discard")) {
+		if (o->seen_discard) {
+			*error = "Option discard given twice";
+			return -EINVAL;
+		}
+		v = bg_lookup_name(bg_discard_names,
+				   ARRAY_SIZE(bg_discard_names), val);
+		if (v < 0) {
+			*error = "Invalid discard: ignore or unmap";
+			return -EINVAL;
+		}
+		o->discard = v;
+		o->seen_discard = true;
+		return 1;
+	}
+	if (!strcmp(key, "detect_zeroes")) {
+		if (o->seen_detect_zeroes) {
+			*error = "Option detect_zeroes given twice";
+			return -EINVAL;
+		}
+		v = bg_lookup_name(bg_dz_names, ARRAY_SIZE(bg_dz_names), val);
+		if (v < 0) {
+			*error = "Invalid detect_zeroes: off, on or unmap";
+			return -EINVAL;
+		}
+		o->detect_zeroes = v;
+		o->seen_detect_zeroes = true;
+		return 1;
+	}
+	return 0;
+}
+
+int bg_io_opts_check(const struct bg_io_opts *o, const char **error)
+{
+	if (o->detect_zeroes == BG_DZ_UNMAP &&
+	    o->discard != BG_DISCARD_UNMAP) {
+		*error = "detect_zeroes unmap needs discard unmap";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void bg_io_opts_emit(struct bg_opt_args *args, const struct bg_io_opts *o)
+{
+	if (o->seen_discard)
+		bg_opt_add(args, "discard %s", bg_discard_names[o->discard]);
+	if (o->seen_detect_zeroes)
+		bg_opt_add(args, "detect_zeroes %s",
+			   bg_dz_names[o->detect_zeroes]);
+}

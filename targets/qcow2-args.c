@@ -8,6 +8,7 @@ int qcow2_parse_opts(unsigned int argc, char **argv, struct qcow2_args *a,
 		     const char **error)
 {
 	unsigned int i;
+	int r;
 
 	memset(a, 0, sizeof(*a));
 	if (bg_parse_opt_count(argc, argv, false, error))
@@ -32,15 +33,28 @@ int qcow2_parse_opts(unsigned int argc, char **argv, struct qcow2_args *a,
 			a->error_if_no_space = true;
 			continue;
 		}
-		if (strcmp(key, "backing") && strcmp(key, "l2_cache_size")) {
+		if (strcmp(key, "backing") && strcmp(key, "l2_cache_size") &&
+		    strcmp(key, "discard") && strcmp(key, "detect_zeroes")) {
 			*error = "Unknown optional argument";
 			return -EINVAL;
 		}
 		if (!val) {
-			*error = "Option backing and l2_cache_size need a value";
+			if (!strcmp(key, "backing"))
+				*error = "Option backing needs a value";
+			else if (!strcmp(key, "l2_cache_size"))
+				*error = "Option l2_cache_size needs a value";
+			else if (!strcmp(key, "discard"))
+				*error = "Option discard needs a value";
+			else
+				*error = "Option detect_zeroes needs a value";
 			return -EINVAL;
 		}
 		i++;
+		r = bg_parse_io_opt(key, val, &a->io, error);
+		if (r < 0)
+			return r;
+		if (r)
+			continue;
 		if (!strcmp(key, "backing")) {
 			if (a->backing) {
 				*error = "Option backing given twice";
@@ -59,5 +73,5 @@ int qcow2_parse_opts(unsigned int argc, char **argv, struct qcow2_args *a,
 			}
 		}
 	}
-	return 0;
+	return bg_io_opts_check(&a->io, error);
 }

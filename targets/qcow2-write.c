@@ -237,6 +237,27 @@ enum qcow2_wres {
 	QCOW2_WR_INPLACE,	/* write the bio at *host */
 };
 
+/*
+ * What to do with one cluster's piece of @bio: its own operation, but for
+ * a write of zeros (detect_zeroes) that covers the whole cluster, which
+ * becomes a write-zeroes (a zero cluster, the host cluster kept) or with
+ * unmap a discard (freed, and marked zero over a backing child).  A
+ * version 2 image with a backing child cannot mark a freed cluster zero:
+ * it gets the write-zeroes, which writes zeros there.
+ */
+static enum req_op qcow2_cluster_op(struct qcow2_image *img, struct bio *bio,
+				    bool whole)
+{
+	struct qcow2_io *io = dm_per_bio_data(bio, sizeof(*io));
+
+	if (!io->zeroes || !whole)
+		return bio_op(bio);
+	if (img->io_opts.detect_zeroes == BG_DZ_UNMAP &&
+	    (img->info.version >= 3 || !img->backing))
+		return REQ_OP_DISCARD;
+	return REQ_OP_WRITE_ZEROES;
+}
+
 /**
  * qcow2_write_cluster() - carry out a write within one cluster
  * @img: the node
@@ -260,7 +281,7 @@ static int qcow2_write_cluster(struct qcow2_image *img, struct bio *bio, u64 off
 	struct qcow2_inflight me = { .cluster = off >> qi->cluster_bits };
 	u64 len = *lenp;
 	bool whole = len == qi->cluster_size, zeroed = false;
-	enum req_op op = bio_op(bio);
+	enum req_op op = qcow2_cluster_op(img, bio, whole);
 	struct qcow2_wplan p;
 	u64 ent[2] = {}, nent[2] = {}, foff, flen;
 	const char *why = "invalid L2 entry";
@@ -873,7 +894,7 @@ static void qcow2_write_bio(struct qcow2_image *img, struct bio *bio,
 	}
 	off = (u64)dm_target_offset(img->inst->ti, bio->bi_iter.bi_sector) <<
 	      SECTOR_SHIFT;
-	if (bio_op(bio) == REQ_OP_WRITE && !fua &&
+	if (bio_op(bio) == REQ_OP_WRITE && !fua && !io->zeroes &&
 	    qcow2_start_alloc_worker(img, bio, off))
 		return;
 	do {

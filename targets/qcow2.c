@@ -48,6 +48,7 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_KILL;
 
 	io->epoch = -1;
+	io->zeroes = false;
 	if (unlikely(!bio_sectors(bio))) {
 		/* An empty flush: with no metadata to write, pass it on. */
 		if (!img->writable || !qcow2_meta_pending(img)) {
@@ -56,11 +57,23 @@ static int qcow2_map_bio(struct dm_target *ti, struct bio *bio)
 		}
 		return qcow2_defer(img, bio);
 	}
+	if (unlikely(bio_op(bio) == REQ_OP_DISCARD &&
+		     img->io_opts.discard == BG_DISCARD_IGNORE)) {
+		bio_endio(bio);		/* QEMU's discard=ignore */
+		return DM_MAPIO_SUBMITTED;
+	}
 	qcow2_epoch_get(img, io);
 	off = (u64)dm_target_offset(ti, bio->bi_iter.bi_sector) << SECTOR_SHIFT;
 	if (bio_data_dir(bio) == WRITE) {
 		if (!img->writable)
 			return DM_MAPIO_KILL;
+		if (img->io_opts.detect_zeroes && bio_op(bio) == REQ_OP_WRITE &&
+		    qcow2_covers_cluster(img, off, bio->bi_iter.bi_size) &&
+		    bg_bio_all_zero(bio)) {
+			/* Its whole clusters become zero clusters. */
+			io->zeroes = true;
+			return qcow2_defer(img, bio);
+		}
 		if (bio_op(bio) != REQ_OP_WRITE ||
 		    ((bio->bi_opf & REQ_FUA) && qcow2_meta_unwritten(img)) ||
 		    qcow2_lookup(img, off, bio->bi_iter.bi_size, false, &ext))
@@ -168,6 +181,7 @@ static void qcow2_status(struct dm_target *ti, status_type_t type,
 			bg_opt_add(&opts, "read_only");
 		if (img->error_if_no_space)
 			bg_opt_add(&opts, "error_if_no_space");
+		bg_io_opts_emit(&opts, &img->io_opts);
 		DMEMIT("%s", img->file->name);
 		sz = bg_opt_emit(result, maxlen, sz, &opts);
 		break;
@@ -345,6 +359,7 @@ static int qcow2_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	img->cache_arg = args.l2_cache_size;
 	img->read_only = args.read_only;
 	img->error_if_no_space = args.error_if_no_space;
+	img->io_opts = args.io;
 	img->writable = (dm_table_get_mode(ti->table) & BG_OPEN_WRITE) &&
 		       !args.read_only;
 	qcow2_meta_init(img);
@@ -478,7 +493,7 @@ static void qcow2_dtr(struct dm_target *ti)
 
 static struct target_type qcow2_target_type = {
 	.name		= "bgraph-qcow2",
-	.version	= {1, 2, 0},
+	.version	= {1, 3, 0},
 	.features	= DM_TARGET_NOWAIT,
 	.module		= THIS_MODULE,
 	.ctr		= qcow2_ctr,

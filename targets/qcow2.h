@@ -281,6 +281,7 @@ struct qcow2_image {
 	bool writable;			/* the table writes, no read_only */
 	bool read_only;			/* the read_only option */
 	bool error_if_no_space;
+	struct bg_io_opts io_opts;	/* discard, detect_zeroes */
 
 	/*
 	 * From here to the in-flight list: the metadata engine's own
@@ -385,6 +386,7 @@ struct qcow2_io {
 	atomic_t pending;		/* its bios not ended */
 	blk_status_t status;		/* an error of theirs */
 	bool zero_refused;		/* a write-zeroes not supported */
+	bool zeroes;			/* a write of zeros (detect_zeroes) */
 	u64 db, de;			/* the data's bytes in the cluster */
 	u64 wbegin, wend;		/* the cluster's bytes written */
 	u64 off;			/* guest offset */
@@ -412,6 +414,15 @@ static inline void qcow2_accept(struct bio *bio, u64 len)
 {
 	if (len < bio->bi_iter.bi_size)
 		dm_accept_partial_bio(bio, len >> SECTOR_SHIFT);
+}
+
+/* Does [@off, @off + @len) hold a whole cluster? */
+static inline bool qcow2_covers_cluster(struct qcow2_image *img, u64 off,
+					u64 len)
+{
+	u64 cs = img->info.cluster_size;
+
+	return round_up(off, cs) + cs <= off + len;
 }
 
 static inline void qcow2_remap(struct bio *bio, struct dm_dev *dev, u64 off)

@@ -18,7 +18,13 @@ int raw_parse_opts(unsigned int argc, char **argv, struct raw_args *a,
 	for (i = 1; i < argc; i += 2) {
 		const char *key = argv[i], *val = argv[i + 1];
 		u64 v;
+		int r;
 
+		r = bg_parse_io_opt(key, val, &a->io, error);
+		if (r < 0)
+			return r;
+		if (r)
+			continue;
 		if (!strcmp(key, "offset")) {
 			if (seen_offset) {
 				*error = "Option offset given twice";
@@ -54,7 +60,7 @@ int raw_parse_opts(unsigned int argc, char **argv, struct raw_args *a,
 			return -EINVAL;
 		}
 	}
-	return 0;
+	return bg_io_opts_check(&a->io, error);
 }
 
 int raw_window(const struct raw_args *a, u64 dev_bytes, u64 target_bytes,

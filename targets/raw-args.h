@@ -14,12 +14,13 @@ struct raw_args {
 	u64 offset;		/* bytes into the child */
 	u64 size;		/* bytes of the window, 0 = to the end */
 	bool has_size;
+	struct bg_io_opts io;	/* discard, detect_zeroes */
 };
 
 /*
  * raw_parse_opts() - parse "[<#opt_args> <opt_args>...]", the words after
  * <dev>: @argc words in @argv.  Keys: offset <bytes>, size <bytes>; both
- * multiples of 512.
+ * multiples of 512; discard ignore|unmap; detect_zeroes off|on|unmap.
  */
 int raw_parse_opts(unsigned int argc, char **argv, struct raw_args *a,
 		   const char **error);

@@ -3,7 +3,8 @@
  * bgraph-raw: a named passthrough to a block device, with an optional
  * window (QEMU's raw node with offset and size).
  *
- * Table: <dev> [<#opt_args> [offset <bytes>] [size <bytes>]]
+ * Table: <dev> [<#opt_args> [offset <bytes>] [size <bytes>]
+ *		  [discard ignore|unmap] [detect_zeroes off|on|unmap]]
  * See Documentation/bgraph-raw.rst.
  */
 #include <linux/module.h>
@@ -32,6 +33,14 @@ static int raw_map(struct dm_target *ti, struct bio *bio)
 
 	if (bg_bio_write_refused(raw->inst, bio))
 		return DM_MAPIO_KILL;
+	if (unlikely(bio_op(bio) == REQ_OP_DISCARD &&
+		     raw->args.io.discard == BG_DISCARD_IGNORE)) {
+		bio_endio(bio);		/* QEMU's discard=ignore */
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (raw->args.io.detect_zeroes)
+		bg_bio_detect_zeroes(bio, raw->args.io.detect_zeroes,
+				     raw->dev->bdev);
 
 	bio_set_dev(bio, raw->dev->bdev);
 	if (bio_sectors(bio) || op_is_zone_mgmt(bio_op(bio)))
@@ -63,6 +72,7 @@ static void raw_status(struct dm_target *ti, status_type_t type,
 			bg_opt_add(&opts, "offset %llu", raw->args.offset);
 		if (raw->args.has_size)
 			bg_opt_add(&opts, "size %llu", raw->args.size);
+		bg_io_opts_emit(&opts, &raw->args.io);
 		DMEMIT("%s", raw->dev->name);
 		sz = bg_opt_emit(result, maxlen, sz, &opts);
 		break;
@@ -166,7 +176,7 @@ static void raw_dtr(struct dm_target *ti)
 
 static struct target_type raw_target_type = {
 	.name		= "bgraph-raw",
-	.version	= {1, 0, 0},
+	.version	= {1, 1, 0},
 	.features	= DM_TARGET_NOWAIT | DM_TARGET_PASSES_CRYPTO,
 	.module		= THIS_MODULE,
 	.ctr		= raw_ctr,

@@ -92,6 +92,10 @@ static const struct bad_case bad_cases[] = {
 	{ 3, { "4", "offset", "0" }, "Optional argument count does not match the arguments given" },
 	{ 2, { "1", "offset" }, "Optional arguments must be <key> <value> pairs" },
 	{ 3, { "2", "colour", "red" }, "Unknown optional argument" },
+	{ 3, { "2", "discard", "Unmap" }, "Invalid discard: ignore or unmap" },
+	{ 5, { "4", "discard", "unmap", "discard", "unmap" }, "Option discard given twice" },
+	{ 5, { "4", "detect_zeroes", "on", "detect_zeroes", "off" }, "Option detect_zeroes given twice" },
+	{ 5, { "4", "discard", "ignore", "detect_zeroes", "unmap" }, "detect_zeroes unmap needs discard unmap" },
 	{ 3, { "2", "offset", "abc" }, "Invalid offset: not a byte count" },
 	{ 3, { "2", "offset", "-512" }, "Invalid offset: not a byte count" },
 	{ 3, { "2", "offset", "100" }, "Invalid offset: not a multiple of 512" },
@@ -197,7 +201,10 @@ TEST(qcow2_bad_options_each_get_their_reason)
 		const char *argv[4];
 		const char *error;
 	} cases[] = {
-		{ 2, { "1", "backing" }, "Option backing and l2_cache_size need a value" },
+		{ 2, { "1", "backing" }, "Option backing needs a value" },
+		{ 2, { "1", "detect_zeroes" }, "Option detect_zeroes needs a value" },
+		{ 3, { "2", "discard", "maybe" }, "Invalid discard: ignore or unmap" },
+		{ 3, { "2", "detect_zeroes", "yes" }, "Invalid detect_zeroes: off, on or unmap" },
 		{ 3, { "2", "read_only", "read_only" }, "Option read_only given twice" },
 		{ 2, { "1", "bogus" }, "Unknown optional argument" },
 		{ 3, { "2", "l2_cache_size", "0" }, "Invalid l2_cache_size: a byte count from 1 to 1G" },
@@ -284,3 +291,33 @@ TEST(opt_args_never_cut_a_word_when_full)
 }
 
 TEST_HARNESS_MAIN
+
+TEST(io_opts_are_read_and_written_back_as_given)
+{
+	struct raw_args a;
+	struct qcow2_args q;
+	struct bg_opt_args o = {};
+	const char *err = NULL;
+
+	EXPECT_EQ(0, PARSE(&a, &err, "4", "detect_zeroes", "unmap",
+			    "discard", "unmap"));
+	EXPECT_EQ(BG_DZ_UNMAP, a.io.detect_zeroes);
+	EXPECT_EQ(BG_DISCARD_UNMAP, a.io.discard);
+	bg_io_opts_emit(&o, &a.io);
+	EXPECT_STREQ(" discard unmap detect_zeroes unmap", o.text);
+	EXPECT_EQ(4, o.count);
+
+	EXPECT_EQ(0, QPARSE(&q, &err, "5", "read_only", "discard", "ignore",
+			    "detect_zeroes", "on"));
+	EXPECT_TRUE(q.read_only);
+	EXPECT_EQ(BG_DISCARD_IGNORE, q.io.discard);
+	EXPECT_EQ(BG_DZ_ON, q.io.detect_zeroes);
+
+	/* Not given: the defaults, and nothing written back. */
+	EXPECT_EQ(0, PARSE(&a, &err, "2", "offset", "512"));
+	EXPECT_EQ(BG_DISCARD_UNMAP, a.io.discard);
+	EXPECT_EQ(BG_DZ_OFF, a.io.detect_zeroes);
+	memset(&o, 0, sizeof(o));
+	bg_io_opts_emit(&o, &a.io);
+	EXPECT_EQ(0, o.count);
+}
