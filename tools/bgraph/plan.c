@@ -170,6 +170,7 @@ check:
 /* ---------------------------------------------------------------- */
 
 struct parse {
+	const char *source;
 	struct bg_plan *p;
 	const struct bg_env *env;
 	struct bg_err *err;
@@ -471,7 +472,7 @@ static int parse_node(struct parse *ps, struct json_object *o,
 				    BG_USER_NAME_MAX);
 		snprintf(n->name, sizeof(n->name), "%s", s);
 	} else if (top) {
-		return fail(ps->err, NULL, "node-name is required at the top level");
+		return fail(ps->err, ps->source, "node-name is required at the top level");
 	} else if (gen_name(n->name, parent->name, role, ps->err)) {
 		return -1;
 	}
@@ -654,7 +655,7 @@ int bg_plan_parse(struct bg_plan *p, const char *text, size_t len,
 		  const char *source, const struct bg_env *env,
 		  struct bg_err *err)
 {
-	struct parse ps = { .p = p, .env = env, .err = err };
+	struct parse ps = { .source = source, .p = p, .env = env, .err = err };
 	struct json_tokener *tok;
 	struct json_object *root, *v;
 	enum json_tokener_error je;
