@@ -170,7 +170,7 @@ static int record(struct add *a, struct made *m, struct bg_node *n)
 /* Read @n's qcow2 header from its file child; expand its backing chain. */
 static int add_qcow2_header(struct add *a, struct bg_node *n)
 {
-	struct bg_node *f = bg_node_child(n, "file");
+	struct bg_node *f = bg_node_child(n, "file"), *b;
 	char path[64], bname[1024], bfmt[16];
 	struct bg_err err;
 	size_t len = 0;
@@ -207,8 +207,17 @@ static int add_qcow2_header(struct add *a, struct bg_node *n)
 	close(fd);
 	free(buf);
 	n->header_read = true;
-	if (bname[0] && bg_plan_add_backing(&a->p, n, bname, bfmt, &err))
+	if (!bname[0])
+		return 0;
+	if (bg_plan_add_backing(&a->p, n, bname, bfmt, &err))
 		return bg_error(err.node, "%s", err.msg);
+	/* The backing node and its file, new names: free ones? */
+	b = bg_node_child(n, "backing");
+	if (env_name_used(NULL, b->name))
+		return bg_error(b->name, "a node or device of this name exists");
+	b = bg_node_child(b, "file");
+	if (env_name_used(NULL, b->name))
+		return bg_error(b->name, "a node or device of this name exists");
 	return 0;
 fail:
 	close(fd);
@@ -235,6 +244,11 @@ static int add_node(struct add *a, struct bg_node *n)
 			return bg_error(n->name, "%s", bg_sys_error);
 		}
 		n->bytes &= ~511ULL;
+		/* Backing names in its header resolve against the real path. */
+		free(n->filename);
+		n->filename = strdup(m->file);
+		if (!n->filename)
+			return bg_error(n->name, "out of memory");
 		break;
 	case BG_HOST_DEVICE:
 		if (bg_blockdev(n->filename, n->leaf_dev, sizeof(n->leaf_dev), &n->bytes))

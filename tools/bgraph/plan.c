@@ -16,7 +16,7 @@
 #include "plan.h"
 #include "../../targets/qcow2-format.h"
 
-#define QCOW2_MAX_L2_CACHE_ARG	(1ULL << 30)	/* bgraph-qcow2's limit */
+#define QCOW2_MAX_L2_CACHE_ARG	BIT_ULL(30)	/* bgraph-qcow2's limit */
 
 /* ---------------------------------------------------------------- */
 /* Helpers                                                          */
@@ -937,12 +937,41 @@ const char *bg_node_target(const struct bg_node *n)
 	}
 }
 
+/* The optional arguments of a table being written: words and their count. */
+struct opt_words {
+	char text[256];
+	int len;
+	int count;
+};
+
+__attribute__((format(printf, 3, 4)))
+static void opt_add(struct opt_words *o, int words, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (o->len >= (int)sizeof(o->text))
+		return;
+	va_start(ap, fmt);
+	o->len += vsnprintf(o->text + o->len, sizeof(o->text) - o->len, fmt, ap);
+	va_end(ap);
+	o->count += words;
+}
+
+/* Append " <count> <words>" to @buf at @len (snprintf() semantics). */
+static int opt_emit(char *buf, size_t size, int len, const struct opt_words *o)
+{
+	if (!o->count)
+		return len;
+	return len + snprintf(buf + len, (size_t)len < size ? size - len : 0,
+			      " %d%s", o->count, o->text);
+}
+
 int bg_node_params(const struct bg_node *n, char *buf, size_t size)
 {
 	struct bg_node *c = bg_node_child(n, "file"), *b;
-	char opts[256] = "";
-	int len = 0, k = 0, ol = 0;
+	struct opt_words o = { .len = 0 };
 	unsigned int i;
+	int len;
 
 	switch (n->driver) {
 	case BG_FILE:
@@ -950,17 +979,16 @@ int bg_node_params(const struct bg_node *n, char *buf, size_t size)
 		return snprintf(buf, size, "%s", n->leaf_dev);
 	case BG_RAW:
 		if (n->has_offset)
-			ol += snprintf(opts + ol, sizeof(opts) - ol, " offset %" PRIu64, n->offset), k += 2;
+			opt_add(&o, 2, " offset %" PRIu64, n->offset);
 		if (n->has_size)
-			ol += snprintf(opts + ol, sizeof(opts) - ol, " size %" PRIu64, n->size), k += 2;
+			opt_add(&o, 2, " size %" PRIu64, n->size);
 		break;
 	case BG_QCOW2:
 		b = bg_node_child(n, "backing");
 		if (b)
-			ol += snprintf(opts + ol, sizeof(opts) - ol, " backing %s", b->dev), k += 2;
+			opt_add(&o, 2, " backing %s", b->dev);
 		if (n->l2_cache_size)
-			ol += snprintf(opts + ol, sizeof(opts) - ol, " l2_cache_size %" PRIu64,
-				       n->l2_cache_size), k += 2;
+			opt_add(&o, 2, " l2_cache_size %" PRIu64, n->l2_cache_size);
 		break;
 	case BG_THROTTLE:
 		return snprintf(buf, size, "%s %s", c->dev, n->group);
@@ -969,24 +997,19 @@ int bg_node_params(const struct bg_node *n, char *buf, size_t size)
 		for (i = 0; i < n->nedges; i++)
 			len += snprintf(buf + len, (size_t)len < size ? size - len : 0,
 					" %s", n->edges[i].child->dev);
+		/* In the order the kernel prints them. */
 		if (n->rewrite_corrupted)
-			ol += snprintf(opts + ol, sizeof(opts) - ol, " rewrite-corrupted"), k++;
+			opt_add(&o, 1, " rewrite-corrupted");
 		if (n->read_pattern == BG_RP_FIFO)
-			ol += snprintf(opts + ol, sizeof(opts) - ol, " read-pattern fifo"), k += 2;
+			opt_add(&o, 2, " read-pattern fifo");
 		if (n->blkverify)
-			ol += snprintf(opts + ol, sizeof(opts) - ol, " blkverify"), k++;
-		if (k)
-			len += snprintf(buf + len, (size_t)len < size ? size - len : 0,
-					" %d%s", k, opts);
-		return len;
+			opt_add(&o, 1, " blkverify");
+		return opt_emit(buf, size, len, &o);
 	case BG_REF:
 		return snprintf(buf, size, "%s", "");
 	}
 	len = snprintf(buf, size, "%s", c->dev);
-	if (k)
-		len += snprintf(buf + len, (size_t)len < size ? size - len : 0,
-				" %d%s", k, opts);
-	return len;
+	return opt_emit(buf, size, len, &o);
 }
 
 int bg_id_params(const struct bg_node *top, char *buf, size_t size)
