@@ -32,17 +32,17 @@ cli_state() {
 }
 
 # cli_refused WHAT JSON: bgraph add refuses JSON with one line on stderr
-# ("bgraph: <node>: <reason>"), a non-zero status, and changes nothing.
+# ("bgraph: <node>: <reason>"), a non-zero status, and changes nothing:
+# cli_state is still CLI_BEFORE.
 cli_refused() {
-	local what=$1 json=$2 before err rc
-	before=$(cli_state)
+	local what=$1 json=$2 err rc
 	rc=0
 	err=$(printf '%s' "$json" | "$BG" add - 2>&1 >/dev/null) || rc=$?
 	diag "$what: $err"
 	[ "$rc" -ne 0 ] || fail "$what: accepted"
 	expect_eq "$(wc -l <<<"$err")" 1 "$what: lines on stderr"
 	expect_match "$err" '^bgraph: [^ ]+: .' "$what: error line"
-	expect_eq "$(cli_state)" "$before" "$what: devices, loops and records after"
+	expect_eq "$(cli_state)" "$CLI_BEFORE" "$what: devices, loops and records after"
 }
 
 # cli_raw_of IMAGE OUT: what QEMU reads of IMAGE, as a raw file.
@@ -98,9 +98,11 @@ test_bgraph_add_opens_the_backing_chain_the_headers_name() {
 		qemu-io -c 'write -P 0x5a 1M 1M' mid.img >/dev/null
 		qemu-img create -q -f qcow2 -b mid.img -F qcow2 top.img 8M
 		qemu-io -c 'write -P 0xa5 3M 64k' top.img >/dev/null
+		truncate -s 16M top.img
 	)
+	# A writable top: its file writable, the backing chain read-only.
 	"$BG" add - <<-EOF
-	{"driver": "qcow2", "node-name": "top", "id": "vm1", "read-only": true,
+	{"driver": "qcow2", "node-name": "top", "id": "vm1",
 	 "file": {"driver": "file", "filename": "$SCRATCH/top.img"}}
 	EOF
 	# vm1, then each image: its file (and the file's loop device) and
@@ -109,7 +111,11 @@ test_bgraph_add_opens_the_backing_chain_the_headers_name() {
 	grep -qx "top backing top#backing" $CFS/graph || fail "no top#backing"
 	grep -qx "top#backing backing top#backing2" $CFS/graph || fail "no top#backing2"
 	grep -qx "top#backing2 file top#backing2#file" $CFS/graph || fail "no top#backing2#file"
+	expect_eq "$(cat $CFS/nodes/top/read_only)" 0 "top writable"
 	expect_eq "$(cat $CFS/nodes/top#backing/read_only)" 1 "backing read-only"
+	expect_eq "$(cat $CFS/nodes/top#backing2#file/read_only)" 1 "backing's file read-only"
+	expect_eq "$(losetup -n -O ro -j "$SCRATCH/top.img" | tr -d ' ')" 0 "top's loop device writable"
+	expect_eq "$(losetup -n -O ro -j "$SCRATCH/mid.img" | tr -d ' ')" 1 "mid's loop device read-only"
 	expect_eq "$(losetup -n -O back-file -j "$SCRATCH/base.img" | tr -d ' ')" "$SCRATCH/base.img" \
 		"base image, from the relative name in mid.img"
 	cli_raw_of "$SCRATCH/top.img" "$SCRATCH/qemu.ref"
@@ -125,6 +131,24 @@ test_bgraph_add_opens_the_backing_chain_the_headers_name() {
 	EOF
 	expect_eq "$(grep -c . $CFS/graph)" 2 "edges without backing"
 	cmp -n 1M /dev/mapper/top /dev/zero || fail "unallocated cluster does not read zeros"
+}
+
+test_bgraph_host_device_under_a_raw_window_reads_at_its_offset() {
+	local l ref
+	cli_tool
+	l=$(mkloop hd 16)
+	ref=$(mkref win 4)
+	dd if="$ref" of="$l" bs=1M seek=2 conv=notrunc status=none
+	"$BG" add - <<-EOF
+	{"driver": "raw", "node-name": "win", "read-only": true, "offset": 2097152, "size": 4194304,
+	 "file": {"driver": "host_device", "filename": "$l"}}
+	EOF
+	expect_eq "$(dmsetup table win)" "0 8192 bgraph-raw $(cat /sys/block/"$(devname "$l")"/dev) 4 offset 2097152 size 4194304" "window table"
+	expect_eq "$(cat $CFS/nodes/win#file/read_only)" 1 "inherited read-only"
+	cmp "$ref" /dev/mapper/win || fail "window does not read at its offset"
+	"$BG" del win
+	[ ! -e $CFS/nodes/win#file ] || fail "win#file left"
+	[ -b "$l" ] || fail "host device went with the node"
 }
 
 test_bgraph_quorum_of_three_qcow2_under_a_throttle_group() {
@@ -173,6 +197,7 @@ test_bgraph_bad_inputs_are_refused_with_one_line_and_change_nothing() {
 	"$BG" add - <<-EOF
 	{"driver": "raw", "node-name": "base", "file": {"driver": "file", "filename": "$img"}}
 	EOF
+	CLI_BEFORE=$(cli_state)
 	cli_refused "malformed JSON" '{"driver": "raw", "node-name": "x"'
 	cli_refused "unknown driver" '{"driver": "vmdk", "node-name": "x", "file": "base"}'
 	cli_refused "unknown option" '{"driver": "raw", "node-name": "x", "file": "base", "cache": "none"}'

@@ -262,7 +262,9 @@ static int parse_child(struct parse *ps, struct bg_node *n, const char *role,
 		if (!*s)
 			return fail(ps->err, n->name, "empty reference for its %s child", role);
 		e = add_edge(n, role);
-		if (!e || !(e->ref = strdup(s)))
+		if (e)
+			e->ref = strdup(s);
+		if (!e || !e->ref)
 			return fail(ps->err, n->name, "out of memory");
 		return 0;
 	}

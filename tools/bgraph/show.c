@@ -130,11 +130,13 @@ static struct json_object *node_model(const char *name)
 	json_object_object_add(o, "read-only", json_object_new_boolean(buf[0] == '1'));
 	bg_cfs_read(name, "dev", buf, sizeof(buf));
 	json_object_object_add(o, "dev", json_object_new_string(buf));
-	json_object_object_add(o, "id", json_object_new_boolean(bg_rec_str(rec, "id") != NULL));
-	json_object_object_add(o, "bgraph", json_object_new_boolean(rec != NULL));
-	if ((s = bg_rec_str(rec, "filename")))
+	json_object_object_add(o, "id", json_object_new_boolean(!!bg_rec_str(rec, "id")));
+	json_object_object_add(o, "bgraph", json_object_new_boolean(!!rec));
+	s = bg_rec_str(rec, "filename");
+	if (s)
 		json_object_object_add(o, "filename", json_object_new_string(s));
-	if ((s = bg_rec_str(rec, "loop")))
+	s = bg_rec_str(rec, "loop");
+	if (s)
 		json_object_object_add(o, "loop", json_object_new_string(s));
 	json_object_object_add(o, "children", cfs_lines(name, "children", child_keys, 2));
 	json_object_object_add(o, "parents", cfs_lines(name, "parents", parent_keys, 2));

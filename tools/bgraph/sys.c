@@ -368,6 +368,7 @@ int bg_cfs_read(const char *node, const char *attr, char *buf, size_t size)
 	ssize_t n;
 	int fd;
 
+	buf[0] = '\0';
 	snprintf(path, sizeof(path), BG_CFS "/nodes/%s/%s", node, attr);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
