@@ -143,7 +143,8 @@ test_bgraph_host_device_under_a_raw_window_reads_at_its_offset() {
 	{"driver": "raw", "node-name": "win", "read-only": true, "offset": 2097152, "size": 4194304,
 	 "file": {"driver": "host_device", "filename": "$l"}}
 	EOF
-	expect_eq "$(dmsetup table win)" "0 8192 bgraph-raw $(cat /sys/block/"$(devname "$l")"/dev) 4 offset 2097152 size 4194304" "window table"
+	expect_eq "$(dmsetup table win)" "0 8192 bgraph-raw $(cat $CFS/nodes/win#file/dev) 4 offset 2097152 size 4194304" "window table"
+	expect_eq "$(dmsetup table win#file)" "0 32768 bgraph-raw $(cat /sys/block/"$(devname "$l")"/dev)" "host_device table"
 	expect_eq "$(cat $CFS/nodes/win#file/read_only)" 1 "inherited read-only"
 	cmp "$ref" /dev/mapper/win || fail "window does not read at its offset"
 	"$BG" del win

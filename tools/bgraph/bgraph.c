@@ -186,17 +186,25 @@ static int add_qcow2_header(struct add *a, struct bg_node *n)
 	for (;;) {
 		ssize_t r;
 
+		size_t asked = need;
+
 		free(buf);
-		buf = malloc(need);
-		if (!buf)
-			break;
-		r = pread(fd, buf, need, 0);
+		buf = malloc(asked);
+		if (!buf) {
+			bg_error(n->name, "out of memory");
+			goto fail;
+		}
+		r = pread(fd, buf, asked, 0);
 		if (r < 0) {
 			bg_error(n->name, "cannot read %s: %s", path, strerror(errno));
 			goto fail;
 		}
 		len = r;
 		need = bg_qcow2_header(n, buf, len, f->bytes, bname, bfmt, &err);
+		if (need > 0 && len < asked) {
+			bg_error(n->name, "short read of the image header from %s", path);
+			goto fail;
+		}
 		if (need < 0) {
 			bg_error(err.node, "%s", err.msg);
 			goto fail;
