@@ -10,7 +10,11 @@
 #   make bench      fio in a VM: bgraph vs. dm-linear, as ratios
 #   make unit       host unit tests only
 #   make fuzz       libFuzzer over the pure-logic sources, FUZZ_SECONDS each
-#   make tools      user-space tools into build/tools/ (log-writes-replay)
+#   make tools      user-space tools into build/tools/ (log-writes-replay,
+#                   bgraph)
+#   make install    the module (kbuild's modules_install) and bgraph with
+#                   its man page, under DESTDIR; install-tools: bgraph and
+#                   the man page only (DKMS installs the module)
 #   make C=1        sparse;  make W=1  extra warnings
 #
 # Each kernel gets its own build directory build/<release>/, a tree of
@@ -39,7 +43,8 @@ MODULE_SRCS := Kbuild $(wildcard dm-bgraph/*.[ch] targets/*.[ch] jobs/*.[ch])
 
 KBUILD_ARGS := $(if $(C),C=$(C)) $(if $(W),W=$(W))
 
-.PHONY: all module modules-all unit fuzz check check-all run bench setup clean sparse tools
+.PHONY: all module modules-all unit fuzz check check-all run bench setup clean sparse tools \
+	install install-tools
 
 all: module
 
@@ -68,11 +73,22 @@ unit:
 fuzz:
 	@$(MAKE) -s -C selftests/fuzz run
 
-tools: build/tools/log-writes-replay
+tools: build/tools/log-writes-replay build/tools/bgraph
+
+build/tools/bgraph: $(wildcard tools/bgraph/*.[ch]) targets/qcow2-format.c \
+		    targets/qcow2-format.h dm-bgraph/pure.h selftests/lib/uspace.h
+	@$(MAKE) -s -C tools/bgraph O=$(SRC)/build/tools
 
 build/tools/%: tools/%.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra -o $@ $<
+
+install: module install-tools
+	$(MAKE) -C $(KDIR) M=$(BUILD) INSTALL_MOD_PATH=$(DESTDIR) modules_install
+
+install-tools: build/tools/bgraph
+	install -D -m 0755 build/tools/bgraph $(DESTDIR)/usr/sbin/bgraph
+	install -D -m 0644 tools/bgraph/bgraph.8 $(DESTDIR)/usr/share/man/man8/bgraph.8
 
 check: setup
 	@selftests/run

@@ -1,0 +1,309 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# The bgraph command (tools/bgraph): add, del and show, checked against
+# configfs, dmsetup, losetup and QEMU's tools (qemu-img convert reads
+# what the guest device shows).  Uses build/tools/bgraph (make tools,
+# which make check runs first) when it is current, else builds it here.
+
+QBREAK=$BGRAPH_SRC/selftests/vm/qcow2-break.py
+
+# cli_tool: set BG to the bgraph binary; forget the records of earlier
+# tests (cleanup_devices removed their devices).
+cli_tool() {
+	local src=$BGRAPH_SRC/tools/bgraph f
+	rm -rf /run/bgraph
+	BG=$BGRAPH_SRC/build/tools/bgraph
+	if [ -x "$BG" ]; then
+		for f in "$src"/*.[ch] "$BGRAPH_SRC"/targets/qcow2-format.c; do
+			[ "$BG" -nt "$f" ] || { BG=; break; }
+		done
+		[ -z "$BG" ] || return 0
+	fi
+	BG=$SCRATCH/bgraph-build/bgraph
+	[ -x "$BG" ] && return 0
+	make -s -C "$src" O="$SCRATCH/bgraph-build" >/dev/null || fail "cannot build bgraph"
+}
+
+# cli_state: what exists: dm devices, loop devices, bgraph's records.
+cli_state() {
+	dmsetup ls 2>&1 | sort
+	losetup -a | sort
+	ls /run/bgraph/nodes 2>/dev/null || true
+}
+
+# cli_refused WHAT JSON: bgraph add refuses JSON with one line on stderr
+# ("bgraph: <node>: <reason>"), a non-zero status, and changes nothing:
+# cli_state is still CLI_BEFORE.
+cli_refused() {
+	local what=$1 json=$2 err rc
+	rc=0
+	err=$(printf '%s' "$json" | "$BG" add - 2>&1 >/dev/null) || rc=$?
+	diag "$what: $err"
+	[ "$rc" -ne 0 ] || fail "$what: accepted"
+	expect_eq "$(wc -l <<<"$err")" 1 "$what: lines on stderr"
+	expect_match "$err" '^bgraph: [^ ]+: .' "$what: error line"
+	expect_eq "$(cli_state)" "$CLI_BEFORE" "$what: devices, loops and records after"
+}
+
+# cli_raw_of IMAGE OUT: what QEMU reads of IMAGE, as a raw file.
+cli_raw_of() {
+	qemu-img convert -O raw "$1" "$2"
+}
+
+# A qcow2 image of 16 MiB holding random data, its file grown so that a
+# node can write to it; prints its path.
+cli_qcow2() {
+	local f=$SCRATCH/$1.img
+	head -c 16M /dev/urandom >"$SCRATCH/$1.ref"
+	qemu-img convert -q -O qcow2 "$SCRATCH/$1.ref" "$f"
+	truncate -s 48M "$f"
+	echo "$f"
+}
+
+test_bgraph_add_qcow2_over_file_with_id_reads_and_writes_like_qemu() {
+	local img dev
+	cli_tool
+	img=$(cli_qcow2 a)
+	"$BG" add - <<-EOF
+	{"driver": "qcow2", "node-name": "disk", "id": "vm0",
+	 "file": {"driver": "file", "filename": "$img"}}
+	EOF
+	[ -b /dev/mapper/vm0 ] || fail "no /dev/mapper/vm0"
+	expect_eq "$(sort $CFS/graph | sed 's/loop[0-9]*/LOOP/' | tr '\n' ';')" \
+		"disk file disk#file;disk#file file LOOP;vm0 file disk;" "graph"
+	expect_eq "$(cat $CFS/nodes/disk/kind)" qcow2 "disk kind"
+	expect_eq "$(cat $CFS/nodes/vm0/size)" $((16 << 20)) "vm0 size"
+	expect_eq "$(losetup -n -O back-file -j "$img" | tr -d ' ')" "$img" "loop over the image"
+	cmp /dev/mapper/vm0 "$SCRATCH/a.ref" || fail "vm0 does not read the image's data"
+	# Write through the guest device; QEMU reads the same afterwards.
+	dd if=/dev/urandom of=/dev/mapper/vm0 bs=64k seek=17 count=40 oflag=direct status=none
+	dd if=/dev/mapper/vm0 of="$SCRATCH/dev.ref" bs=1M iflag=direct status=none
+	"$BG" del vm0
+	"$BG" del disk
+	expect_eq "$(cli_state)" "No devices found" "nothing left after del"
+	qemu-img check -q "$img" || fail "qemu-img check"
+	cli_raw_of "$img" "$SCRATCH/qemu.ref"
+	cmp "$SCRATCH/dev.ref" "$SCRATCH/qemu.ref" || fail "QEMU reads other data than vm0 did"
+}
+
+test_bgraph_add_opens_the_backing_chain_the_headers_name() {
+	local dev
+	cli_tool
+	head -c 8M /dev/urandom >"$SCRATCH/base.ref"
+	(
+		cd "$SCRATCH"
+		qemu-img convert -q -O qcow2 base.ref base.img
+		# Relative names, against the overlay's directory.
+		qemu-img create -q -f qcow2 -b base.img -F qcow2 mid.img 8M
+		qemu-io -c 'write -P 0x5a 1M 1M' mid.img >/dev/null
+		qemu-img create -q -f qcow2 -b mid.img -F qcow2 top.img 8M
+		qemu-io -c 'write -P 0xa5 3M 64k' top.img >/dev/null
+		truncate -s 16M top.img
+	)
+	# A writable top: its file writable, the backing chain read-only.
+	"$BG" add - <<-EOF
+	{"driver": "qcow2", "node-name": "top", "id": "vm1",
+	 "file": {"driver": "file", "filename": "$SCRATCH/top.img"}}
+	EOF
+	# vm1, then each image: its file (and the file's loop device) and
+	# its backing.
+	expect_eq "$(grep -c . $CFS/graph)" 9 "edges"
+	grep -qx "top backing top#backing" $CFS/graph || fail "no top#backing"
+	grep -qx "top#backing backing top#backing2" $CFS/graph || fail "no top#backing2"
+	grep -qx "top#backing2 file top#backing2#file" $CFS/graph || fail "no top#backing2#file"
+	expect_eq "$(cat $CFS/nodes/top/read_only)" 0 "top writable"
+	expect_eq "$(cat $CFS/nodes/top#backing/read_only)" 1 "backing read-only"
+	expect_eq "$(cat $CFS/nodes/top#backing2#file/read_only)" 1 "backing's file read-only"
+	expect_eq "$(losetup -n -O ro -j "$SCRATCH/top.img" | tr -d ' ')" 0 "top's loop device writable"
+	expect_eq "$(losetup -n -O ro -j "$SCRATCH/mid.img" | tr -d ' ')" 1 "mid's loop device read-only"
+	expect_eq "$(losetup -n -O back-file -j "$SCRATCH/base.img" | tr -d ' ')" "$SCRATCH/base.img" \
+		"base image, from the relative name in mid.img"
+	cli_raw_of "$SCRATCH/top.img" "$SCRATCH/qemu.ref"
+	cmp /dev/mapper/vm1 "$SCRATCH/qemu.ref" || fail "vm1 reads other data than QEMU"
+	"$BG" del vm1
+	"$BG" del top
+	expect_eq "$(cli_state)" "No devices found" "nothing left after del"
+
+	# backing: null opens none: unallocated clusters read zeros.
+	"$BG" add - <<-EOF
+	{"driver": "qcow2", "node-name": "top", "read-only": true, "backing": null,
+	 "file": {"driver": "file", "filename": "$SCRATCH/top.img"}}
+	EOF
+	expect_eq "$(grep -c . $CFS/graph)" 2 "edges without backing"
+	cmp -n 1M /dev/mapper/top /dev/zero || fail "unallocated cluster does not read zeros"
+}
+
+test_bgraph_host_device_under_a_raw_window_reads_at_its_offset() {
+	local l ref
+	cli_tool
+	l=$(mkloop hd 16)
+	ref=$(mkref win 4)
+	dd if="$ref" of="$l" bs=1M seek=2 conv=notrunc status=none
+	"$BG" add - <<-EOF
+	{"driver": "raw", "node-name": "win", "read-only": true, "offset": 2097152, "size": 4194304,
+	 "file": {"driver": "host_device", "filename": "$l"}}
+	EOF
+	expect_eq "$(dmsetup table win)" "0 8192 bgraph-raw $(cat $CFS/nodes/win#file/dev) 4 offset 2097152 size 4194304" "window table"
+	expect_eq "$(dmsetup table win#file)" "0 32768 bgraph-raw $(cat /sys/block/"$(devname "$l")"/dev)" "host_device table"
+	expect_eq "$(cat $CFS/nodes/win#file/read_only)" 1 "inherited read-only"
+	cmp "$ref" /dev/mapper/win || fail "window does not read at its offset"
+	"$BG" del win
+	[ ! -e $CFS/nodes/win#file ] || fail "win#file left"
+	[ -b "$l" ] || fail "host device went with the node"
+}
+
+test_bgraph_quorum_of_three_qcow2_under_a_throttle_group() {
+	local a b c i
+	cli_tool
+	head -c 16M /dev/urandom >"$SCRATCH/q.ref"
+	for i in a b c; do
+		qemu-img convert -q -O qcow2 "$SCRATCH/q.ref" "$SCRATCH/$i.img"
+		truncate -s 48M "$SCRATCH/$i.img"
+	done
+	mkdir $CFS/throttle-groups/g0
+	"$BG" add - <<-EOF
+	{"driver": "throttle", "node-name": "thr", "id": "vm2", "throttle-group": "g0",
+	 "file": {"driver": "quorum", "node-name": "q", "vote-threshold": 2,
+	  "rewrite-corrupted": true, "children": [
+	   {"driver": "qcow2", "file": {"driver": "file", "filename": "$SCRATCH/a.img"}},
+	   {"driver": "qcow2", "file": {"driver": "file", "filename": "$SCRATCH/b.img"}},
+	   {"driver": "qcow2", "file": {"driver": "file", "filename": "$SCRATCH/c.img"}}]}}
+	EOF
+	grep -qx "vm2 file thr" $CFS/graph || fail "no vm2 -> thr"
+	grep -qx "thr file q" $CFS/graph || fail "no thr -> q"
+	for i in 0 1 2; do
+		grep -qx "q children.$i q#children.$i" $CFS/graph || fail "no children.$i"
+	done
+	expect_match "$(dmsetup table thr)" " bgraph-throttle [0-9]+:[0-9]+ g0$" "throttle table"
+	expect_match "$(dmsetup table q)" " bgraph-quorum 2 3 .* 1 rewrite-corrupted$" "quorum table"
+	cmp /dev/mapper/vm2 "$SCRATCH/q.ref" || fail "vm2 does not read the images' data"
+	dd if=/dev/urandom of=/dev/mapper/vm2 bs=64k seek=5 count=20 oflag=direct status=none
+	dd if=/dev/mapper/vm2 of="$SCRATCH/dev.ref" bs=1M iflag=direct status=none
+	"$BG" del vm2
+	"$BG" del thr
+	expect_eq "$(cli_state)" "No devices found" "nothing left after del"
+	rmdir $CFS/throttle-groups/g0
+	for i in a b c; do
+		qemu-img check -q "$SCRATCH/$i.img" || fail "qemu-img check $i"
+		cli_raw_of "$SCRATCH/$i.img" "$SCRATCH/qemu.ref"
+		cmp "$SCRATCH/dev.ref" "$SCRATCH/qemu.ref" || fail "child $i differs from what vm2 read"
+	done
+}
+
+test_bgraph_bad_inputs_are_refused_with_one_line_and_change_nothing() {
+	local img
+	cli_tool
+	img=$(cli_qcow2 a)
+	# Something to collide with and to refer to.
+	"$BG" add - <<-EOF
+	{"driver": "raw", "node-name": "base", "file": {"driver": "file", "filename": "$img"}}
+	EOF
+	CLI_BEFORE=$(cli_state)
+	cli_refused "malformed JSON" '{"driver": "raw", "node-name": "x"'
+	cli_refused "unknown driver" '{"driver": "vmdk", "node-name": "x", "file": "base"}'
+	cli_refused "unknown option" '{"driver": "raw", "node-name": "x", "file": "base", "cache": "none"}'
+	cli_refused "missing required option" '{"driver": "throttle", "node-name": "x", "file": "base"}'
+	cli_refused "missing driver" '{"node-name": "x", "file": "base"}'
+	cli_refused "name collision" '{"driver": "raw", "node-name": "base", "file": "base#file"}'
+	cli_refused "name collision with a loop device" "{\"driver\": \"raw\", \"node-name\": \"x\", \"id\": \"$(basename "$(losetup -n -O name -j "$img")")\", \"file\": \"base\"}"
+	cli_refused "reference to nothing" '{"driver": "raw", "node-name": "x", "file": "nothing"}'
+	cli_refused "cycle" '{"driver": "raw", "node-name": "x", "file": {"driver": "raw", "node-name": "y", "file": "x"}}'
+	cli_refused "file that does not exist" "{\"driver\": \"raw\", \"node-name\": \"x\", \"file\": {\"driver\": \"file\", \"filename\": \"$SCRATCH/none.img\"}}"
+	cli_refused "throttle group that does not exist" '{"driver": "throttle", "node-name": "x", "throttle-group": "nog", "file": "base"}'
+	cli_refused "detect-zeroes" '{"driver": "raw", "node-name": "x", "file": "base", "detect-zeroes": "on"}'
+	cli_refused "not a qcow2 image" "{\"driver\": \"qcow2\", \"node-name\": \"x\", \"file\": {\"driver\": \"file\", \"filename\": \"$SCRATCH/a.ref\"}}"
+	cli_refused "window past the end" '{"driver": "raw", "node-name": "x", "file": "base", "offset": 536870912}'
+}
+
+test_bgraph_a_table_the_kernel_refuses_halfway_leaves_nothing() {
+	local before err rc
+	cli_tool
+	cli_qcow2 good >/dev/null
+	cli_qcow2 bad >/dev/null
+	python3 "$QBREAK" "$SCRATCH/bad.img" header incompatible_features 'cur | 2'
+	before=$(cli_state)
+	# Made in this order: children.0's file, children.0, children.1's
+	# file, then children.1, which the kernel refuses writable.
+	rc=0
+	err=$("$BG" add - 2>&1 <<-EOF
+	{"driver": "quorum", "node-name": "q", "vote-threshold": 1, "children": [
+	 {"driver": "qcow2", "file": {"driver": "file", "filename": "$SCRATCH/good.img"}},
+	 {"driver": "qcow2", "file": {"driver": "file", "filename": "$SCRATCH/bad.img"}}]}
+	EOF
+	) || rc=$?
+	expect_eq "$rc" 1 "exit status"
+	diag "$err"
+	expect_eq "$(wc -l <<<"$err")" 1 "lines on stderr"
+	expect_match "$err" "^bgraph: q#children.1: bgraph-qcow2: .*corrupt" "the kernel's reason, for the node"
+	expect_eq "$(cli_state)" "$before" "devices, loops and records after"
+}
+
+test_bgraph_del_is_refused_while_a_node_has_parents() {
+	local img err rc n
+	cli_tool
+	img=$(cli_qcow2 a)
+	"$BG" add - <<-EOF
+	{"driver": "raw", "node-name": "base", "file": {"driver": "file", "filename": "$img"}}
+	EOF
+	echo '{"driver": "raw", "node-name": "top", "id": "vm3", "offset": 1048576, "file": "base"}' |
+		"$BG" add -
+	expect_eq "$(cat $CFS/nodes/vm3/size)" $((47 << 20)) "window size"
+	for n in base top base#file; do
+		rc=0
+		err=$("$BG" del "$n" 2>&1) || rc=$?
+		expect_eq "$rc" 1 "del $n: exit status"
+		expect_match "$err" "^bgraph: $n: the node has parents: " "del $n"
+	done
+	expect_match "$(cat $CFS/nodes/vm3/size)" . "vm3 still there"
+	"$BG" del vm3
+	# top goes; base, given by reference, stays.
+	"$BG" del top
+	[ ! -e $CFS/nodes/top ] || fail "top still there"
+	[ -e $CFS/nodes/base ] || fail "base went with top"
+	"$BG" del base
+	expect_eq "$(cli_state)" "No devices found" "nothing left"
+	expect_fail "$BG" del base
+}
+
+test_bgraph_show_json_names_the_edges_dot_and_svg_draw_them() {
+	local img loop
+	cli_tool
+	img=$(cli_qcow2 a)
+	"$BG" add - <<-EOF
+	{"driver": "qcow2", "node-name": "disk", "id": "vm4", "l2-cache-size": 262144,
+	 "file": {"driver": "file", "filename": "$img"}}
+	EOF
+	loop=$(basename "$(losetup -n -O name -j "$img")")
+	"$BG" show >"$SCRATCH/show.txt"
+	diag "$(cat "$SCRATCH/show.txt")"
+	grep -q "^disk .*qcow2 .*l2-cache-size=262144" "$SCRATCH/show.txt" || fail "text: disk's line"
+	"$BG" show --json >"$SCRATCH/show.json"
+	python3 - "$SCRATCH/show.json" "$loop" "$img" <<-"PY" || fail "show --json"
+	import json, sys
+	j = json.load(open(sys.argv[1]))
+	loop, img = sys.argv[2], sys.argv[3]
+	nodes = {n["node-name"]: n for n in j["nodes"]}
+	assert set(nodes) == {"vm4", "disk", "disk#file", loop}, set(nodes)
+	assert nodes["vm4"]["id"] is True
+	assert nodes["disk"]["kind"] == "qcow2" and nodes["disk"]["size"] == 16 << 20
+	assert nodes["disk"]["options"] == {"l2-cache-size": 262144}, nodes["disk"]["options"]
+	assert nodes["disk#file"]["driver"] == "file" and nodes["disk#file"]["filename"] == img
+	assert nodes["disk"]["parents"] == [{"node": "vm4", "role": "file"}]
+	assert nodes["disk"]["blockers"] == []
+	edges = {(e["parent"], e["role"], e["child"]): e for e in j["edges"]}
+	assert set(edges) == {("vm4", "file", "disk"), ("disk", "file", "disk#file"),
+			      ("disk#file", "file", loop)}, set(edges)
+	e = edges[("disk", "file", "disk#file")]
+	assert "write" in e["perm"] and "consistent-read" in e["perm"], e
+	assert "resize" not in e["shared"], e
+	print("# show --json: %d nodes, %d edges" % (len(nodes), len(edges)))
+	PY
+	# One node: it and what is below it.
+	"$BG" show disk --json | python3 -c 'import json, sys
+n = [x["node-name"] for x in json.load(sys.stdin)["nodes"]]
+assert "vm4" not in n and "disk#file" in n, n' || fail "show disk --json"
+	"$BG" show --dot | grep -q '"disk" -> "disk#file"' || fail "dot edge"
+	"$BG" show --svg "$SCRATCH/g.svg"
+	grep -q "<svg" "$SCRATCH/g.svg" || fail "no SVG"
+	expect_fail "$BG" show nothing
+}
