@@ -193,21 +193,16 @@ TEST(discard_and_detect_zeroes_inherit_unless_set)
 {
 	struct bg_plan p;
 	struct bg_err err;
+	char t[256];
 
-	/*
-	 * detect-zeroes is inherited, then refused where it was set (the
-	 * kernel has no such option yet); the plan still shows what each
-	 * node got.
-	 */
-	ASSERT_EQ(-1, parse(&p, "{\"driver\": \"quorum\", \"node-name\": \"q\", \"vote-threshold\": 1,"
+	/* detect-zeroes is inherited by implicit children, not references. */
+	ASSERT_EQ(0, parse(&p, "{\"driver\": \"quorum\", \"node-name\": \"q\", \"vote-threshold\": 1,"
 			    " \"detect-zeroes\": \"unmap\", \"discard\": \"unmap\","
 			    " \"children\": ["
 			    "   {\"driver\": \"raw\", \"detect-zeroes\": \"off\","
 			    "    \"file\": {\"driver\": \"file\", \"filename\": \"/i/a\"}},"
 			    "   {\"driver\": \"raw\", \"file\": {\"driver\": \"file\", \"filename\": \"/i/b\"}},"
 			    "   \"disk0\"]}", &err));
-	EXPECT_STREQ("q", err.node);
-	EXPECT_NE(NULL, strstr(err.msg, "detect-zeroes=unmap is not supported yet"));
 	EXPECT_EQ(BG_DZ_UNMAP, node(&p, "q")->detect_zeroes);
 	EXPECT_EQ(BG_DZ_OFF, node(&p, "q#children.0")->detect_zeroes);
 	EXPECT_EQ(BG_DZ_OFF, node(&p, "q#children.0#file")->detect_zeroes);
@@ -218,12 +213,16 @@ TEST(discard_and_detect_zeroes_inherit_unless_set)
 	EXPECT_FALSE(node(&p, "disk0")->discard_set);
 	bg_plan_free(&p);
 
-	/* discard=ignore, inherited down, refused at the node that set it. */
-	ASSERT_EQ(-1, parse(&p, "{\"driver\": \"raw\", \"node-name\": \"r\", \"discard\": \"ignore\","
-			    " \"file\": {\"driver\": \"file\", \"filename\": \"/i/a\"}}", &err));
-	EXPECT_STREQ("r", err.node);
-	EXPECT_NE(NULL, strstr(err.msg, "discard=ignore is not supported yet"));
+	/* discard=ignore, inherited down, written into the tables. */
+	ASSERT_EQ(0, parse(&p, "{\"driver\": \"qcow2\", \"node-name\": \"r\", \"discard\": \"ignore\","
+			   " \"detect-zeroes\": \"on\","
+			   " \"file\": {\"driver\": \"raw\", \"file\": \"disk0\"}, \"backing\": null}", &err));
 	EXPECT_EQ(BG_DISCARD_IGNORE, node(&p, "r#file")->discard);
+	EXPECT_EQ(BG_DZ_ON, node(&p, "r#file")->detect_zeroes);
+	bg_node_params(node(&p, "r"), t, sizeof(t));
+	EXPECT_NE(NULL, strstr(t, " 4 discard ignore detect_zeroes on"));
+	bg_node_params(node(&p, "r#file"), t, sizeof(t));
+	EXPECT_NE(NULL, strstr(t, " 4 discard ignore detect_zeroes on"));
 	bg_plan_free(&p);
 
 	/* Explicit values the kernel has are accepted. */
@@ -448,11 +447,10 @@ static const struct bad bad_inputs[] = {
 	{ "{\"node-name\": \"a\", \"driver\": \"raw\", \"file\": \"ro0\"}", "a", "'ro0' is read-only" },
 	{ "{\"node-name\": \"a\", \"driver\": \"raw\", \"file\": {\"driver\": \"file\","
 	  " \"filename\": \"/x\", \"read-only\": true}}", "a", "'a#file' is read-only" },
-	/* options the kernel does not implement */
-	{ "{\"node-name\": \"a\", \"driver\": \"raw\", \"file\": \"disk0\", \"detect-zeroes\": \"on\"}",
-	  "a", "detect-zeroes=on is not supported yet" },
-	{ "{\"node-name\": \"a\", \"driver\": \"raw\", \"file\": {\"driver\": \"file\", \"filename\": \"/x\","
-	  " \"discard\": \"ignore\"}}", "a#file", "discard=ignore is not supported yet" },
+	/* QEMU's rule: detect-zeroes=unmap needs discard=unmap */
+	{ "{\"node-name\": \"a\", \"driver\": \"raw\", \"file\": \"disk0\", \"detect-zeroes\": \"unmap\","
+	  " \"discard\": \"ignore\"}",
+	  "a", "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap" },
 };
 
 TEST(every_bad_input_is_refused_with_its_node_and_one_line)

@@ -86,6 +86,34 @@ test_bgraph_add_qcow2_over_file_with_id_reads_and_writes_like_qemu() {
 	cmp "$SCRATCH/dev.ref" "$SCRATCH/qemu.ref" || fail "QEMU reads other data than vm0 did"
 }
 
+# detect-zeroes and discard set on the top reach the qcow2 node's table
+# (the id device is a passthrough of its own); zeros written through the
+# id become zero clusters QEMU sees.
+test_bgraph_detect_zeroes_and_discard_reach_the_tables() {
+	local img
+	cli_tool
+	img=$(cli_qcow2 dz)
+	"$BG" add - <<-EOF || fail "add"
+	{"driver": "qcow2", "node-name": "disk", "id": "vm0",
+	 "detect-zeroes": "unmap", "discard": "unmap",
+	 "file": {"driver": "file", "filename": "$img"}}
+	EOF
+	expect_match "$(dmsetup table disk)" " 2 detect_zeroes unmap$" "disk's table"
+	dd if=/dev/zero of=/dev/mapper/vm0 bs=1M seek=4 count=2 oflag=direct status=none
+	"$BG" del vm0
+	"$BG" del disk
+	qemu-img check -q "$img" || fail "qemu-img check"
+	qemu-img map --output=json "$img" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+bad = [e for e in m if e["start"] < 6 << 20 and e["start"] + e["length"] > 4 << 20
+       and (e["data"] or not e["zero"])]
+sys.exit(1 if bad else 0)' || fail "the zeros written are not zero clusters"
+	cli_raw_of "$img" "$SCRATCH/qemu.ref"
+	cmp -s -n $((2 << 20)) -i $((4 << 20)):0 "$SCRATCH/qemu.ref" /dev/zero ||
+		fail "QEMU does not read zeros there"
+}
+
 test_bgraph_add_opens_the_backing_chain_the_headers_name() {
 	local dev
 	cli_tool

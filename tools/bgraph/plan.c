@@ -642,14 +642,16 @@ static int check_writable(struct parse *ps, struct bg_node *n)
 	return 0;
 }
 
-/* Options parsed and inherited that no kernel target implements yet. */
+/*
+ * discard and detect-zeroes together, as QEMU checks them: unmap needs
+ * discards passed down.  The raw and qcow2 nodes apply them (their
+ * tables' discard and detect_zeroes); on a filter they reach the nodes
+ * below by inheritance.
+ */
 static int check_supported(struct parse *ps, struct bg_node *n)
 {
-	if (n->discard == BG_DISCARD_IGNORE)
-		return fail(ps->err, n->name, "discard=ignore is not supported yet: nodes pass discards down (discard=unmap)");
-	if (n->detect_zeroes != BG_DZ_OFF)
-		return fail(ps->err, n->name, "detect-zeroes=%s is not supported yet",
-			    dz_words[n->detect_zeroes]);
+	if (n->detect_zeroes == BG_DZ_UNMAP && n->discard != BG_DISCARD_UNMAP)
+		return fail(ps->err, n->name, "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
 	return 0;
 }
 
@@ -968,6 +970,15 @@ static int opt_emit(char *buf, size_t size, int len, const struct opt_words *o)
 			      " %d%s", o->count, o->text);
 }
 
+/* discard and detect_zeroes, where they differ from the table's defaults. */
+static void io_opts_add(struct opt_words *o, const struct bg_node *n)
+{
+	if (n->discard == BG_DISCARD_IGNORE)
+		opt_add(o, 2, " discard ignore");
+	if (n->detect_zeroes != BG_DZ_OFF)
+		opt_add(o, 2, " detect_zeroes %s", dz_words[n->detect_zeroes]);
+}
+
 int bg_node_params(const struct bg_node *n, char *buf, size_t size)
 {
 	struct bg_node *c = bg_node_child(n, "file"), *b;
@@ -984,6 +995,7 @@ int bg_node_params(const struct bg_node *n, char *buf, size_t size)
 			opt_add(&o, 2, " offset %" PRIu64, n->offset);
 		if (n->has_size)
 			opt_add(&o, 2, " size %" PRIu64, n->size);
+		io_opts_add(&o, n);
 		break;
 	case BG_QCOW2:
 		b = bg_node_child(n, "backing");
@@ -991,6 +1003,7 @@ int bg_node_params(const struct bg_node *n, char *buf, size_t size)
 			opt_add(&o, 2, " backing %s", b->dev);
 		if (n->l2_cache_size)
 			opt_add(&o, 2, " l2_cache_size %" PRIu64, n->l2_cache_size);
+		io_opts_add(&o, n);
 		break;
 	case BG_THROTTLE:
 		return snprintf(buf, size, "%s %s", c->dev, n->group);
