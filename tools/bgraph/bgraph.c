@@ -42,6 +42,7 @@ static void usage(FILE *f)
 	fputs("Usage: bgraph add FILE|-\n"
 	      "       bgraph del NODE\n"
 	      "       bgraph show [NODE] [--json | --dot | --svg FILE]\n"
+	      "       bgraph snapshot NODE --overlay PATH [--node-name NAME] [--format qcow2]\n"
 	      "       bgraph --help\n"
 	      "\n"
 	      "dm-bgraph's block graph, as QEMU's QMP block commands.\n"
@@ -58,6 +59,10 @@ static void usage(FILE *f)
 	      "      --json       as JSON, for programs\n"
 	      "      --dot        as a Graphviz graph\n"
 	      "      --svg FILE   as an SVG picture in FILE (dot -Tsvg)\n"
+	      "  snapshot NODE  blockdev-snapshot-sync: a new qcow2 overlay image PATH over\n"
+	      "               NODE's image, its node (NAME, else NODE-snapN) with NODE as\n"
+	      "               backing, and NODE's parents switched to it at one instant;\n"
+	      "               all or nothing\n"
 	      "\n"
 	      "Errors are one line, \"bgraph: <node>: <reason>\", exit status 1.\n"
 	      "See bgraph(8).\n", f);
@@ -517,10 +522,14 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "dot", no_argument, NULL, 'd' },
 		{ "svg", required_argument, NULL, 's' },
+		{ "overlay", required_argument, NULL, 'o' },
+		{ "node-name", required_argument, NULL, 'n' },
+		{ "format", required_argument, NULL, 'f' },
 		{ 0 }
 	};
 	enum bg_show_fmt fmt = BG_SHOW_TEXT;
-	const char *svg = NULL, *verb;
+	const char *svg = NULL, *verb, *overlay = NULL, *nname = NULL,
+		   *format = NULL;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -538,6 +547,15 @@ int main(int argc, char **argv)
 			fmt = BG_SHOW_SVG;
 			svg = optarg;
 			break;
+		case 'o':
+			overlay = optarg;
+			break;
+		case 'n':
+			nname = optarg;
+			break;
+		case 'f':
+			format = optarg;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -553,6 +571,9 @@ int main(int argc, char **argv)
 		return cmd_add(argv[optind]);
 	if (!strcmp(verb, "del") && argc - optind == 1 && fmt == BG_SHOW_TEXT)
 		return cmd_del(argv[optind]);
+	if (!strcmp(verb, "snapshot") && argc - optind == 1 && overlay &&
+	    fmt == BG_SHOW_TEXT)
+		return bg_snapshot(argv[optind], overlay, nname, format);
 	if (!strcmp(verb, "show") && argc - optind <= 1)
 		return bg_show(optind < argc ? argv[optind] : NULL, fmt, svg);
 	if (!strcmp(verb, "help")) {

@@ -12,4 +12,8 @@ int bg_error(const char *node, const char *fmt, ...);
 /* bgraph show [NODE] [--json | --dot | --svg FILE] */
 int bg_show(const char *node, enum bg_show_fmt fmt, const char *svg);
 
+/* bgraph snapshot NODE --overlay PATH [--node-name NAME] [--format qcow2] */
+int bg_snapshot(const char *node, const char *overlay, const char *name,
+		const char *format);
+
 #endif /* BGRAPH_BGRAPH_H */

@@ -208,6 +208,139 @@ int bg_dm_table(const char *name, char *type, size_t tsize, char *params,
 	return r;
 }
 
+/*
+ * The last kernel log line since kmsg_open() that holds @what: the text
+ * after it into bg_sys_error (a refused resume's reason).
+ */
+static void kmsg_line(int fd, const char *what)
+{
+	char rec[1024], *msg, *nl;
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	while ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
+		if (n <= 0)
+			continue;
+		rec[n] = '\0';
+		nl = strchr(rec, '\n');
+		if (nl)
+			*nl = '\0';
+		msg = strstr(rec, what);
+		if (msg)
+			snprintf(bg_sys_error, sizeof(bg_sys_error), "%s", msg);
+	}
+	close(fd);
+}
+
+/* One ioctl on @name, with a udev cookie where it changes a device node. */
+static int dm_simple(int type, const char *name, bool noflush, const char *err)
+{
+	struct dm_task *dmt;
+	uint32_t cookie = 0;
+	int r = -1, kfd;
+
+	bg_sys_error[0] = '\0';
+	dmt = dm_task_create(type);
+	if (!dmt)
+		return -1;
+	if (!dm_task_set_name(dmt, name) ||
+	    (noflush && !dm_task_no_flush(dmt)) ||
+	    (type == DM_DEVICE_RESUME && !dm_task_set_cookie(dmt, &cookie, 0)))
+		goto out;
+	kfd = kmsg_open();
+	r = dm_task_run(dmt) ? 0 : -1;
+	if (type == DM_DEVICE_RESUME)
+		dm_udev_wait(cookie);
+	if (r)
+		kmsg_line(kfd, "cannot resume:");
+	else if (kfd >= 0)
+		close(kfd);
+out:
+	if (r && !bg_sys_error[0])
+		snprintf(bg_sys_error, sizeof(bg_sys_error), "%s", err);
+	dm_task_destroy(dmt);
+	return r;
+}
+
+int bg_dm_suspend(const char *name)
+{
+	return dm_simple(DM_DEVICE_SUSPEND, name, false, "cannot suspend");
+}
+
+int bg_dm_resume(const char *name)
+{
+	return dm_simple(DM_DEVICE_RESUME, name, false, "cannot resume");
+}
+
+int bg_dm_clear(const char *name)
+{
+	return dm_simple(DM_DEVICE_CLEAR, name, false, "cannot clear the inactive table");
+}
+
+int bg_dm_load(const char *name, const struct bg_dm_target *t)
+{
+	struct dm_task *dmt;
+	int r = -1, kfd;
+
+	bg_sys_error[0] = '\0';
+	dmt = dm_task_create(DM_DEVICE_RELOAD);
+	if (!dmt)
+		return -1;
+	if (!dm_task_set_name(dmt, name) ||
+	    !dm_task_add_target(dmt, t->start, t->length, t->type, t->params) ||
+	    (t->ro && !dm_task_set_ro(dmt)))
+		goto out;
+	kfd = kmsg_open();
+	if (!dm_task_run(dmt)) {
+		kmsg_reason(kfd, t->type);
+		goto out;
+	}
+	if (kfd >= 0)
+		close(kfd);
+	r = 0;
+out:
+	if (r && !bg_sys_error[0])
+		snprintf(bg_sys_error, sizeof(bg_sys_error), "cannot load the table");
+	dm_task_destroy(dmt);
+	return r;
+}
+
+int bg_dm_target(const char *name, struct bg_dm_target *t)
+{
+	char *ttype = NULL, *tparams = NULL;
+	struct dm_task *dmt;
+	struct dm_info info;
+	void *next;
+	int r = -1;
+
+	bg_sys_error[0] = '\0';
+	dmt = dm_task_create(DM_DEVICE_TABLE);
+	if (!dmt)
+		return -1;
+	if (!dm_task_set_name(dmt, name) || !dm_task_run(dmt) ||
+	    !dm_task_get_info(dmt, &info) || !info.exists) {
+		snprintf(bg_sys_error, sizeof(bg_sys_error), "no such dm device");
+		goto out;
+	}
+	next = dm_get_next_target(dmt, NULL, &t->start, &t->length, &ttype,
+				  &tparams);
+	if (!ttype || next) {
+		snprintf(bg_sys_error, sizeof(bg_sys_error),
+			 "its table has %s targets: one is changed live, not more",
+			 ttype ? "several" : "no");
+		goto out;
+	}
+	snprintf(t->type, sizeof(t->type), "%s", ttype);
+	snprintf(t->params, sizeof(t->params), "%s", tparams ? tparams : "");
+	t->ro = info.read_only;
+	snprintf(t->dev, sizeof(t->dev), "%u:%u", info.major, info.minor);
+	r = 0;
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
 /* ---------------------------------------------------------------- */
 /* Block and loop devices                                           */
 /* ---------------------------------------------------------------- */

@@ -29,6 +29,27 @@ bool bg_dm_exists(const char *name);
 int bg_dm_table(const char *name, char *type, size_t tsize, char *params,
 		size_t psize);
 
+/* One target's table line, and the device's read-only flag and number. */
+struct bg_dm_target {
+	uint64_t start, length;
+	char type[64];
+	char params[4096];
+	bool ro;
+	char dev[32];			/* major:minor of the device */
+};
+
+/*
+ * The live table of @name, which must have one target; for a table
+ * change.  Suspend, load (an inactive table), clear it, resume: each
+ * returns 0 or -1 with bg_sys_error set (a refused load or resume: the
+ * kernel's reason).
+ */
+int bg_dm_target(const char *name, struct bg_dm_target *t);
+int bg_dm_suspend(const char *name);
+int bg_dm_load(const char *name, const struct bg_dm_target *t);
+int bg_dm_clear(const char *name);
+int bg_dm_resume(const char *name);
+
 /* Loop devices. */
 int bg_loop_attach(const char *file, bool ro, char *loop, size_t lsize,
 		   char *dev, size_t devsize, uint64_t *bytes);
