@@ -239,7 +239,7 @@ static int qcow2_preresume(struct dm_target *ti)
 	int r;
 
 	if (!img->writable || READ_ONCE(img->mode) != QCOW2_MODE_NEW)
-		return 0;
+		return bg_instance_preresume(img->inst);
 	kvfree(img->l1);
 	img->l1 = NULL;
 	kvfree(img->reftable);
@@ -263,7 +263,7 @@ static int qcow2_preresume(struct dm_target *ti)
 		return r;
 	}
 	img->free_hint = 0;
-	return 0;
+	return bg_instance_preresume(img->inst);
 }
 
 static void qcow2_postsuspend(struct dm_target *ti)
@@ -272,6 +272,7 @@ static void qcow2_postsuspend(struct dm_target *ti)
 
 	if (img->writable)
 		qcow2_make_clean(img);
+	bg_instance_postsuspend(img->inst);
 }
 
 /*
