@@ -14,9 +14,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib-qcow2-write.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib-throttle.sh"
 
 # Virtual size of every image, its sectors; fio writes the first half,
-# the markers (lv_mark) land past it.
-LV_MB=32
+# the markers (lv_mark) land past it, at LV_MARK1 before a change and
+# LV_MARK2 after it.  LV_IOS: the writes through a device each test waits
+# for before and after a change (fewer on the debug kernel).
+LV_MB=16
 LV_SZ=$((LV_MB * 2048))
+LV_MARK1=$((LV_MB * 5 / 8))M
+LV_MARK2=$((LV_MB * 3 / 4))M
+LV_IOS=60
+[ "$BG_DEBUG" = 0 ] || LV_IOS=20
 LV_FIO=$SCRATCH/lv-fio.json
 
 # lv_qcow2 NAME: a fresh qcow2 image $SCRATCH/NAME.img and a writable
@@ -79,20 +85,18 @@ lv_unsuspend() {
 }
 
 
-# lv_writes DEV: the writes DEV has completed (its stat's fifth field).
-lv_writes() {
-	local -a s
-	read -r -a s <"/sys/block/$(devname "$1")/stat"
-	echo "${s[4]}"
-}
-
 # lv_wait_writes DEV N: wait until N more writes through DEV complete
-# (fio's progress, however slow the host); fail after 5 minutes.
+# (fio's progress, however slow the host; its stat's fifth field, read
+# with built-ins only); fail after 5 minutes.
 lv_wait_writes() {
-	local w0 i
-	w0=$(lv_writes "$1")
+	local stat i w0
+	local -a s
+	stat=/sys/block/$(devname "$1")/stat
+	read -r -a s <"$stat"
+	w0=${s[4]}
 	for ((i = 0; i < 600; i++)); do
-		[ $(($(lv_writes "$1") - w0)) -lt "$2" ] || return 0
+		read -r -a s <"$stat"
+		[ $((s[4] - w0)) -lt "$2" ] || return 0
 		sleep 0.5
 	done
 	fail "fewer than $2 writes through $1 in 5 minutes"

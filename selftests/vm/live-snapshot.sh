@@ -20,8 +20,8 @@ test_snapshot_of_a_qcow2_node_under_the_id_device_under_fio() {
 	lv_qcow2 node
 	lv_raw id node
 	lv_fio_start /dev/mapper/id
-	lv_wait_writes /dev/mapper/id 100
-	lv_mark /dev/mapper/id 20M 0xa1
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
+	lv_mark /dev/mapper/id "$LV_MARK1" 0xa1
 	dmsetup suspend id
 	expect_match "$(cat "$CFS/nodes/id/permissions")" "^file node perm=.* parked$" \
 		"the suspended id's edge is parked"
@@ -29,8 +29,8 @@ test_snapshot_of_a_qcow2_node_under_the_id_device_under_fio() {
 	expect_eq "$(lv_ro node)" 1 "node read-only under the overlay"
 	dmsetup load id --table "0 $LV_SZ bgraph-raw /dev/mapper/over"
 	dmsetup resume id
-	lv_mark /dev/mapper/id 24M 0xb2
-	lv_wait_writes /dev/mapper/id 100
+	lv_mark /dev/mapper/id "$LV_MARK2" 0xb2
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
 	lv_fio_stop
 	expect_eq "$(lv_graph | tr '\n' ';')" \
 		"id file over;node file loop;over backing node;over file loop;" "graph"
@@ -38,11 +38,11 @@ test_snapshot_of_a_qcow2_node_under_the_id_device_under_fio() {
 	lv_dump /dev/mapper/id
 	lv_finish over
 	lv_check node
-	lv_reads "$SCRATCH/node.img" 20M 0xa1
-	lv_reads "$SCRATCH/node.img" 24M 0
-	lv_reads "$SCRATCH/over.img" 24M 0xb2 null
-	lv_reads "$SCRATCH/over.img" 20M 0 null
-	lv_reads "$SCRATCH/over.img" 20M 0xa1
+	lv_reads "$SCRATCH/node.img" "$LV_MARK1" 0xa1
+	lv_reads "$SCRATCH/node.img" "$LV_MARK2" 0
+	lv_reads "$SCRATCH/over.img" "$LV_MARK2" 0xb2 null
+	lv_reads "$SCRATCH/over.img" "$LV_MARK1" 0 null
+	lv_reads "$SCRATCH/over.img" "$LV_MARK1" 0xa1
 }
 
 # Below the filters: the quorum is suspended (the throttle and the id
@@ -53,8 +53,8 @@ test_snapshot_below_a_throttle_and_a_quorum_at_one_instant_under_fio() {
 	local i
 	lv_quorum_stack
 	lv_fio_start /dev/mapper/id
-	lv_wait_writes /dev/mapper/id 100
-	lv_mark /dev/mapper/id 20M 0xa1
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
+	lv_mark /dev/mapper/id "$LV_MARK1" 0xa1
 	dmsetup suspend q
 	for i in 0 1 2; do
 		lv_overlay "o$i" "n$i"
@@ -62,8 +62,8 @@ test_snapshot_below_a_throttle_and_a_quorum_at_one_instant_under_fio() {
 	dmsetup load q --table \
 		"0 $LV_SZ bgraph-quorum 2 3 /dev/mapper/o0 /dev/mapper/o1 /dev/mapper/o2"
 	dmsetup resume q
-	lv_mark /dev/mapper/id 24M 0xb2
-	lv_wait_writes /dev/mapper/id 100
+	lv_mark /dev/mapper/id "$LV_MARK2" 0xb2
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
 	lv_fio_stop
 	expect_eq "$(lv_graph | grep -v ' file loop$' | tr '\n' ';')" \
 		"id file t;o0 backing n0;o1 backing n1;o2 backing n2;q children.0 o0;q children.1 o1;q children.2 o2;t file q;" \
@@ -72,10 +72,10 @@ test_snapshot_below_a_throttle_and_a_quorum_at_one_instant_under_fio() {
 	lv_finish o0 o1 o2
 	lv_check n0 n1 n2
 	for i in 0 1 2; do
-		lv_reads "$SCRATCH/n$i.img" 20M 0xa1
-		lv_reads "$SCRATCH/n$i.img" 24M 0
-		lv_reads "$SCRATCH/o$i.img" 24M 0xb2 null
-		lv_reads "$SCRATCH/o$i.img" 20M 0 null
+		lv_reads "$SCRATCH/n$i.img" "$LV_MARK1" 0xa1
+		lv_reads "$SCRATCH/n$i.img" "$LV_MARK2" 0
+		lv_reads "$SCRATCH/o$i.img" "$LV_MARK2" 0xb2 null
+		lv_reads "$SCRATCH/o$i.img" "$LV_MARK1" 0 null
 	done
 	lv_cleanup
 }
@@ -89,7 +89,7 @@ test_snapshot_failing_halfway_is_rolled_back_and_io_goes_on() {
 	on_6_12_only "a rollback: the paths of the snapshots above"
 	lv_quorum_stack
 	lv_fio_start /dev/mapper/id
-	lv_wait_writes /dev/mapper/id 100
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
 	before=$(lv_graph)
 	dmsetup suspend q
 	lv_overlay o0 n0
@@ -106,7 +106,7 @@ test_snapshot_failing_halfway_is_rolled_back_and_io_goes_on() {
 	if [ -e "$CFS/nodes/o0" ] || [ -e "$CFS/nodes/o1" ]; then
 		fail "overlay nodes left"
 	fi
-	lv_wait_writes /dev/mapper/id 100
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
 	lv_fio_stop
 	lv_dump /dev/mapper/id
 	lv_finish n0 n1 n2
@@ -122,7 +122,7 @@ test_resume_whose_edges_conflict_now_is_refused_and_stays_suspended() {
 	lv_qcow2 node
 	lv_raw id node
 	lv_fio_start /dev/mapper/id
-	lv_wait_writes /dev/mapper/id 100
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
 	dmsetup suspend id
 	lv_overlay over node
 	mark_log
@@ -136,7 +136,7 @@ test_resume_whose_edges_conflict_now_is_refused_and_stays_suspended() {
 	dmsetup resume id
 	lv_suspended id && fail "id still suspended"
 	expect_eq "$(lv_ro node)" 0 "node writable again"
-	lv_wait_writes /dev/mapper/id 100
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
 	lv_fio_stop
 	lv_dump /dev/mapper/id
 	lv_finish node
