@@ -101,6 +101,30 @@ struct bg_node {
 	bool write_blocked;		/* edges forbid writes (READ_ONCE) */
 };
 
+/**
+ * enum bg_inst_state - where an instance is in dm's reload choreography
+ * @BG_INST_LOADED:	constructed, never resumed (an inactive table, or
+ *			one whose resume was refused).  Its edges count
+ *			against every new edge, and keep a child read-only,
+ *			but do not make it writable again: it writes nothing.
+ * @BG_INST_LIVE:	its preresume passed: it may do I/O.  Its edges count
+ *			in full.
+ * @BG_INST_PARKED:	its device was suspended after it was live (from its
+ *			postsuspend on).  Its edges count against no new
+ *			edge, nor as a writer of their child; they still
+ *			keep a child read-only for openers outside the graph.
+ *			Its preresume checks them again before it is live.
+ *
+ * Moves only in bg_instance_preresume() (to LIVE) and
+ * bg_instance_postsuspend() (LIVE to PARKED), under bg_graph_lock.  See
+ * "Live graph changes" in Documentation/bgraph.rst.
+ */
+enum bg_inst_state {
+	BG_INST_LOADED,
+	BG_INST_LIVE,
+	BG_INST_PARKED,
+};
+
 struct bg_instance {
 	struct list_head entry;		/* on node->instances */
 	struct bg_node *node;
@@ -108,6 +132,7 @@ struct bg_instance {
 	const struct bg_kind *kind;
 	void *private;			/* the kind's, for its ops */
 	bool writable;
+	enum bg_inst_state state;	/* bg_graph_lock */
 	struct list_head children;	/* bg_edge.parent_entry */
 };
 
@@ -191,6 +216,39 @@ void bg_instance_detach_child(struct bg_instance *inst, struct dm_dev *dev);
 
 /* Tear an instance down: its edges, their devices, its node reference. */
 void bg_instance_destroy(struct bg_instance *inst);
+
+/**
+ * bg_instance_preresume() - check @inst's edges again before it goes live
+ * @inst:	the instance of a target being resumed
+ *
+ * Every kind's preresume calls this last, after its own work that may
+ * fail.  Each edge of @inst is checked, as at load, against the other
+ * edges on its child (but the parked ones and those of its node's other
+ * tables), and for a cycle through the live graph: edges added while
+ * @inst was parked, or while its table was inactive, may conflict with it
+ * now.  On a conflict the resume is refused with one log line naming the
+ * node, the child, the permission and the other parent, and the device
+ * stays suspended; else @inst is live from here on (and its edges count
+ * as writers of their children).
+ *
+ * Context: sleeps; takes bg_graph_lock.
+ * Return: 0, -EPERM for a permission conflict, -ELOOP for a cycle.
+ */
+int bg_instance_preresume(struct bg_instance *inst);
+
+/**
+ * bg_instance_postsuspend() - park @inst's edges: its device is suspended
+ * @inst:	the instance of a target being suspended
+ *
+ * Every kind's postsuspend calls this last, once the node sends nothing
+ * more to its children (its metadata written back): from here until its
+ * preresume, new edges may be made on its children that its own edges
+ * would refuse.  That is what lets a reload insert a node between a live
+ * parent and its child (an overlay whose backing is the parent's child).
+ *
+ * Context: sleeps; takes bg_graph_lock.
+ */
+void bg_instance_postsuspend(struct bg_instance *inst);
 
 /* From a target's resume: make @inst the node's live instance. */
 void bg_instance_resume(struct bg_instance *inst);

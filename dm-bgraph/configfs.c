@@ -111,9 +111,11 @@ static int bg_perms_text(void *arg, char *buf, size_t size)
 		list_for_each_entry(e, &inst->children, parent_entry) {
 			bg_perm_format(perm, sizeof(perm), e->perm.perm);
 			bg_perm_format(shared, sizeof(shared), e->perm.shared);
-			len = bg_emit(buf, size, len, "%s %s perm=%s shared=%s\n",
+			len = bg_emit(buf, size, len, "%s %s perm=%s shared=%s%s\n",
 				      bg_edge_role(e, role, sizeof(role)),
-				      e->child->name, perm, shared);
+				      e->child->name, perm, shared,
+				      inst->state == BG_INST_PARKED ?
+				      " parked" : "");
 		}
 	}
 	return len;

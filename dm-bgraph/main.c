@@ -44,6 +44,13 @@ static int __init dm_bgraph_init(void)
 	for (ninit = 0; ninit < ARRAY_SIZE(bg_kinds); ninit++) {
 		const struct bg_kind *k = bg_kinds[ninit];
 
+		/* Live graph changes: bg_instance_postsuspend/preresume(). */
+		if (!k->target->postsuspend || !k->target->preresume) {
+			DMERR("node kind %s: its target lacks postsuspend or preresume",
+			      k->name);
+			r = -EINVAL;
+			goto out_kinds;
+		}
 		r = k->init ? k->init() : 0;
 		if (r) {
 			DMERR("cannot set up node kind %s: %d", k->name, r);

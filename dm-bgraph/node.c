@@ -143,25 +143,32 @@ bool bg_node_read_only(struct bg_node *node)
 /* ---------------------------------------------------------------- */
 
 /*
- * The edges on @child, folded: with @self, all but those of the other
- * tables of @self's node (the table a reload replaces, or its
- * replacement: never live together with @self's table); with @own, only
- * those of @self's table.  Each edge counts, as in QEMU: a node whose file
- * is also its own backing child conflicts with itself, and so do two
+ * The edges on @child that an edge of @self meets, folded, but @skip (the
+ * edge itself, when it is already on the list).  With @own false: all but
+ * those of the other tables of @self's node (the table a reload replaces,
+ * or its replacement: never live together with @self's table) and but the
+ * parked ones (their devices are suspended; each is checked again at its
+ * own resume).  With @own true: only those of @self's table, parked or
+ * not (they go live together).  Each edge counts, as in QEMU: a node whose
+ * file is also its own backing child conflicts with itself, and so do two
  * targets of one table.
  */
 static struct bg_perm_acc bg_parents_acc(struct bg_node *child,
 					 const struct bg_instance *self,
-					 bool own)
+					 const struct bg_edge *skip, bool own)
 {
 	struct bg_perm_acc acc = { 0, 0 };
 	struct bg_edge *edge;
 	bool same_node, same_table;
 
 	list_for_each_entry(edge, &child->parents, child_entry) {
-		same_node = self && edge->parent->node == self->node;
-		same_table = self && edge->parent->ti->table == self->ti->table;
-		if (own ? !same_table : same_node && !same_table)
+		same_node = edge->parent->node == self->node;
+		same_table = edge->parent->ti->table == self->ti->table;
+		if (edge == skip)
+			continue;
+		if (own ? !same_table :
+			  (same_node && !same_table) ||
+			  (!same_table && edge->parent->state == BG_INST_PARKED))
 			continue;
 		bg_perm_acc_add(&acc, edge->perm);
 	}
@@ -169,15 +176,61 @@ static struct bg_perm_acc bg_parents_acc(struct bg_node *child,
 }
 
 /*
+ * The first edge on @child, but @skip, that @self's edge @perm conflicts
+ * with by itself, counted as bg_parents_acc() counts: the other parent a
+ * refusal names.  bg_graph_lock held.
+ */
+static struct bg_edge *bg_conflicting_edge(struct bg_node *child,
+					   const struct bg_instance *self,
+					   const struct bg_edge *skip,
+					   struct bg_perm_pair perm)
+{
+	struct bg_perm_acc acc;
+	struct bg_edge *edge;
+	bool same_table;
+
+	list_for_each_entry(edge, &child->parents, child_entry) {
+		same_table = edge->parent->ti->table == self->ti->table;
+		if (edge == skip ||
+		    (!same_table && edge->parent->node == self->node) ||
+		    (!same_table && edge->parent->state == BG_INST_PARKED))
+			continue;
+		acc = (struct bg_perm_acc){ 0, 0 };
+		bg_perm_acc_add(&acc, edge->perm);
+		if (bg_perm_conflict(&acc, perm))
+			return edge;
+	}
+	return NULL;
+}
+
+/*
  * Make @child read-only for every opener while its edges say so, and give
  * it back its own state when they stop saying so.  Writes that still reach
  * one of our nodes are failed in its map (bg_node_write_blocked()), since
  * the block layer only warns about writes to a read-only disk.
+ *
+ * Every edge's refusal to share WRITE counts, whatever the state of its
+ * instance: an inactive table's backing edge, or a suspended one's, keeps
+ * its child read-only for openers outside the graph, which no resume
+ * checks.  Only a live instance's WRITE makes the child writable again:
+ * an inactive table (a reload of the node above that turns its backing
+ * edge into a file edge) writes nothing yet, and must not open its child
+ * to every other writer before its node's live table lets go of it.
  */
 static void bg_node_update_ro(struct bg_node *child, struct gendisk *disk)
 {
-	struct bg_perm_acc acc = bg_parents_acc(child, NULL, false);
-	bool ro = bg_perm_read_only(&acc);
+	struct bg_perm_acc acc = { 0, 0 };
+	struct bg_perm_pair p;
+	struct bg_edge *edge;
+	bool ro;
+
+	list_for_each_entry(edge, &child->parents, child_entry) {
+		p = edge->perm;
+		if (edge->parent->state != BG_INST_LIVE)
+			p.perm = 0;
+		bg_perm_acc_add(&acc, p);
+	}
+	ro = bg_perm_read_only(&acc);
 
 	WRITE_ONCE(child->write_blocked, ro);
 	if (ro && !child->ro_disk) {
@@ -190,7 +243,10 @@ static void bg_node_update_ro(struct bg_node *child, struct gendisk *disk)
 	}
 }
 
-/* Is @target reachable from @from through child edges? */
+/*
+ * Is @target reachable from @from through child edges?  Parked instances'
+ * edges are not followed: each is checked again at its own resume.
+ */
 static int bg_reaches(struct bg_node *from, struct bg_node *target,
 		      unsigned int depth)
 {
@@ -203,6 +259,8 @@ static int bg_reaches(struct bg_node *from, struct bg_node *target,
 	if (depth >= BG_MAX_DEPTH)
 		return -ELOOP;
 	list_for_each_entry(inst, &from->instances, entry) {
+		if (inst->state == BG_INST_PARKED)
+			continue;
 		list_for_each_entry(edge, &inst->children, parent_entry) {
 			r = bg_reaches(edge->child, target, depth + 1);
 			if (r)
@@ -351,12 +409,12 @@ int bg_instance_add_child(struct bg_instance *inst, const char *path,
 		r = r < 0 ? r : -ELOOP;
 		goto out_unlock_graph;
 	}
-	acc = bg_parents_acc(child, inst, false);
+	acc = bg_parents_acc(child, inst, NULL, false);
 	bad = bg_perm_conflict(&acc, edge->perm);
 	if (bad) {
 		bool own;
 
-		acc = bg_parents_acc(child, inst, true);
+		acc = bg_parents_acc(child, inst, NULL, true);
 		own = bg_perm_conflict(&acc, edge->perm);
 		bg_perm_format(pbuf, sizeof(pbuf), bad);
 		bg_perm_format(sbuf, sizeof(sbuf), edge->perm.perm);
@@ -472,6 +530,77 @@ void bg_instance_destroy(struct bg_instance *inst)
 	bg_node_put(node);
 	mutex_unlock(&bg_cfs_lock);
 	kfree(inst);
+}
+
+/*
+ * Check one edge of @inst, which is on its child's list already, as
+ * bg_instance_add_child() checks a new one; log the refusal.
+ * bg_graph_lock held.  Returns 0 or a negative errno.
+ */
+static int bg_edge_recheck(struct bg_instance *inst, struct bg_edge *edge)
+{
+	struct bg_node *node = inst->node, *child = edge->child;
+	char role_name[32], orole[32], pbuf[80], sbuf[80];
+	struct bg_perm_acc acc;
+	struct bg_edge *other;
+	unsigned int bad;
+	int r;
+
+	bg_role_format(role_name, sizeof(role_name), edge->role, edge->index);
+	r = bg_reaches(child, node, 0);
+	if (r) {
+		DMERR("%s: cannot resume: %s child %s %s", node->name,
+		      role_name, child->name, r < 0 ?
+		      "is in a graph too deep" : "closes a cycle in the graph");
+		return -ELOOP;
+	}
+	acc = bg_parents_acc(child, inst, edge, false);
+	bad = bg_perm_conflict(&acc, edge->perm);
+	if (!bad)
+		return 0;
+	other = bg_conflicting_edge(child, inst, edge, edge->perm);
+	bg_perm_format(pbuf, sizeof(pbuf), bad);
+	bg_perm_format(sbuf, sizeof(sbuf), edge->perm.perm);
+	if (other)
+		bg_role_format(orole, sizeof(orole), other->role, other->index);
+	DMERR("%s: cannot resume: %s child %s: permission conflict on %s (wants %s) with %s%s%s",
+	      node->name, role_name, child->name, pbuf, sbuf,
+	      other ? other->parent->node->name : "its other parents",
+	      other ? "'s edge " : "", other ? orole : "");
+	return -EPERM;
+}
+
+int bg_instance_preresume(struct bg_instance *inst)
+{
+	struct bg_edge *edge;
+	int r = 0;
+
+	mutex_lock(&bg_graph_lock);
+	list_for_each_entry(edge, &inst->children, parent_entry) {
+		r = bg_edge_recheck(inst, edge);
+		if (r)
+			break;
+	}
+	if (!r && inst->state != BG_INST_LIVE) {
+		inst->state = BG_INST_LIVE;
+		list_for_each_entry(edge, &inst->children, parent_entry)
+			bg_node_update_ro(edge->child, edge->dev->bdev->bd_disk);
+	}
+	mutex_unlock(&bg_graph_lock);
+	return r;
+}
+
+void bg_instance_postsuspend(struct bg_instance *inst)
+{
+	struct bg_edge *edge;
+
+	mutex_lock(&bg_graph_lock);
+	if (inst->state == BG_INST_LIVE) {
+		inst->state = BG_INST_PARKED;
+		list_for_each_entry(edge, &inst->children, parent_entry)
+			bg_node_update_ro(edge->child, edge->dev->bdev->bd_disk);
+	}
+	mutex_unlock(&bg_graph_lock);
 }
 
 void bg_instance_resume(struct bg_instance *inst)

@@ -249,11 +249,13 @@ static int qcow2_preresume(struct dm_target *ti)
 	int r;
 
 	if (!img->writable || READ_ONCE(img->mode) != QCOW2_MODE_NEW)
-		return 0;
+		return bg_instance_preresume(img->inst);
 	r = qcow2_meta_reload(img, &error);
-	if (r)
+	if (r) {
 		DMERR("%s: cannot resume: %s", qcow2_name(img), error);
-	return r;
+		return r;
+	}
+	return bg_instance_preresume(img->inst);
 }
 
 static void qcow2_postsuspend(struct dm_target *ti)
@@ -262,6 +264,7 @@ static void qcow2_postsuspend(struct dm_target *ti)
 
 	if (img->writable)
 		qcow2_make_clean(img);
+	bg_instance_postsuspend(img->inst);
 }
 
 /*

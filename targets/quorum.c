@@ -878,6 +878,21 @@ static int quorum_iterate_devices(struct dm_target *ti,
 	return r;
 }
 
+/* dm waited for every bio; a rewrite of a child runs inside its read. */
+static void quorum_postsuspend(struct dm_target *ti)
+{
+	struct quorum_target *quorum = ti->private;
+
+	bg_instance_postsuspend(quorum->inst);
+}
+
+static int quorum_preresume(struct dm_target *ti)
+{
+	struct quorum_target *quorum = ti->private;
+
+	return bg_instance_preresume(quorum->inst);
+}
+
 static void quorum_resume(struct dm_target *ti)
 {
 	struct quorum_target *quorum = ti->private;
@@ -1267,6 +1282,8 @@ static struct target_type quorum_target_type = {
 	.status		= quorum_status,
 	.message	= quorum_message,
 	.iterate_devices = quorum_iterate_devices,
+	.postsuspend	= quorum_postsuspend,
+	.preresume	= quorum_preresume,
 	.resume		= quorum_resume,
 };
 

@@ -99,6 +99,21 @@ static int raw_iterate_devices(struct dm_target *ti,
 	return fn(ti, raw->dev, raw->start, ti->len, data);
 }
 
+/* The graph's own checks only: a passthrough holds nothing of its own. */
+static int raw_preresume(struct dm_target *ti)
+{
+	struct raw_target *raw = ti->private;
+
+	return bg_instance_preresume(raw->inst);
+}
+
+static void raw_postsuspend(struct dm_target *ti)
+{
+	struct raw_target *raw = ti->private;
+
+	bg_instance_postsuspend(raw->inst);
+}
+
 static void raw_resume(struct dm_target *ti)
 {
 	struct raw_target *raw = ti->private;
@@ -185,6 +200,8 @@ static struct target_type raw_target_type = {
 	.status		= raw_status,
 	.prepare_ioctl	= raw_prepare_ioctl,
 	.iterate_devices = raw_iterate_devices,
+	.postsuspend	= raw_postsuspend,
+	.preresume	= raw_preresume,
 	.resume		= raw_resume,
 };
 

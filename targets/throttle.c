@@ -725,6 +725,21 @@ static void throttle_presuspend_undo(struct dm_target *ti)
 	spin_unlock_irq(&thr->grp->lock);
 }
 
+/* Nothing is held once suspended (presuspend let it all go). */
+static void throttle_postsuspend(struct dm_target *ti)
+{
+	struct throttle_target *thr = ti->private;
+
+	bg_instance_postsuspend(thr->inst);
+}
+
+static int throttle_preresume(struct dm_target *ti)
+{
+	struct throttle_target *thr = ti->private;
+
+	return bg_instance_preresume(thr->inst);
+}
+
 static void throttle_resume(struct dm_target *ti)
 {
 	struct throttle_target *thr = ti->private;
@@ -815,6 +830,8 @@ static struct target_type throttle_target_type = {
 	.iterate_devices = throttle_iterate_devices,
 	.presuspend	= throttle_presuspend,
 	.presuspend_undo = throttle_presuspend_undo,
+	.postsuspend	= throttle_postsuspend,
+	.preresume	= throttle_preresume,
 	.resume		= throttle_resume,
 };
 

@@ -37,6 +37,32 @@ test_backing_child_turns_read_only_while_attached() {
 	dd if=/dev/zero of=/dev/mapper/rbase bs=4k count=1 oflag=direct status=none
 }
 
+# A table loaded but not resumed writes nothing: a reload of the overlay
+# on a writable passthrough over its backing child (the same node: its
+# tables are never live together, so the load is allowed) must not make
+# the child writable for everyone while the overlay's live table still
+# reads it as backing.  Once that table is live, the child is writable.
+test_an_inactive_table_does_not_make_a_backing_child_writable() {
+	local dm out before
+	backing_fixture
+	dm=$(devname /dev/mapper/rbase)
+	attach_overlay
+	dmsetup load top --table "0 $sz bgraph-raw /dev/mapper/rbase"
+	expect_eq "$(cat /sys/block/"$dm"/ro)" 1 "ro with a writable table loaded above"
+	expect_eq "$(cat $CFS/nodes/rbase/read_only)" 1 "configfs read_only"
+	before=$(md5sum <"$base")
+	out=$(dd if=/dev/zero of=/dev/mapper/rbase bs=4k count=1 oflag=direct 2>&1) &&
+		fail "a write to the backing node succeeded"
+	expect_match "$out" "not permitted|Read-only|Permission denied" "write refused"
+	expect_eq "$(md5sum <"$base")" "$before" "backing data unchanged"
+	dmsetup clear top
+	expect_eq "$(cat /sys/block/"$dm"/ro)" 1 "ro once the inactive table is cleared"
+	dmsetup load top --table "0 $sz bgraph-raw /dev/mapper/rbase"
+	dmsetup resume top
+	expect_eq "$(cat /sys/block/"$dm"/ro)" 0 "writable once the passthrough is live"
+	dd if=/dev/zero of=/dev/mapper/rbase bs=4k count=1 oflag=direct status=none
+}
+
 # write_after_attach DEV TABLE: open DEV for writing, create the node "top"
 # with TABLE (which attaches DEV below it), then write 4 KiB at 0 through
 # the fd opened before.  Succeeds when that write fails.
