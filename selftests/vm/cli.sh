@@ -7,6 +7,10 @@
 
 QBREAK=$BGRAPH_SRC/selftests/vm/qcow2-break.py
 
+# lv_fio_start, lv_mark, lv_reads, ... for the snapshot test.
+# shellcheck source=lib-live.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-live.sh"
+
 # cli_tool: set BG to the bgraph binary; forget the records of earlier
 # tests (cleanup_devices removed their devices).
 cli_tool() {
@@ -334,4 +338,95 @@ assert "vm4" not in n and "disk#file" in n, n' || fail "show disk --json"
 	"$BG" show --svg "$SCRATCH/g.svg"
 	grep -q "<svg" "$SCRATCH/g.svg" || fail "no SVG"
 	expect_fail "$BG" show nothing
+}
+
+# bgraph snapshot under fio verify through the id: the overlay takes the
+# writes from the switch on, the node keeps the ones before, and QEMU
+# reads the chain as the id device did; bad snapshots change nothing.
+test_bgraph_snapshot_under_the_id_device_under_fio() {
+	local img out over=$SCRATCH/over.img
+	cli_tool
+	img=$SCRATCH/node.img
+	qemu-img create -q -f qcow2 "$img" "${LV_MB}M"
+	truncate -s $((LV_MB * 2))M "$img"
+	"$BG" add - <<-EOF || fail "add"
+	{"driver": "qcow2", "node-name": "node", "id": "vm0",
+	 "file": {"driver": "file", "filename": "$img"}}
+	EOF
+	rm -f "$over"
+	CLI_BEFORE=$(cli_state)
+	out=$("$BG" snapshot nosuch --overlay "$over" 2>&1) && fail "snapshot of no node"
+	expect_match "$out" "^bgraph: nosuch: no such node$" "no such node"
+	touch "$over"
+	out=$("$BG" snapshot node --overlay "$over" 2>&1) && fail "overlay over an existing file"
+	expect_match "$out" "^bgraph: node: overlay .* exists$" "existing overlay"
+	rm -f "$over"
+	out=$("$BG" snapshot node --overlay "$over" --node-name node 2>&1) && fail "a name in use"
+	expect_match "$out" "^bgraph: node: the node-name is in use$" "name in use"
+	expect_eq "$(cli_state)" "$CLI_BEFORE" "nothing changed by the refusals"
+	[ ! -e "$over" ] || fail "a refused snapshot left its overlay file"
+
+	lv_fio_start /dev/mapper/vm0
+	lv_wait_writes /dev/mapper/vm0 "$LV_IOS"
+	lv_mark /dev/mapper/vm0 "$LV_MARK1" 0xa1
+	out=$("$BG" snapshot node --overlay "$over" 2>&1) || fail "snapshot: $out"
+	expect_eq "$out" node-snap1 "the overlay node's name"
+	lv_mark /dev/mapper/vm0 "$LV_MARK2" 0xb2
+	lv_wait_writes /dev/mapper/vm0 "$LV_IOS"
+	lv_fio_stop
+	expect_eq "$(lv_graph | grep -v '#' | tr '\n' ';')" \
+		"node-snap1 backing node;node-snap1 file loop;vm0 file node-snap1;" "graph"
+	expect_eq "$(lv_ro node)" 1 "node read-only under its overlay"
+	expect_match "$(qemu-img info "$over")" "backing file: $img" "overlay's backing file"
+	lv_dump /dev/mapper/vm0
+	"$BG" del vm0 && "$BG" del node-snap1 && "$BG" del node || fail "del"
+	expect_eq "$(cli_state)" "No devices found" "nothing left after del"
+	qemu-img check -q "$img" || fail "qemu-img check of the node's image"
+	qemu-img check -q "$over" || fail "qemu-img check of the overlay"
+	qemu-img convert -O raw "$over" "$SCRATCH/lv-conv.ref"
+	cmp -s "$SCRATCH/lv-conv.ref" "$SCRATCH/lv-dump.ref" ||
+		fail "QEMU reads the overlay chain unlike vm0"
+	lv_reads "$img" "$LV_MARK1" 0xa1
+	lv_reads "$img" "$LV_MARK2" 0
+	lv_reads "$over" "$LV_MARK2" 0xb2 null
+	lv_reads "$over" "$LV_MARK1" 0 null
+}
+
+# A snapshot failing at its steps (BGRAPH_TEST_FAIL: after the overlay
+# node is made, after the parents' tables are loaded) is undone under fio:
+# one error line, the graph and the devices as before, no overlay file,
+# nothing suspended, no I/O error.
+test_bgraph_snapshot_failing_at_each_step_is_undone_under_fio() {
+	local img out step over=$SCRATCH/over.img
+	cli_tool
+	img=$SCRATCH/node.img
+	qemu-img create -q -f qcow2 "$img" "${LV_MB}M"
+	truncate -s $((LV_MB * 2))M "$img"
+	"$BG" add - <<-EOF || fail "add"
+	{"driver": "qcow2", "node-name": "node", "id": "vm0",
+	 "file": {"driver": "file", "filename": "$img"}}
+	EOF
+	rm -f "$over"
+	CLI_BEFORE="$(cli_state) $(lv_graph)"
+	lv_fio_start /dev/mapper/vm0
+	for step in create load; do
+		lv_wait_writes /dev/mapper/vm0 "$LV_IOS"
+		out=$(BGRAPH_TEST_FAIL=$step "$BG" snapshot node --overlay "$over" 2>&1) &&
+			fail "$step: the snapshot succeeded"
+		diag "$step: $out"
+		expect_eq "$(wc -l <<<"$out")" 1 "$step: lines of output"
+		expect_eq "$(cli_state) $(lv_graph)" "$CLI_BEFORE" "$step: devices and graph after"
+		[ ! -e "$over" ] || fail "$step: the overlay file is left"
+		for d in vm0 node; do
+			lv_suspended $d && fail "$step: $d left suspended"
+		done
+		expect_eq "$(lv_ro node)" 0 "$step: node writable again"
+	done
+	lv_wait_writes /dev/mapper/vm0 "$LV_IOS"
+	lv_fio_stop
+	lv_dump /dev/mapper/vm0
+	"$BG" del vm0 && "$BG" del node || fail "del"
+	qemu-img check -q "$img" || fail "qemu-img check"
+	qemu-img convert -O raw "$img" "$SCRATCH/lv-conv.ref"
+	cmp -s "$SCRATCH/lv-conv.ref" "$SCRATCH/lv-dump.ref" || fail "QEMU reads the image unlike vm0"
 }

@@ -90,6 +90,21 @@ static int image_of(const char *node, char *path, size_t size)
 	return -1;
 }
 
+/*
+ * For the tests of the rollback: BGRAPH_TEST_FAIL=create or load makes
+ * that step fail once it is done (lvm2's test hooks do the same).  A
+ * refused resume is not simulated: a table's edges were checked at its
+ * load against every edge but parked ones, so the kernel refuses the
+ * resume of a table just loaded only when its own preresume fails (a
+ * qcow2 parent that cannot read its image again).
+ */
+static bool test_fail(const char *step)
+{
+	const char *e = getenv("BGRAPH_TEST_FAIL");
+
+	return e && !strcmp(e, step);
+}
+
 /* Replace the token @from of @params by @to; 0 if it was there. */
 static int replace_dev(char *params, size_t size, const char *from,
 		       const char *to)
@@ -143,12 +158,13 @@ static int run_qemu_img(struct snap *s, const char *fmt)
 /*
  * Undo: the parents back on their old tables, the overlay gone, resumed.
  * A parent whose new table went live (resumed, or a refused resume,
- * which swaps the tables all the same) gets its old table loaded and
- * swapped in by a resume that the overlay's backing edge may refuse; once
- * no table names the overlay it is removed, and every parent resumed.
+ * which swaps the tables all the same) gets its old table loaded, with
+ * the overlay suspended (its backing edge parked), and resumed; once no
+ * table names the overlay it is removed, and every parent resumed.
  */
 static void snap_undo(struct snap *s)
 {
+	bool parked = false;
 	unsigned int i;
 
 	for (i = 0; i < s->np; i++) {
@@ -157,8 +173,15 @@ static void snap_undo(struct snap *s)
 		if (p->live_new) {
 			if (bg_dm_suspend(p->name) == 0)
 				p->suspended = true;
+			/*
+			 * The overlay's backing edge on the node, suspended:
+			 * parked, so that the old table may take write again.
+			 */
+			if (!parked && s->dm)
+				parked = !bg_dm_suspend(s->name);
 			bg_dm_load(p->name, &p->old);
-			bg_dm_resume(p->name);	/* may be refused: see above */
+			if (!bg_dm_resume(p->name))
+				p->suspended = false;
 		} else if (p->loaded) {
 			bg_dm_clear(p->name);
 		}
@@ -172,8 +195,7 @@ static void snap_undo(struct snap *s)
 	if (s->created_file)
 		unlink(s->overlay);
 	for (i = s->np; i-- > 0;)
-		if ((s->p[i].suspended || s->p[i].live_new) &&
-		    bg_dm_resume(s->p[i].name))
+		if (s->p[i].suspended && bg_dm_resume(s->p[i].name))
 			bg_error(s->p[i].name, "left suspended: %s (bgraph show; dmsetup resume)",
 				 bg_sys_error);
 }
@@ -281,6 +303,14 @@ int bg_snapshot(const char *node, const char *overlay, const char *name,
 		goto out;
 	}
 	s->created_file = true;
+	/*
+	 * A node's file device has a fixed size: make the (sparse) file as
+	 * large as a fully allocated overlay could grow, data and metadata.
+	 */
+	if (truncate(overlay, (off_t)((s->bytes + s->bytes / 64 + (8 << 20)) & ~511ULL))) {
+		r = snap_fail(s, node, "%s: %s", overlay, strerror(errno));
+		goto out;
+	}
 	if (bg_loop_attach(overlay, false, s->loop, sizeof(s->loop), s->loop_dev,
 			   sizeof(s->loop_dev), &bytes)) {
 		s->loop[0] = '\0';
@@ -329,6 +359,10 @@ int bg_snapshot(const char *node, const char *overlay, const char *name,
 		goto out;
 	}
 	s->dm = true;
+	if (test_fail("create")) {
+		r = snap_fail(s, s->name, "failed for the test (BGRAPH_TEST_FAIL)");
+		goto out;
+	}
 	for (i = 0; i < s->np; i++) {
 		replace_dev(s->p[i].new.params, sizeof(s->p[i].new.params),
 			    "OVERLAY", s->over_dev);
@@ -338,11 +372,28 @@ int bg_snapshot(const char *node, const char *overlay, const char *name,
 		}
 		s->p[i].loaded = true;
 	}
-	/* Bottom-up; a refused resume is undone with the rest. */
+	if (test_fail("load")) {
+		r = snap_fail(s, s->name, "failed for the test (BGRAPH_TEST_FAIL)");
+		goto out;
+	}
+	/*
+	 * Bottom-up.  A refused resume swapped the tables but ran no I/O on
+	 * the new one: undone with the rest while no parent has resumed.
+	 * Once one has, guest writes may be in the overlay: a later refusal
+	 * is reported, not undone, and that parent stays suspended.
+	 */
 	for (i = s->np; i-- > 0;) {
+		bool refused;
+
 		s->p[i].live_new = true;	/* resume swaps, even refused */
-		if (bg_dm_resume(s->p[i].name)) {
+		refused = bg_dm_resume(s->p[i].name) != 0;
+		if (refused && i == s->np - 1) {
 			r = snap_fail(s, s->p[i].name, "%s", bg_sys_error);
+			goto out;
+		}
+		if (refused) {
+			r = bg_error(s->p[i].name, "snapshot %s made, but this parent's resume was refused and it is left suspended: %s",
+				     s->name, bg_sys_error);
 			goto out;
 		}
 		s->p[i].suspended = false;
