@@ -430,3 +430,185 @@ test_bgraph_snapshot_failing_at_each_step_is_undone_under_fio() {
 	qemu-img convert -O raw "$img" "$SCRATCH/lv-conv.ref"
 	cmp -s "$SCRATCH/lv-conv.ref" "$SCRATCH/lv-dump.ref" || fail "QEMU reads the image unlike vm0"
 }
+
+# cli_quorum_tree ID: three qcow2 images of random data (the same), a
+# throttle in group g0 over a quorum q of them, the id ID on top.
+cli_quorum_tree() {
+	local i
+	head -c 16M /dev/urandom >"$SCRATCH/q.ref"
+	for i in a b c; do
+		qemu-img convert -q -O qcow2 "$SCRATCH/q.ref" "$SCRATCH/$i.img"
+		truncate -s 48M "$SCRATCH/$i.img"
+	done
+	mkdir -p $CFS/throttle-groups/g0
+	"$BG" add - <<-EOF2
+	{"driver": "throttle", "node-name": "thr", "id": "$1", "throttle-group": "g0",
+	 "file": {"driver": "quorum", "node-name": "q", "vote-threshold": 2,
+	  "children": [
+	   {"driver": "qcow2", "file": {"driver": "file", "filename": "$SCRATCH/a.img"}},
+	   {"driver": "qcow2", "file": {"driver": "file", "filename": "$SCRATCH/b.img"}},
+	   {"driver": "qcow2", "file": {"driver": "file", "filename": "$SCRATCH/c.img"}}]}}
+	EOF2
+}
+
+# Seed 001's picture: the three qcow2 children of a quorum under a
+# throttle snapshotted at one instant under fio; the filters stay on top.
+test_bgraph_snapshot_below_the_filters_of_a_throttled_quorum_under_fio() {
+	local out i n dir=$SCRATCH/ov
+	cli_tool
+	cli_quorum_tree vm3 || fail "add"
+	rm -rf "$dir"
+	mkdir "$dir"
+	CLI_BEFORE=$(cli_state)
+	out=$("$BG" snapshot --below-filters "q#children.0" --overlay-dir "$dir" 2>&1) &&
+		fail "below the filters of a qcow2 node: accepted"
+	expect_match "$out" "^bgraph: q#children.0: not a filter" "not a filter"
+	out=$("$BG" snapshot --below-filters vm3 --overlay-dir "$dir/none" 2>&1) &&
+		fail "an overlay directory that does not exist: accepted"
+	expect_eq "$(cli_state)" "$CLI_BEFORE" "nothing changed by the refusals"
+	lv_fio_start /dev/mapper/vm3
+	lv_wait_writes /dev/mapper/vm3 "$LV_IOS"
+	out=$("$BG" snapshot --below-filters vm3 --overlay-dir "$dir" 2>&1) || fail "snapshot: $out"
+	expect_eq "$(tr '\n' ' ' <<<"$out")" "q#children.0-snap1 q#children.1-snap1 q#children.2-snap1 " "overlay nodes"
+	lv_wait_writes /dev/mapper/vm3 "$LV_IOS"
+	lv_fio_stop
+	for i in 0 1 2; do
+		n="q#children.$i"
+		grep -qx "q children.$i $n-snap1" $CFS/graph || fail "q's children.$i is not its overlay"
+		grep -qx "$n-snap1 backing $n" $CFS/graph || fail "$n-snap1's backing is not $n"
+	done
+	grep -qx "vm3 file thr" $CFS/graph && grep -qx "thr file q" $CFS/graph ||
+		fail "the filters are not on top any more"
+	lv_dump /dev/mapper/vm3
+	"$BG" del vm3 && "$BG" del thr || fail "del"
+	for i in 0 1 2; do
+		"$BG" del "q#children.$i-snap1" 2>/dev/null || true
+	done
+	q2_teardown
+	rmdir $CFS/throttle-groups/g0
+	for i in 0 1 2; do
+		n="$dir/q#children.$i.qcow2"
+		qemu-img check -q "$n" || fail "qemu-img check of overlay $i"
+		qemu-img convert -O raw "$n" "$SCRATCH/lv-conv.ref"
+		cmp -s "$SCRATCH/lv-conv.ref" "$SCRATCH/lv-dump.ref" ||
+			fail "QEMU reads overlay $i's chain unlike vm3"
+	done
+	for i in a b c; do
+		qemu-img check -q "$SCRATCH/$i.img" || fail "qemu-img check of $i"
+	done
+}
+
+# A throttle inserted above the qcow2 node under the id, and on the inner
+# edge between the qcow2 node and its file, then removed, under fio.
+test_bgraph_insert_and_remove_filter_under_fio() {
+	local img out
+	cli_tool
+	img=$(cli_qcow2 ins)
+	mkdir -p $CFS/throttle-groups/g1
+	"$BG" add - <<-EOF || fail "add"
+	{"driver": "qcow2", "node-name": "disk", "id": "vm4",
+	 "file": {"driver": "file", "filename": "$img"}}
+	EOF
+	echo '{"driver": "throttle", "node-name": "f1", "throttle-group": "g1"}' >"$SCRATCH/f1.json"
+	echo '{"driver": "throttle", "node-name": "f2", "throttle-group": "g1"}' >"$SCRATCH/f2.json"
+	CLI_BEFORE=$(cli_state)
+	out=$("$BG" insert --edge disk:backing "$SCRATCH/f1.json" 2>&1) && fail "insert on no edge"
+	expect_match "$out" "^bgraph: disk: no edge backing$" "no such edge"
+	echo '{"driver": "quorum", "node-name": "f1"}' >"$SCRATCH/bad.json"
+	out=$("$BG" insert --above disk "$SCRATCH/bad.json" 2>&1) && fail "a quorum as a filter"
+	expect_match "$out" "a filter is a throttle or raw node" "not a filter"
+	expect_eq "$(cli_state)" "$CLI_BEFORE" "nothing changed by the refusals"
+	lv_fio_start /dev/mapper/vm4
+	lv_wait_writes /dev/mapper/vm4 "$LV_IOS"
+	"$BG" insert --above disk "$SCRATCH/f1.json" >/dev/null || fail "insert above disk"
+	grep -qx "vm4 file f1" $CFS/graph && grep -qx "f1 file disk" $CFS/graph ||
+		fail "f1 is not between vm4 and disk: $(cat $CFS/graph)"
+	lv_wait_writes /dev/mapper/vm4 "$LV_IOS"
+	"$BG" insert --edge disk:file "$SCRATCH/f2.json" >/dev/null || fail "insert on disk's file edge"
+	grep -qx "disk file f2" $CFS/graph && grep -qx "f2 file disk#file" $CFS/graph ||
+		fail "f2 is not between disk and its file: $(cat $CFS/graph)"
+	lv_wait_writes /dev/mapper/vm4 "$LV_IOS"
+	"$BG" remove-filter f1 || fail "remove f1"
+	"$BG" remove-filter f2 || fail "remove f2"
+	lv_wait_writes /dev/mapper/vm4 "$LV_IOS"
+	lv_fio_stop
+	grep -qx "vm4 file disk" $CFS/graph && grep -qx "disk file disk#file" $CFS/graph ||
+		fail "the graph is not as before: $(cat $CFS/graph)"
+	[ ! -e $CFS/nodes/f1 ] && [ ! -e $CFS/nodes/f2 ] || fail "a filter node is left"
+	lv_dump /dev/mapper/vm4
+	"$BG" del vm4 && "$BG" del disk || fail "del"
+	rmdir $CFS/throttle-groups/g1
+	qemu-img check -q "$img" || fail "qemu-img check"
+	qemu-img convert -O raw "$img" "$SCRATCH/lv-conv.ref"
+	cmp -s "$SCRATCH/lv-conv.ref" "$SCRATCH/lv-dump.ref" || fail "QEMU reads the image unlike vm4"
+}
+
+# QEMU's iotest 245 for our options: what changes live under fio, what is
+# refused with QEMU's message, read-only both ways on a node nobody
+# writes (a write to it refused meanwhile).
+test_bgraph_reopen_changes_options_live_and_refuses_the_fixed_ones() {
+	local img spare out
+	cli_tool
+	img=$(cli_qcow2 ro1)
+	spare=$(cli_qcow2 ro2)
+	cli_quorum_tree vm6 || fail "add the quorum tree"
+	mkdir -p $CFS/throttle-groups/g2
+	"$BG" add - <<-EOF || fail "add"
+	{"driver": "qcow2", "node-name": "disk", "id": "vm5",
+	 "file": {"driver": "file", "filename": "$img"}}
+	EOF
+	"$BG" add - <<-EOF || fail "add spare"
+	{"driver": "qcow2", "node-name": "spare",
+	 "file": {"driver": "file", "filename": "$spare"}}
+	EOF
+	CLI_BEFORE=$(cli_state)
+	for out in "driver=raw:Cannot change the option 'driver'" \
+		   "node-name=x:Cannot change the option 'node-name'" \
+		   "file=y:Cannot change the option 'file'" \
+		   "foo=1:Invalid option 'foo' for a qcow2 node" \
+		   "read-only=on:Cannot make the node read-only: vm5 writes to it" \
+		   "l2-cache-size=zero:l2-cache-size: a byte count"; do
+		expect_eq "$("$BG" reopen disk "${out%%:*}" 2>&1 || :)" "bgraph: disk: ${out#*:}" "reopen ${out%%:*}"
+	done
+	expect_eq "$("$BG" reopen nosuch read-only=on 2>&1 || :)" "bgraph: nosuch: no such node" "no such node"
+	expect_eq "$("$BG" reopen thr throttle-group=nosuch 2>&1 || :)" \
+		"bgraph: thr: throttle group 'nosuch' does not exist (mkdir $CFS/throttle-groups/nosuch)" "no such group"
+	expect_eq "$(cli_state)" "$CLI_BEFORE" "nothing changed by the refusals"
+
+	lv_fio_start /dev/mapper/vm5
+	lv_wait_writes /dev/mapper/vm5 "$LV_IOS"
+	"$BG" reopen disk l2-cache-size=65536 detect-zeroes=on || fail "reopen disk"
+	expect_match "$(dmsetup table disk)" " 4 l2_cache_size 65536 detect_zeroes on$" "disk's table"
+	lv_wait_writes /dev/mapper/vm5 "$LV_IOS"
+	"$BG" reopen disk detect-zeroes=off || fail "reopen disk back"
+	expect_match "$(dmsetup table disk)" " 2 l2_cache_size 65536$" "disk's table back"
+	lv_wait_writes /dev/mapper/vm5 "$LV_IOS"
+	lv_fio_stop
+	"$BG" reopen thr throttle-group=g2 || fail "reopen thr"
+	expect_match "$(dmsetup table thr)" " g2$" "thr's group"
+	"$BG" reopen q rewrite-corrupted=on || fail "reopen q rewrite-corrupted"
+	expect_match "$(dmsetup table q)" " 1 rewrite-corrupted$" "q's rewrite-corrupted"
+	# A combination the kernel refuses at load: its reason, nothing changed.
+	expect_eq "$("$BG" reopen q read-pattern=fifo 2>&1 || :)" \
+		"bgraph: q: bgraph-quorum: rewrite-corrupted needs read-pattern quorum (-EINVAL)" "refused by the kernel"
+	expect_match "$(dmsetup table q)" " 1 rewrite-corrupted$" "q's table unchanged"
+	lv_suspended q && fail "q left suspended"
+	"$BG" reopen q rewrite-corrupted=off read-pattern=fifo || fail "reopen q read-pattern"
+	expect_match "$(dmsetup table q)" " 2 read-pattern fifo$" "q's read-pattern"
+	cmp -n $((8 << 20)) /dev/mapper/vm6 "$SCRATCH/q.ref" || fail "vm6 reads other data after the reopen"
+
+	# read-only both ways on spare, which has no parent.
+	"$BG" reopen spare read-only=on || fail "spare read-only"
+	expect_eq "$(blockdev --getro /dev/mapper/spare)" 1 "spare read-only"
+	dd if=/dev/zero of=/dev/mapper/spare bs=4k count=1 oflag=direct status=none 2>/dev/null &&
+		fail "a write to the read-only spare succeeded"
+	"$BG" reopen spare read-only=off || fail "spare read-write"
+	expect_eq "$(blockdev --getro /dev/mapper/spare)" 0 "spare writable again"
+	dd if=/dev/zero of=/dev/mapper/spare bs=4k count=1 oflag=direct status=none ||
+		fail "a write to the writable spare failed"
+	"$BG" del vm5 && "$BG" del disk && "$BG" del spare && "$BG" del vm6 && "$BG" del thr || fail "del"
+	rmdir $CFS/throttle-groups/g0 $CFS/throttle-groups/g2
+	qemu-img check -q "$img" || fail "qemu-img check disk"
+	qemu-img check -q "$spare" || fail "qemu-img check spare"
+	qemu-io -r -c "read -P 0 0 4k" "$spare" | grep -q "^read 4096/4096" || fail "QEMU does not read spare's zeros"
+}

@@ -43,6 +43,10 @@ static void usage(FILE *f)
 	      "       bgraph del NODE\n"
 	      "       bgraph show [NODE] [--json | --dot | --svg FILE]\n"
 	      "       bgraph snapshot NODE --overlay PATH [--node-name NAME] [--format qcow2]\n"
+	      "       bgraph snapshot --below-filters ID --overlay-dir DIR\n"
+	      "       bgraph insert (--above NODE | --edge PARENT:ROLE) FILTER.json\n"
+	      "       bgraph remove-filter NODE\n"
+	      "       bgraph reopen NODE key=value...\n"
 	      "       bgraph --help\n"
 	      "\n"
 	      "dm-bgraph's block graph, as QEMU's QMP block commands.\n"
@@ -63,6 +67,16 @@ static void usage(FILE *f)
 	      "               NODE's image, its node (NAME, else NODE-snapN) with NODE as\n"
 	      "               backing, and NODE's parents switched to it at one instant;\n"
 	      "               all or nothing\n"
+	      "  snapshot --below-filters ID  every node below the filters (throttle,\n"
+	      "               quorum, raw passthroughs) under ID at one instant, overlays\n"
+	      "               DIR/<node>.qcow2; the filters stay on top\n"
+	      "  insert       put the filter FILTER.json (throttle or raw; its file is\n"
+	      "               the node) above NODE for all its parents, or on one edge\n"
+	      "  remove-filter NODE  reconnect NODE's parents to its child, delete it\n"
+	      "  reopen NODE key=value...  blockdev-reopen: change options of a live\n"
+	      "               node: read-only, discard, detect-zeroes (raw, qcow2),\n"
+	      "               l2-cache-size (qcow2), throttle-group (throttle),\n"
+	      "               rewrite-corrupted, read-pattern (quorum)\n"
 	      "\n"
 	      "Errors are one line, \"bgraph: <node>: <reason>\", exit status 1.\n"
 	      "See bgraph(8).\n", f);
@@ -336,7 +350,7 @@ static int add_precheck(struct add *a)
 	return 0;
 }
 
-static char *read_input(const char *file, size_t *len)
+char *read_input(const char *file, size_t *len)
 {
 	FILE *f = strcmp(file, "-") ? fopen(file, "re") : stdin;
 	size_t cap = 0, n;
@@ -368,7 +382,8 @@ static char *read_input(const char *file, size_t *len)
 	return buf;
 }
 
-static int cmd_add(const char *file)
+int bg_add_text(const char *text, size_t len, const char *source,
+		char *top, size_t topsize)
 {
 	struct bg_env env = {
 		.name_used = env_name_used,
@@ -377,14 +392,9 @@ static int cmd_add(const char *file)
 	struct add a = { 0 };
 	struct bg_err err;
 	unsigned int i;
-	size_t len;
-	char *text;
 	int r = 1;
 
-	text = read_input(file, &len);
-	if (!text)
-		return bg_error(file, "cannot read: %s", strerror(errno ? errno : EIO));
-	if (bg_plan_parse(&a.p, text, len, file, &env, &err)) {
+	if (bg_plan_parse(&a.p, text, len, source, &env, &err)) {
 		bg_error(err.node, "%s", err.msg);
 		goto out;
 	}
@@ -408,6 +418,8 @@ static int cmd_add(const char *file)
 	}
 	if (a.p.id && add_id(&a))
 		goto undo;
+	if (top)
+		snprintf(top, topsize, "%s", a.p.id ? a.p.id : a.top);
 	r = 0;
 	goto out;
 undo:
@@ -415,6 +427,19 @@ undo:
 out:
 	free(a.made);
 	bg_plan_free(&a.p);
+	return r;
+}
+
+static int cmd_add(const char *file)
+{
+	size_t len;
+	char *text;
+	int r;
+
+	text = read_input(file, &len);
+	if (!text)
+		return bg_error(file, "cannot read: %s", strerror(errno ? errno : EIO));
+	r = bg_add_text(text, len, file, NULL, 0);
 	free(text);
 	return r;
 }
@@ -461,7 +486,7 @@ static bool del_follows(const char *child, const char *owner)
 	       !parents[0];
 }
 
-static int cmd_del(const char *name)
+int cmd_del(const char *name)
 {
 	char buf[8192], *gone[1024], *line, *save = NULL;
 	struct json_object *rec;
@@ -525,11 +550,16 @@ int main(int argc, char **argv)
 		{ "overlay", required_argument, NULL, 'o' },
 		{ "node-name", required_argument, NULL, 'n' },
 		{ "format", required_argument, NULL, 'f' },
+		{ "below-filters", no_argument, NULL, 'b' },
+		{ "overlay-dir", required_argument, NULL, 'D' },
+		{ "above", required_argument, NULL, 'a' },
+		{ "edge", required_argument, NULL, 'e' },
 		{ 0 }
 	};
 	enum bg_show_fmt fmt = BG_SHOW_TEXT;
 	const char *svg = NULL, *verb, *overlay = NULL, *nname = NULL,
-		   *format = NULL;
+		   *format = NULL, *odir = NULL, *above = NULL, *edge = NULL;
+	bool below = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -556,6 +586,18 @@ int main(int argc, char **argv)
 		case 'f':
 			format = optarg;
 			break;
+		case 'b':
+			below = true;
+			break;
+		case 'D':
+			odir = optarg;
+			break;
+		case 'a':
+			above = optarg;
+			break;
+		case 'e':
+			edge = optarg;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -572,8 +614,19 @@ int main(int argc, char **argv)
 	if (!strcmp(verb, "del") && argc - optind == 1 && fmt == BG_SHOW_TEXT)
 		return cmd_del(argv[optind]);
 	if (!strcmp(verb, "snapshot") && argc - optind == 1 && overlay &&
-	    fmt == BG_SHOW_TEXT)
+	    !below && fmt == BG_SHOW_TEXT)
 		return bg_snapshot(argv[optind], overlay, nname, format);
+	if (!strcmp(verb, "snapshot") && argc - optind == 1 && below && odir &&
+	    !overlay && !nname && fmt == BG_SHOW_TEXT)
+		return bg_snapshot_below(argv[optind], odir);
+	if (!strcmp(verb, "insert") && argc - optind == 1 && !above != !edge &&
+	    fmt == BG_SHOW_TEXT)
+		return bg_insert(above, edge, argv[optind]);
+	if (!strcmp(verb, "reopen") && argc - optind >= 1 && fmt == BG_SHOW_TEXT)
+		return bg_reopen(argv[optind], argc - optind - 1, argv + optind + 1);
+	if (!strcmp(verb, "remove-filter") && argc - optind == 1 &&
+	    fmt == BG_SHOW_TEXT)
+		return bg_remove_filter(argv[optind]);
 	if (!strcmp(verb, "show") && argc - optind <= 1)
 		return bg_show(optind < argc ? argv[optind] : NULL, fmt, svg);
 	if (!strcmp(verb, "help")) {

@@ -27,25 +27,40 @@
 #include "sys.h"
 
 #define MAX_PARENTS	16
+#define MAX_NODES	16
 
+/* A parent whose table changes: @old is live, @new replaces it. */
 struct parent {
 	char name[160];
 	struct bg_dm_target old, new;
 	bool suspended, loaded, live_new;
 };
 
-struct snap {
-	const char *node;
-	char dev[32];			/* the node's major:minor */
-	char kind[32];
-	uint64_t bytes;
-	char image[PATH_MAX];		/* the node's image file */
-	const char *overlay;		/* its path */
-	char name[64];			/* the overlay node's name */
-	char loop[32], loop_dev[32], over_dev[32];
-	bool created_file, rec, dm;
+/* A device number its parents' tables name, and what they name instead. */
+struct swap {
+	char node[160];
+	char from[32], to[32];
+};
+
+/*
+ * One live change: @nsw nodes swapped for others in the tables of their
+ * parents @p (all of them, or the one @only).  @make makes the new nodes
+ * (before the suspend, or after it with @make_suspended: an overlay,
+ * whose backing edge conflicts with the parents' live edges until they
+ * are parked) and sets each swap's @to; @unmake removes them, @park
+ * suspends them (see change_undo()).
+ */
+struct change {
 	struct parent p[MAX_PARENTS];
 	unsigned int np;
+	struct swap sw[MAX_NODES];
+	unsigned int nsw;
+	const char *only;		/* a parent, or NULL for all */
+	bool make_suspended;
+	int (*make)(struct change *c);
+	void (*unmake)(struct change *c);
+	void (*park)(struct change *c);
+	void *arg;
 };
 
 /*
@@ -129,13 +144,197 @@ static int replace_dev(char *params, size_t size, const char *from,
 	return 0;
 }
 
-static int run_qemu_img(struct snap *s, const char *fmt)
+/* Add the parents of @node (from configfs) to @c, each once. */
+static int change_parents(struct change *c, const char *node)
+{
+	char buf[4096], *line, *save = NULL;
+	unsigned int i;
+
+	if (bg_cfs_read(node, "parents", buf, sizeof(buf)))
+		buf[0] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		struct parent *p;
+		char name[160];
+
+		snprintf(name, sizeof(name), "%.*s", (int)strcspn(line, " "), line);
+		if (c->only && strcmp(name, c->only))
+			continue;
+		for (i = 0; i < c->np; i++)
+			if (!strcmp(c->p[i].name, name))
+				break;
+		if (i < c->np)
+			continue;	/* one table for all its edges */
+		if (c->np == MAX_PARENTS)
+			return bg_error(node, "more than %d parents", MAX_PARENTS);
+		p = &c->p[c->np];
+		memset(p, 0, sizeof(*p));
+		snprintf(p->name, sizeof(p->name), "%s", name);
+		if (bg_dm_target(p->name, &p->old))
+			return bg_error(p->name, "%s", bg_sys_error);
+		p->new = p->old;
+		c->np++;
+	}
+	return 0;
+}
+
+/*
+ * Undo: the parents back on their old tables, the new nodes gone, resumed.
+ * A parent whose new table went live (resumed, or a refused resume, which
+ * swaps the tables all the same) gets its old table loaded, with the new
+ * nodes suspended (an overlay's backing edge parked), and resumed.
+ */
+static void change_undo(struct change *c)
+{
+	bool parked = false;
+	unsigned int i;
+
+	for (i = 0; i < c->np; i++) {
+		struct parent *p = &c->p[i];
+
+		if (p->live_new) {
+			if (bg_dm_suspend(p->name) == 0)
+				p->suspended = true;
+			if (!parked && c->park) {
+				c->park(c);
+				parked = true;
+			}
+			bg_dm_load(p->name, &p->old);
+			if (!bg_dm_resume(p->name))
+				p->suspended = false;
+		} else if (p->loaded) {
+			bg_dm_clear(p->name);
+		}
+	}
+	if (c->unmake)
+		c->unmake(c);
+	for (i = c->np; i-- > 0;)
+		if (c->p[i].suspended && bg_dm_resume(c->p[i].name))
+			bg_error(c->p[i].name, "left suspended: %s (bgraph show; dmsetup resume)",
+				 bg_sys_error);
+}
+
+/* Fail: undo, then the error line (undoing may overwrite bg_sys_error). */
+__attribute__((format(printf, 3, 4)))
+static int change_fail(struct change *c, const char *node, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	change_undo(c);
+	return bg_error(node, "%s", msg);
+}
+
+/* Each parent's new table: every swapped node's number replaced. */
+static int change_tables(struct change *c, bool placeholder)
+{
+	char ph[32];
+	unsigned int i, k;
+
+	for (i = 0; i < c->np; i++) {
+		struct parent *p = &c->p[i];
+
+		p->new = p->old;
+		for (k = 0; k < c->nsw; k++) {
+			snprintf(ph, sizeof(ph), "NODE%u", k);
+			if (!replace_dev(p->new.params, sizeof(p->new.params),
+					 c->sw[k].from, placeholder ? ph : c->sw[k].to))
+				continue;
+			/* A parent of some swapped nodes, not of this one. */
+		}
+		if (!strcmp(p->new.params, p->old.params))
+			return bg_error(p->name, "its table names none of the nodes changed");
+	}
+	return 0;
+}
+
+/*
+ * Run @c: suspend the parents (top-down: in configfs order, a parent of
+ * another is listed... each is suspended before any is loaded), make the
+ * new nodes, load the parents' new tables, resume them (bottom-up).
+ * Returns 0, or 1 after undoing (the error line printed).
+ */
+static int change_run(struct change *c)
+{
+	unsigned int i;
+
+	if (!c->np)
+		return 0;
+	if (change_tables(c, true))
+		return 1;
+	if (!c->make_suspended && c->make && c->make(c))
+		return 1;
+	for (i = 0; i < c->np; i++) {
+		if (bg_dm_suspend(c->p[i].name))
+			return change_fail(c, c->p[i].name, "%s", bg_sys_error);
+		c->p[i].suspended = true;
+	}
+	if (c->make_suspended && c->make && c->make(c)) {
+		change_undo(c);
+		return 1;
+	}
+	if (test_fail("create"))
+		return change_fail(c, c->p[0].name, "failed for the test (BGRAPH_TEST_FAIL)");
+	change_tables(c, false);
+	for (i = 0; i < c->np; i++) {
+		if (bg_dm_load(c->p[i].name, &c->p[i].new))
+			return change_fail(c, c->p[i].name, "%s", bg_sys_error);
+		c->p[i].loaded = true;
+	}
+	if (test_fail("load"))
+		return change_fail(c, c->p[0].name, "failed for the test (BGRAPH_TEST_FAIL)");
+	/*
+	 * Bottom-up.  A refused resume swapped the tables but ran no I/O on
+	 * the new one: undone with the rest while no parent has resumed.
+	 * Once one has, guest writes may have reached the new nodes: a later
+	 * refusal is reported, not undone, and that parent stays suspended.
+	 */
+	for (i = c->np; i-- > 0;) {
+		c->p[i].live_new = true;	/* resume swaps, even refused */
+		if (!bg_dm_resume(c->p[i].name)) {
+			c->p[i].suspended = false;
+			continue;
+		}
+		if (i == c->np - 1)
+			return change_fail(c, c->p[i].name, "%s", bg_sys_error);
+		return bg_error(c->p[i].name, "changed, but this parent's resume was refused and it is left suspended: %s",
+				bg_sys_error);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* snapshot                                                         */
+/* ---------------------------------------------------------------- */
+
+struct overlay {
+	char node[160];
+	char dev[32];			/* the node's major:minor */
+	char kind[32];
+	uint64_t bytes;
+	char image[PATH_MAX];		/* the node's image file */
+	char path[PATH_MAX];		/* the overlay's */
+	char name[64];			/* the overlay node's */
+	char loop[32], loop_dev[32], over_dev[32];
+	bool created_file, rec, dm;
+};
+
+struct snap {
+	struct change c;
+	struct overlay o[MAX_NODES];
+	unsigned int no;
+};
+
+static int run_qemu_img(struct overlay *o)
 {
 	char size[32];
 	pid_t pid;
 	int st;
 
-	snprintf(size, sizeof(size), "%" PRIu64, s->bytes);
+	snprintf(size, sizeof(size), "%" PRIu64, o->bytes);
 	pid = fork();
 	if (pid < 0)
 		return -1;
@@ -146,7 +345,8 @@ static int run_qemu_img(struct snap *s, const char *fmt)
 			dup2(fd, STDOUT_FILENO);
 		/* -u: the size is given; the backing image is in use. */
 		execlp("qemu-img", "qemu-img", "create", "-q", "-f", "qcow2",
-		       "-u", "-b", s->image, "-F", fmt, s->overlay, size,
+		       "-u", "-b", o->image, "-F",
+		       strcmp(o->kind, "qcow2") ? "raw" : "qcow2", o->path, size,
 		       (char *)NULL);
 		_exit(127);
 	}
@@ -155,252 +355,441 @@ static int run_qemu_img(struct snap *s, const char *fmt)
 	return 0;
 }
 
-/*
- * Undo: the parents back on their old tables, the overlay gone, resumed.
- * A parent whose new table went live (resumed, or a refused resume,
- * which swaps the tables all the same) gets its old table loaded, with
- * the overlay suspended (its backing edge parked), and resumed; once no
- * table names the overlay it is removed, and every parent resumed.
- */
-static void snap_undo(struct snap *s)
+static void snap_unmake(struct change *c)
 {
-	bool parked = false;
+	struct snap *s = c->arg;
 	unsigned int i;
 
-	for (i = 0; i < s->np; i++) {
-		struct parent *p = &s->p[i];
+	for (i = s->no; i-- > 0;) {
+		struct overlay *o = &s->o[i];
 
-		if (p->live_new) {
-			if (bg_dm_suspend(p->name) == 0)
-				p->suspended = true;
-			/*
-			 * The overlay's backing edge on the node, suspended:
-			 * parked, so that the old table may take write again.
-			 */
-			if (!parked && s->dm)
-				parked = !bg_dm_suspend(s->name);
-			bg_dm_load(p->name, &p->old);
-			if (!bg_dm_resume(p->name))
-				p->suspended = false;
-		} else if (p->loaded) {
-			bg_dm_clear(p->name);
-		}
+		if (o->dm)
+			bg_dm_remove(o->name);
+		if (o->loop[0])
+			bg_loop_detach(o->loop, o->path);
+		if (o->rec)
+			bg_rec_remove(o->name);
+		if (o->created_file)
+			unlink(o->path);
+		o->dm = o->rec = o->created_file = false;
+		o->loop[0] = '\0';
 	}
-	if (s->dm)
-		bg_dm_remove(s->name);
-	if (s->loop[0])
-		bg_loop_detach(s->loop, s->overlay);
-	if (s->rec)
-		bg_rec_remove(s->name);
-	if (s->created_file)
-		unlink(s->overlay);
-	for (i = s->np; i-- > 0;)
-		if (s->p[i].suspended && bg_dm_resume(s->p[i].name))
-			bg_error(s->p[i].name, "left suspended: %s (bgraph show; dmsetup resume)",
-				 bg_sys_error);
 }
 
-/* Fail: undo, then the error line (undoing may overwrite bg_sys_error). */
-__attribute__((format(printf, 3, 4)))
-static int snap_fail(struct snap *s, const char *node, const char *fmt, ...)
+static void snap_park(struct change *c)
 {
-	char msg[1024];
-	va_list ap;
+	struct snap *s = c->arg;
+	unsigned int i;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	snap_undo(s);
-	return bg_error(node, "%s", msg);
+	for (i = 0; i < s->no; i++)
+		if (s->o[i].dm)
+			bg_dm_suspend(s->o[i].name);
 }
 
-static int snap_prepare(struct snap *s, const char *name)
+/* The overlay file, its loop device and record (before any suspend). */
+static int overlay_file(struct overlay *o)
 {
-	char buf[4096], *line, *save = NULL;
+	struct json_object *rec;
+	uint64_t bytes;
+	int r;
+
+	if (run_qemu_img(o)) {
+		unlink(o->path);
+		return bg_error(o->node, "qemu-img create of %s failed", o->path);
+	}
+	o->created_file = true;
+	/*
+	 * A node's file device has a fixed size: make the (sparse) file as
+	 * large as a fully allocated overlay could grow, data and metadata.
+	 */
+	if (truncate(o->path, (off_t)((o->bytes + o->bytes / 64 + (8 << 20)) & ~511ULL)))
+		return bg_error(o->node, "%s: %s", o->path, strerror(errno));
+	if (bg_loop_attach(o->path, false, o->loop, sizeof(o->loop), o->loop_dev,
+			   sizeof(o->loop_dev), &bytes)) {
+		o->loop[0] = '\0';
+		return bg_error(o->node, "%s", bg_sys_error);
+	}
+	rec = json_object_new_object();
+	json_object_object_add(rec, "node-name", json_object_new_string(o->name));
+	json_object_object_add(rec, "driver", json_object_new_string("qcow2"));
+	json_object_object_add(rec, "owner", json_object_new_string(o->name));
+	json_object_object_add(rec, "implicit", json_object_new_boolean(false));
+	json_object_object_add(rec, "filename", json_object_new_string(o->path));
+	json_object_object_add(rec, "loop", json_object_new_string(o->loop));
+	json_object_object_add(rec, "loop-dev", json_object_new_string(o->loop_dev));
+	json_object_object_add(rec, "snapshot-of", json_object_new_string(o->node));
+	r = bg_rec_write(o->name, rec);
+	json_object_put(rec);
+	if (r)
+		return bg_error(o->name, "%s", bg_sys_error);
+	o->rec = true;
+	return 0;
+}
+
+/* After the suspend: the overlay nodes, with the nodes as backing. */
+static int snap_make(struct change *c)
+{
+	struct snap *s = c->arg;
+	char params[256];
+	unsigned int i;
+
+	for (i = 0; i < s->no; i++) {
+		struct overlay *o = &s->o[i];
+
+		snprintf(params, sizeof(params), "%s 2 backing %s", o->loop_dev, o->dev);
+		if (bg_dm_create(o->name, "bgraph-qcow2", o->bytes / 512, params,
+				 false, o->over_dev, sizeof(o->over_dev)))
+			return bg_error(o->name, "%s", bg_sys_error);
+		o->dm = true;
+		snprintf(c->sw[i].to, sizeof(c->sw[i].to), "%s", o->over_dev);
+	}
+	return 0;
+}
+
+/* Check @node and fill @o: a snapshot of @node to @path named @name. */
+static int overlay_prepare(struct overlay *o, const char *node,
+			   const char *path, const char *name)
+{
+	char buf[4096];
 	struct stat st;
-	unsigned int i, n;
+	unsigned int n;
 
-	if (!bg_cfs_node(s->node) || !bg_dm_exists(s->node))
-		return bg_error(s->node, "no such node");
-	if (bg_cfs_read(s->node, "kind", s->kind, sizeof(s->kind)) ||
-	    (strcmp(s->kind, "qcow2") && strcmp(s->kind, "raw")))
-		return bg_error(s->node, "a %s node: only qcow2 and raw nodes are snapshotted",
-				s->kind);
-	if (bg_cfs_read(s->node, "size", buf, sizeof(buf)) ||
-	    !(s->bytes = strtoull(buf, NULL, 10)))
-		return bg_error(s->node, "cannot read its size");
-	if (bg_cfs_read(s->node, "dev", s->dev, sizeof(s->dev)))
-		return bg_error(s->node, "cannot read its device number");
-	if (image_of(s->node, s->image, sizeof(s->image)))
-		return bg_error(s->node, "no image file under it (a file child that is a loop device, through raw nodes without a window)");
-	if (!lstat(s->overlay, &st) || errno != ENOENT)
-		return bg_error(s->node, "overlay %s exists", s->overlay);
+	snprintf(o->node, sizeof(o->node), "%s", node);
+	snprintf(o->path, sizeof(o->path), "%s", path);
+	if (!bg_cfs_node(node) || !bg_dm_exists(node))
+		return bg_error(node, "no such node");
+	if (bg_cfs_read(node, "kind", o->kind, sizeof(o->kind)) ||
+	    (strcmp(o->kind, "qcow2") && strcmp(o->kind, "raw")))
+		return bg_error(node, "a %s node: only qcow2 and raw nodes are snapshotted",
+				o->kind);
+	if (bg_cfs_read(node, "size", buf, sizeof(buf)) ||
+	    !(o->bytes = strtoull(buf, NULL, 10)))
+		return bg_error(node, "cannot read its size");
+	if (bg_cfs_read(node, "dev", o->dev, sizeof(o->dev)))
+		return bg_error(node, "cannot read its device number");
+	if (image_of(node, o->image, sizeof(o->image)))
+		return bg_error(node, "no image file under it (a file child that is a loop device, through raw nodes without a window)");
+	if (!lstat(path, &st) || errno != ENOENT)
+		return bg_error(node, "overlay %s exists", path);
+	if (bg_cfs_read(node, "blockers", buf, sizeof(buf)) == 0 && buf[0]) {
+		buf[strcspn(buf, "\n")] = '\0';
+		return bg_error(node, "the node is blocked by: %s", buf);
+	}
 	if (name) {
 		if (!bg_name_valid(name, BG_USER_NAME_MAX))
 			return bg_error(name, "invalid node-name: a letter, then letters, digits, '-', '.' or '_', at most %d characters",
 					BG_USER_NAME_MAX);
 		if (bg_cfs_node(name) || bg_dm_exists(name))
 			return bg_error(name, "the node-name is in use");
-		snprintf(s->name, sizeof(s->name), "%s", name);
-	} else {
-		for (n = 1; n < 1000; n++) {
-			snprintf(s->name, sizeof(s->name), "%s-snap%u", s->node, n);
-			if (!bg_cfs_node(s->name) && !bg_dm_exists(s->name))
-				break;
-		}
+		snprintf(o->name, sizeof(o->name), "%s", name);
+		return 0;
 	}
-	if (bg_cfs_read(s->node, "blockers", buf, sizeof(buf)) == 0 && buf[0]) {
-		buf[strcspn(buf, "\n")] = '\0';
-		return bg_error(s->node, "the node is blocked by: %s", buf);
+	for (n = 1; n < 1000; n++) {
+		snprintf(o->name, sizeof(o->name), "%s-snap%u", node, n);
+		if (!bg_cfs_node(o->name) && !bg_dm_exists(o->name))
+			return 0;
 	}
-	if (bg_cfs_read(s->node, "parents", buf, sizeof(buf)))
-		buf[0] = '\0';
-	for (line = strtok_r(buf, "\n", &save); line;
-	     line = strtok_r(NULL, "\n", &save)) {
-		struct parent *p;
+	return bg_error(node, "no free overlay name");
+}
 
-		if (s->np == MAX_PARENTS)
-			return bg_error(s->node, "more than %d parents", MAX_PARENTS);
-		p = &s->p[s->np];
-		memset(p, 0, sizeof(*p));
-		snprintf(p->name, sizeof(p->name), "%.*s", (int)strcspn(line, " "), line);
-		for (i = 0; i < s->np; i++)
-			if (!strcmp(s->p[i].name, p->name))
-				break;
-		if (i < s->np)
-			continue;	/* two edges of one parent: one table */
-		if (bg_dm_target(p->name, &p->old))
-			return bg_error(p->name, "%s", bg_sys_error);
-		p->new = p->old;
-		s->np++;
+static int snap_run(struct snap *s)
+{
+	unsigned int i, k;
+
+	for (i = 0; i < s->no; i++) {
+		for (k = 0; k < i; k++)
+			if (!strcmp(s->o[k].name, s->o[i].name) ||
+			    !strcmp(s->o[k].path, s->o[i].path))
+				return bg_error(s->o[i].node, "two overlays of one name or path");
+		memcpy(s->c.sw[i].node, s->o[i].node, sizeof(s->c.sw[i].node));
+		memcpy(s->c.sw[i].from, s->o[i].dev, sizeof(s->c.sw[i].from));
+		if (change_parents(&s->c, s->o[i].node))
+			return 1;
 	}
+	s->c.nsw = s->no;
+	s->c.make_suspended = true;
+	s->c.make = snap_make;
+	s->c.unmake = snap_unmake;
+	s->c.park = snap_park;
+	s->c.arg = s;
+	for (i = 0; i < s->no; i++)
+		if (overlay_file(&s->o[i])) {
+			snap_unmake(&s->c);
+			return 1;
+		}
+	if (change_run(&s->c))
+		return 1;
+	for (i = 0; i < s->no; i++)
+		printf("%s\n", s->o[i].name);
 	return 0;
 }
 
 int bg_snapshot(const char *node, const char *overlay, const char *name,
 		const char *format)
 {
-	struct snap *s = calloc(1, sizeof(*s));
-	uint64_t bytes;
-	char params[256];
+	struct snap *s;
+	int r = 1;
+
+	if (format && strcmp(format, "qcow2"))
+		return bg_error(node, "format %s: only qcow2 overlays", format);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return bg_error(node, "out of memory");
+	s->no = 1;
+	if (!overlay_prepare(&s->o[0], node, overlay, name))
+		r = snap_run(s);
+	free(s);
+	return r;
+}
+
+/* Filters: their nodes are passed through; the nodes below are formats. */
+static bool is_filter(const char *node)
+{
+	char kind[32], type[64], params[4096];
+
+	if (bg_cfs_read(node, "kind", kind, sizeof(kind)))
+		return false;
+	if (!strcmp(kind, "throttle") || !strcmp(kind, "quorum"))
+		return true;
+	/* A raw node without a window (an id device) over a dm node. */
+	return !strcmp(kind, "raw") &&
+	       !bg_dm_table(node, type, sizeof(type), params, sizeof(params)) &&
+	       !strchr(params, ' ');
+}
+
+/* The format nodes directly below the filters from @node, into @s. */
+static int below_filters(struct snap *s, const char *node, const char *dir,
+			 unsigned int depth)
+{
+	char buf[4096], *line, *save = NULL, path[PATH_MAX];
 	unsigned int i;
+
+	if (depth > 16)
+		return bg_error(node, "the filters are too deep");
+	if (bg_cfs_read(node, "children", buf, sizeof(buf)))
+		return bg_error(node, "no such node");
+	for (line = strtok_r(buf, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		const char *child = strchr(line, ' ');
+
+		if (!child++)
+			continue;
+		if (!bg_dm_exists(child))
+			return bg_error(node, "its child %s is not a node (a device below filters)", child);
+		if (is_filter(child)) {
+			if (below_filters(s, child, dir, depth + 1))
+				return 1;
+			continue;
+		}
+		for (i = 0; i < s->no; i++)
+			if (!strcmp(s->o[i].node, child))
+				break;
+		if (i < s->no)
+			continue;
+		if (s->no == MAX_NODES)
+			return bg_error(node, "more than %d nodes below the filters", MAX_NODES);
+		snprintf(path, sizeof(path), "%s/%s.qcow2", dir, child);
+		if (overlay_prepare(&s->o[s->no], child, path, NULL))
+			return 1;
+		s->no++;
+	}
+	return 0;
+}
+
+int bg_snapshot_below(const char *id, const char *dir)
+{
+	struct snap *s = calloc(1, sizeof(*s));
+	char real[PATH_MAX];
 	int r = 1;
 
 	if (!s)
-		return bg_error(node, "out of memory");
-	s->node = node;
-	s->overlay = overlay;
-	if (format && strcmp(format, "qcow2")) {
-		r = bg_error(node, "format %s: only qcow2 overlays", format);
+		return bg_error(id, "out of memory");
+	if (!realpath(dir, real)) {
+		r = bg_error(id, "%s: %s", dir, strerror(errno));
 		goto out;
 	}
-	if (snap_prepare(s, name))
-		goto out;
-
-	if (run_qemu_img(s, strcmp(s->kind, "qcow2") ? "raw" : "qcow2")) {
-		unlink(overlay);
-		r = bg_error(node, "qemu-img create of %s failed", overlay);
+	if (!bg_cfs_node(id) || !bg_dm_exists(id)) {
+		r = bg_error(id, "no such node");
 		goto out;
 	}
-	s->created_file = true;
-	/*
-	 * A node's file device has a fixed size: make the (sparse) file as
-	 * large as a fully allocated overlay could grow, data and metadata.
-	 */
-	if (truncate(overlay, (off_t)((s->bytes + s->bytes / 64 + (8 << 20)) & ~511ULL))) {
-		r = snap_fail(s, node, "%s: %s", overlay, strerror(errno));
+	if (!is_filter(id)) {
+		r = bg_error(id, "not a filter: snapshot it with --overlay");
 		goto out;
 	}
-	if (bg_loop_attach(overlay, false, s->loop, sizeof(s->loop), s->loop_dev,
-			   sizeof(s->loop_dev), &bytes)) {
-		s->loop[0] = '\0';
-		r = snap_fail(s, node, "%s", bg_sys_error);
+	if (below_filters(s, id, real, 0))
+		goto out;
+	if (!s->no) {
+		r = bg_error(id, "no node below the filters");
 		goto out;
 	}
-	{
-		struct json_object *rec = json_object_new_object();
-
-		json_object_object_add(rec, "node-name", json_object_new_string(s->name));
-		json_object_object_add(rec, "driver", json_object_new_string("qcow2"));
-		json_object_object_add(rec, "owner", json_object_new_string(s->name));
-		json_object_object_add(rec, "implicit", json_object_new_boolean(false));
-		json_object_object_add(rec, "filename", json_object_new_string(overlay));
-		json_object_object_add(rec, "loop", json_object_new_string(s->loop));
-		json_object_object_add(rec, "loop-dev", json_object_new_string(s->loop_dev));
-		json_object_object_add(rec, "snapshot-of", json_object_new_string(node));
-		r = bg_rec_write(s->name, rec);
-		json_object_put(rec);
-		if (r) {
-			r = snap_fail(s, s->name, "%s", bg_sys_error);
-			goto out;
-		}
-		s->rec = true;
-	}
-	/* The parents' new tables name the overlay; checked before any suspend. */
-	for (i = 0; i < s->np; i++)
-		if (replace_dev(s->p[i].new.params, sizeof(s->p[i].new.params),
-				s->dev, "OVERLAY")) {
-			r = snap_fail(s, s->p[i].name, "its table does not name %s as %s",
-				      node, s->dev);
-			goto out;
-		}
-
-	for (i = 0; i < s->np; i++) {
-		if (bg_dm_suspend(s->p[i].name)) {
-			r = snap_fail(s, s->p[i].name, "%s", bg_sys_error);
-			goto out;
-		}
-		s->p[i].suspended = true;
-	}
-	snprintf(params, sizeof(params), "%s 2 backing %s", s->loop_dev, s->dev);
-	if (bg_dm_create(s->name, "bgraph-qcow2", s->bytes / 512, params, false,
-			 s->over_dev, sizeof(s->over_dev))) {
-		r = snap_fail(s, s->name, "%s", bg_sys_error);
-		goto out;
-	}
-	s->dm = true;
-	if (test_fail("create")) {
-		r = snap_fail(s, s->name, "failed for the test (BGRAPH_TEST_FAIL)");
-		goto out;
-	}
-	for (i = 0; i < s->np; i++) {
-		replace_dev(s->p[i].new.params, sizeof(s->p[i].new.params),
-			    "OVERLAY", s->over_dev);
-		if (bg_dm_load(s->p[i].name, &s->p[i].new)) {
-			r = snap_fail(s, s->p[i].name, "%s", bg_sys_error);
-			goto out;
-		}
-		s->p[i].loaded = true;
-	}
-	if (test_fail("load")) {
-		r = snap_fail(s, s->name, "failed for the test (BGRAPH_TEST_FAIL)");
-		goto out;
-	}
-	/*
-	 * Bottom-up.  A refused resume swapped the tables but ran no I/O on
-	 * the new one: undone with the rest while no parent has resumed.
-	 * Once one has, guest writes may be in the overlay: a later refusal
-	 * is reported, not undone, and that parent stays suspended.
-	 */
-	for (i = s->np; i-- > 0;) {
-		bool refused;
-
-		s->p[i].live_new = true;	/* resume swaps, even refused */
-		refused = bg_dm_resume(s->p[i].name) != 0;
-		if (refused && i == s->np - 1) {
-			r = snap_fail(s, s->p[i].name, "%s", bg_sys_error);
-			goto out;
-		}
-		if (refused) {
-			r = bg_error(s->p[i].name, "snapshot %s made, but this parent's resume was refused and it is left suspended: %s",
-				     s->name, bg_sys_error);
-			goto out;
-		}
-		s->p[i].suspended = false;
-	}
-	printf("%s\n", s->name);
-	r = 0;
+	r = snap_run(s);
 out:
 	free(s);
 	return r;
+}
+
+/* ---------------------------------------------------------------- */
+/* insert and remove-filter                                         */
+/* ---------------------------------------------------------------- */
+
+struct insert {
+	const char *text;
+	size_t len;
+	const char *source;
+	char filter[160];
+};
+
+static int insert_make(struct change *c)
+{
+	struct insert *in = c->arg;
+
+	if (bg_add_text(in->text, in->len, in->source, in->filter,
+			sizeof(in->filter)))
+		return 1;
+	if (bg_cfs_read(in->filter, "dev", c->sw[0].to, sizeof(c->sw[0].to)))
+		return bg_error(in->filter, "cannot read its device number");
+	return 0;
+}
+
+static void insert_unmake(struct change *c)
+{
+	struct insert *in = c->arg;
+
+	if (in->filter[0])
+		cmd_del(in->filter);
+}
+
+/* The child of @parent's edge @role ("file", "children.1"), from configfs. */
+static int edge_child(const char *parent, const char *role, char *child,
+		      size_t size)
+{
+	char buf[4096], *line, *save = NULL;
+	size_t n = strlen(role);
+
+	if (!bg_cfs_node(parent) || !bg_dm_exists(parent))
+		return bg_error(parent, "no such node");
+	if (bg_cfs_read(parent, "children", buf, sizeof(buf)))
+		buf[0] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save))
+		if (!strncmp(line, role, n) && line[n] == ' ') {
+			snprintf(child, size, "%s", line + n + 1);
+			return 0;
+		}
+	return bg_error(parent, "no edge %s", role);
+}
+
+int bg_insert(const char *above, const char *edge, const char *file)
+{
+	struct change c = { 0 };
+	struct insert in = { .source = file };
+	struct json_object *root = NULL, *v;
+	char node[160], parent[160], role[64], *text = NULL;
+	const char *colon, *drv;
+	size_t len;
+	int r = 1;
+
+	if (edge) {
+		colon = strrchr(edge, ':');
+		if (!colon || colon == edge || !colon[1])
+			return bg_error(edge, "--edge wants PARENT:ROLE (file, backing, children.N)");
+		snprintf(parent, sizeof(parent), "%.*s", (int)(colon - edge), edge);
+		snprintf(role, sizeof(role), "%s", colon + 1);
+		if (edge_child(parent, role, node, sizeof(node)))
+			return 1;
+		c.only = parent;
+	} else {
+		snprintf(node, sizeof(node), "%s", above);
+		if (!bg_cfs_node(node))
+			return bg_error(node, "no such node");
+	}
+	text = read_input(file, &len);
+	if (!text)
+		return bg_error(file, "cannot read: %s", strerror(errno ? errno : EIO));
+	root = json_tokener_parse(text);
+	if (!root || !json_object_is_type(root, json_type_object)) {
+		r = bg_error(file, "malformed JSON: not an object");
+		goto out;
+	}
+	drv = json_object_object_get_ex(root, "driver", &v) ?
+	      json_object_get_string(v) : NULL;
+	if (!drv || (strcmp(drv, "throttle") && strcmp(drv, "raw"))) {
+		r = bg_error(file, "a filter is a throttle or raw node, not %s",
+			     drv ? drv : "a node without driver");
+		goto out;
+	}
+	if (json_object_object_get_ex(root, "file", &v) &&
+	    (!json_object_is_type(v, json_type_string) ||
+	     strcmp(json_object_get_string(v), node))) {
+		r = bg_error(file, "the filter's file is the node it goes above (%s): leave it out",
+			     node);
+		goto out;
+	}
+	if (json_object_object_get_ex(root, "id", &v)) {
+		r = bg_error(file, "a filter has no id");
+		goto out;
+	}
+	json_object_object_add(root, "file", json_object_new_string(node));
+	in.text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+	in.len = strlen(in.text);
+	c.nsw = 1;
+	snprintf(c.sw[0].node, sizeof(c.sw[0].node), "%s", node);
+	if (bg_cfs_read(node, "dev", c.sw[0].from, sizeof(c.sw[0].from))) {
+		r = bg_error(node, "cannot read its device number");
+		goto out;
+	}
+	if (change_parents(&c, node))
+		goto out;
+	if (!c.np) {
+		r = bg_error(node, edge ? "no such edge" : "the node has no parents: nothing to insert into");
+		goto out;
+	}
+	c.make = insert_make;
+	c.unmake = insert_unmake;
+	c.arg = &in;
+	r = change_run(&c);
+	if (!r)
+		printf("%s\n", in.filter);
+out:
+	json_object_put(root);
+	free(text);
+	return r;
+}
+
+int bg_remove_filter(const char *node)
+{
+	struct change c = { 0 };
+	char kind[32], buf[4096], type[64], params[4096];
+	char *sp;
+	int r;
+
+	if (!bg_cfs_node(node) || !bg_dm_exists(node))
+		return bg_error(node, "no such node");
+	if (bg_cfs_read(node, "kind", kind, sizeof(kind)) ||
+	    (strcmp(kind, "throttle") && strcmp(kind, "raw")) ||
+	    bg_dm_table(node, type, sizeof(type), params, sizeof(params)) ||
+	    (!strcmp(kind, "raw") && strchr(params, ' ')))
+		return bg_error(node, "not a filter (a throttle, or a raw node without a window)");
+	if (bg_cfs_read(node, "children", buf, sizeof(buf)) ||
+	    strncmp(buf, "file ", 5) || strchr(buf, '\n'))
+		return bg_error(node, "not one file child");
+	if (bg_cfs_read(node, "blockers", buf, sizeof(buf)) == 0 && buf[0])
+		return bg_error(node, "the node is blocked");
+	c.nsw = 1;
+	snprintf(c.sw[0].node, sizeof(c.sw[0].node), "%s", node);
+	if (bg_cfs_read(node, "dev", c.sw[0].from, sizeof(c.sw[0].from)))
+		return bg_error(node, "cannot read its device number");
+	/* The child's device number, as the filter's table names it. */
+	sp = strchr(params, ' ');
+	if (sp)
+		*sp = '\0';
+	snprintf(c.sw[0].to, sizeof(c.sw[0].to), "%.31s", params);
+	if (change_parents(&c, node))
+		return 1;
+	if (!c.np)
+		return bg_error(node, "the node has no parents: delete it with del");
+	r = change_run(&c);
+	if (r)
+		return r;
+	return cmd_del(node);
 }
