@@ -97,11 +97,11 @@ check-all: setup
 	@selftests/run --all
 
 run: setup
-	@$(MAKE) -s module
-	@tools/vm-run -k 6.1 tools/demo.sh
+	@$(MAKE) -s module tools
+	@set -o pipefail; tools/vm-run -k 6.1 tools/demo.sh | tools/demo-svg $(SRC)/build/demo
 
 bench: setup
-	@$(MAKE) -s module
+	@$(MAKE) -s module tools
 	@tools/vm-run -k 6.1 -m 3072 -b 8G $(BENCH_QUORUM_DISKS) -t 6000 tools/bench.sh
 
 clean:

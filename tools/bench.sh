@@ -47,7 +47,11 @@
 # on brd, loop devices and (with /dev/vdc-vdh, as make bench gives them)
 # virtio-blk disks.
 #
-# The arguments, else BENCH_PARTS (default "reads writes throttle quorum"),
+# Then the live part, tools/bench-live.sh: how long the guest waits for a
+# snapshot and a filter insertion by bgraph, and its IOPS during 20
+# snapshots in a row.
+#
+# The arguments, else BENCH_PARTS (default "reads writes throttle quorum live"),
 # pick the parts: `tools/vm-run -k 6.1 -m 3072 tools/bench.sh quorum`
 # (vm-run does not pass the host's environment into the guest).
 # BENCH_RUNTIME (s, default 5) and BENCH_REPS (default 5) per measurement;
@@ -74,7 +78,7 @@ src=${BGRAPH_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 runtime=${BENCH_RUNTIME:-5}
 reps=${BENCH_REPS:-5}
 wios=${BENCH_WIOS:-6000}
-parts=${*:-${BENCH_PARTS:-reads writes throttle quorum}}
+parts=${*:-${BENCH_PARTS:-reads writes throttle quorum live}}
 size_mb=256
 work=/scratch/bench
 tmp=$(mktemp -d)
@@ -479,6 +483,13 @@ fi
 if [[ " $parts " == *" quorum "* ]]; then
 	# shellcheck source=tools/bench-quorum.sh
 	source "$src/tools/bench-quorum.sh"
+fi
+
+# ---- live graph changes -------------------------------------------------
+
+if [[ " $parts " == *" live "* ]]; then
+	# shellcheck source=tools/bench-live.sh
+	source "$src/tools/bench-live.sh"
 fi
 rmmod dm_bgraph
 rm -rf "$work" "$tmp"

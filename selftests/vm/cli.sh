@@ -242,7 +242,8 @@ test_bgraph_bad_inputs_are_refused_with_one_line_and_change_nothing() {
 	cli_refused "cycle" '{"driver": "raw", "node-name": "x", "file": {"driver": "raw", "node-name": "y", "file": "x"}}'
 	cli_refused "file that does not exist" "{\"driver\": \"raw\", \"node-name\": \"x\", \"file\": {\"driver\": \"file\", \"filename\": \"$SCRATCH/none.img\"}}"
 	cli_refused "throttle group that does not exist" '{"driver": "throttle", "node-name": "x", "throttle-group": "nog", "file": "base"}'
-	cli_refused "detect-zeroes" '{"driver": "raw", "node-name": "x", "file": "base", "detect-zeroes": "on"}'
+	cli_refused "detect-zeroes unmap without discard unmap" \
+		'{"driver": "raw", "node-name": "x", "file": "base", "detect-zeroes": "unmap", "discard": "ignore"}'
 	cli_refused "not a qcow2 image" "{\"driver\": \"qcow2\", \"node-name\": \"x\", \"file\": {\"driver\": \"file\", \"filename\": \"$SCRATCH/a.ref\"}}"
 	cli_refused "window past the end" '{"driver": "raw", "node-name": "x", "file": "base", "offset": 536870912}'
 }

@@ -426,6 +426,28 @@ static int overlay_file(struct overlay *o)
 	return 0;
 }
 
+/*
+ * A flush of @node: what it holds in memory (a qcow2 node's metadata)
+ * reaches its image before it becomes a backing file, as QEMU flushes
+ * the old top in a snapshot.  Its parents are suspended: nothing writes.
+ */
+static int flush_node(const char *node, const char *dev)
+{
+	char path[64];
+	int fd, r;
+
+	if (bg_dev_path(dev, path, sizeof(path)))
+		return bg_error(node, "%s", bg_sys_error);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return bg_error(node, "%s: %s", path, strerror(errno));
+	r = fsync(fd);
+	close(fd);
+	if (r)
+		return bg_error(node, "flush: %s", strerror(errno));
+	return 0;
+}
+
 /* After the suspend: the overlay nodes, with the nodes as backing. */
 static int snap_make(struct change *c)
 {
@@ -433,6 +455,9 @@ static int snap_make(struct change *c)
 	char params[256];
 	unsigned int i;
 
+	for (i = 0; i < s->no; i++)
+		if (flush_node(s->o[i].node, s->o[i].dev))
+			return 1;
 	for (i = 0; i < s->no; i++) {
 		struct overlay *o = &s->o[i];
 
