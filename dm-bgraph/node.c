@@ -143,42 +143,47 @@ bool bg_node_read_only(struct bg_node *node)
 /* ---------------------------------------------------------------- */
 
 /*
- * The edges on @child that an edge of @self meets, folded, but @skip (the
- * edge itself, when it is already on the list).  With @own false: all but
- * those of the other tables of @self's node (the table a reload replaces,
- * or its replacement: never live together with @self's table) and but the
- * parked ones (their devices are suspended; each is checked again at its
- * own resume).  With @own true: only those of @self's table, parked or
- * not (they go live together).  Each edge counts, as in QEMU: a node whose
+ * Does @edge count against an edge of @self (but @skip, that edge itself
+ * when it is on the list already)?  With @own false: all but those of
+ * the other tables of @self's node (the table a reload replaces, or its
+ * replacement: never live together with @self's table) and but the parked
+ * ones (their devices are suspended; each is checked again at its own
+ * resume).  With @own true: only those of @self's table, parked or not
+ * (they go live together).  Each edge counts, as in QEMU: a node whose
  * file is also its own backing child conflicts with itself, and so do two
  * targets of one table.
  */
+static bool bg_edge_meets(const struct bg_edge *edge,
+			  const struct bg_instance *self,
+			  const struct bg_edge *skip, bool own)
+{
+	bool same_table = edge->parent->ti->table == self->ti->table;
+
+	if (edge == skip)
+		return false;
+	if (own || same_table)
+		return same_table;
+	return edge->parent->node != self->node &&
+	       edge->parent->state != BG_INST_PARKED;
+}
+
+/* The edges on @child that bg_edge_meets(), folded.  bg_graph_lock held. */
 static struct bg_perm_acc bg_parents_acc(struct bg_node *child,
 					 const struct bg_instance *self,
 					 const struct bg_edge *skip, bool own)
 {
 	struct bg_perm_acc acc = { 0, 0 };
 	struct bg_edge *edge;
-	bool same_node, same_table;
 
-	list_for_each_entry(edge, &child->parents, child_entry) {
-		same_node = edge->parent->node == self->node;
-		same_table = edge->parent->ti->table == self->ti->table;
-		if (edge == skip)
-			continue;
-		if (own ? !same_table :
-			  (same_node && !same_table) ||
-			  (!same_table && edge->parent->state == BG_INST_PARKED))
-			continue;
-		bg_perm_acc_add(&acc, edge->perm);
-	}
+	list_for_each_entry(edge, &child->parents, child_entry)
+		if (bg_edge_meets(edge, self, skip, own))
+			bg_perm_acc_add(&acc, edge->perm);
 	return acc;
 }
 
 /*
- * The first edge on @child, but @skip, that @self's edge @perm conflicts
- * with by itself, counted as bg_parents_acc() counts: the other parent a
- * refusal names.  bg_graph_lock held.
+ * The first edge on @child that bg_edge_meets() and that @perm conflicts
+ * with by itself: the other parent a refusal names.  bg_graph_lock held.
  */
 static struct bg_edge *bg_conflicting_edge(struct bg_node *child,
 					   const struct bg_instance *self,
@@ -187,13 +192,9 @@ static struct bg_edge *bg_conflicting_edge(struct bg_node *child,
 {
 	struct bg_perm_acc acc;
 	struct bg_edge *edge;
-	bool same_table;
 
 	list_for_each_entry(edge, &child->parents, child_entry) {
-		same_table = edge->parent->ti->table == self->ti->table;
-		if (edge == skip ||
-		    (!same_table && edge->parent->node == self->node) ||
-		    (!same_table && edge->parent->state == BG_INST_PARKED))
+		if (!bg_edge_meets(edge, self, skip, false))
 			continue;
 		acc = (struct bg_perm_acc){ 0, 0 };
 		bg_perm_acc_add(&acc, edge->perm);

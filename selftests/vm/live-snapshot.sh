@@ -4,9 +4,9 @@
 # done with dmsetup's reload choreography while fio writes through the id
 # (verify=crc32c): one node, the three children of a quorum below a
 # throttle at one instant, a rollback when an overlay cannot be made, and
-# a resume refused while its edges conflict.  The kernel's part: a
-# suspended node's edges are parked, and checked again at its resume
-# ("Live graph changes" in Documentation/bgraph.rst).
+# a resume refused while its edges conflict or close a cycle.  The
+# kernel's part: a suspended node's edges are parked, and checked again
+# at its resume ("Live graph changes" in Documentation/bgraph.rst).
 
 # shellcheck source=lib-live.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib-live.sh"
@@ -140,4 +140,28 @@ test_resume_whose_edges_conflict_now_is_refused_and_stays_suspended() {
 	lv_fio_stop
 	lv_dump /dev/mapper/id
 	lv_finish node
+}
+
+# Cycles too are checked again at resume: with b (over a) suspended, a is
+# loaded over b (b's parked edge is not followed) and resumes; b's resume
+# would close the cycle and is refused, and b stays suspended until it is
+# loaded on a leaf.
+test_resume_that_would_close_a_cycle_is_refused() {
+	local l1 l2
+	l1=$(mkloop c1 4)
+	l2=$(mkloop c2 4)
+	dmsetup create a --table "0 8192 bgraph-raw $l1"
+	dmsetup create b --table "0 8192 bgraph-raw /dev/mapper/a"
+	dmsetup suspend b
+	dmsetup suspend a
+	dmsetup load a --table "0 8192 bgraph-raw /dev/mapper/b"
+	dmsetup resume a
+	mark_log
+	expect_fail dmsetup resume b
+	expect_match "$(log_since_mark)" "bgraph: b: cannot resume: file child a closes a cycle in the graph" \
+		"refusal logged"
+	lv_suspended b || fail "b not suspended after the refused resume"
+	dmsetup load b --table "0 8192 bgraph-raw $l2"
+	dmsetup resume b
+	expect_eq "$(lv_graph | tr '\n' ';')" "a file b;b file loop;" "graph"
 }
