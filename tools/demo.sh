@@ -105,8 +105,9 @@ run dmsetup ls --tree
 step "tear down, then QEMU checks the images and reads them"
 dd if=/dev/mapper/vm0 of="$scratch/vm0.raw" bs=1M iflag=direct status=none
 run "$BG" del vm0
-run "$BG" del thr
+run "$BG" del thr	# and the quorum, which was made with it
 for i in 0 1 2; do
+	run "$BG" del n$i-snap1
 	run "$BG" del n$i
 done
 run dmsetup ls
