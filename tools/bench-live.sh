@@ -29,7 +29,8 @@ live_fio() {
 
 # live_stat OUT: "iops max_clat_ms" of a live_fio run.
 live_stat() {
-	python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]["write"]
+	python3 -c 'import json,sys; t=open(sys.argv[1]).read()
+j=json.loads(t[t.index("{"):])["jobs"][0]["write"]
 print("%.0f %.2f" % (j["iops"], j["clat_ns"]["max"] / 1e6))' "$1"
 }
 
