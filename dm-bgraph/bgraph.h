@@ -253,6 +253,30 @@ void bg_instance_postsuspend(struct bg_instance *inst);
 /* From a target's resume: make @inst the node's live instance. */
 void bg_instance_resume(struct bg_instance *inst);
 
+/*
+ * Every kind's context (ti->private) starts with its instance pointer, so
+ * that the core's target hooks below find it; each kind states it with
+ * BG_CONTEXT(type), checked at build time.
+ */
+#define BG_CONTEXT(type)						\
+	static_assert(offsetof(type, inst) == 0 &&			\
+		      __same_type(((type *)NULL)->inst, struct bg_instance *), \
+		      #type " must start with struct bg_instance *inst")
+
+static inline struct bg_instance *bg_target_instance(struct dm_target *ti)
+{
+	return *(struct bg_instance **)ti->private;
+}
+
+/*
+ * Target hooks for a kind with nothing of its own to do there (a
+ * passthrough, a filter): the graph's steps alone.  A kind with work of
+ * its own calls the bg_instance_ functions from its hooks, last.
+ */
+int bg_target_preresume(struct dm_target *ti);
+void bg_target_postsuspend(struct dm_target *ti);
+void bg_target_resume(struct dm_target *ti);
+
 /* May a bio that writes pass to @node's children?  Hot path: lock-free. */
 static inline bool bg_node_write_blocked(const struct bg_node *node)
 {

@@ -682,3 +682,18 @@ void bg_op_unblock(struct bg_block_set *set)
 	set->blockers = NULL;
 	set->n = 0;
 }
+
+int bg_target_preresume(struct dm_target *ti)
+{
+	return bg_instance_preresume(bg_target_instance(ti));
+}
+
+void bg_target_postsuspend(struct dm_target *ti)
+{
+	bg_instance_postsuspend(bg_target_instance(ti));
+}
+
+void bg_target_resume(struct dm_target *ti)
+{
+	bg_instance_resume(bg_target_instance(ti));
+}

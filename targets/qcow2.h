@@ -359,6 +359,8 @@ struct qcow2_image {
 	enum qcow2_mode mode;		/* only qcow2_set_mode() changes it */
 };
 
+BG_CONTEXT(struct qcow2_image);
+
 struct qcow2_rb {
 	u64 off;			/* file offset; 0: empty slot */
 	u8 *data;			/* a cluster */

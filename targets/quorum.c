@@ -88,8 +88,8 @@ struct quorum_report {
 };
 
 struct quorum_target {
-	struct dm_target *ti;
 	struct bg_instance *inst;
+	struct dm_target *ti;
 	struct quorum_args args;	/* args.dev[] only in the constructor */
 
 	struct mutex lock;		/* messages: set, all, next_index */
@@ -126,6 +126,8 @@ struct quorum_target {
 	 */
 	struct quorum_seg segs[QUORUM_MAX_CHILDREN * QUORUM_PAGES];
 };
+
+BG_CONTEXT(struct quorum_target);
 
 enum quorum_kind {
 	QUORUM_IO_FANOUT,		/* write, flush, discard, write-zeroes */
@@ -878,28 +880,6 @@ static int quorum_iterate_devices(struct dm_target *ti,
 	return r;
 }
 
-/* dm waited for every bio; a rewrite of a child runs inside its read. */
-static void quorum_postsuspend(struct dm_target *ti)
-{
-	struct quorum_target *quorum = ti->private;
-
-	bg_instance_postsuspend(quorum->inst);
-}
-
-static int quorum_preresume(struct dm_target *ti)
-{
-	struct quorum_target *quorum = ti->private;
-
-	return bg_instance_preresume(quorum->inst);
-}
-
-static void quorum_resume(struct dm_target *ti)
-{
-	struct quorum_target *quorum = ti->private;
-
-	bg_instance_resume(quorum->inst);
-}
-
 /* ---------------------------------------------------------------- */
 /* Children: the constructor's and the messages'                    */
 /* ---------------------------------------------------------------- */
@@ -1282,9 +1262,9 @@ static struct target_type quorum_target_type = {
 	.status		= quorum_status,
 	.message	= quorum_message,
 	.iterate_devices = quorum_iterate_devices,
-	.postsuspend	= quorum_postsuspend,
-	.preresume	= quorum_preresume,
-	.resume		= quorum_resume,
+	.postsuspend	= bg_target_postsuspend,
+	.preresume	= bg_target_preresume,
+	.resume		= bg_target_resume,
 };
 
 struct bg_kind quorum_kind = {

@@ -23,6 +23,8 @@ struct raw_target {
 	struct raw_args args;		/* as given, for the table status */
 };
 
+BG_CONTEXT(struct raw_target);
+
 /* ---------------------------------------------------------------- */
 /* Target methods                                                   */
 /* ---------------------------------------------------------------- */
@@ -97,28 +99,6 @@ static int raw_iterate_devices(struct dm_target *ti,
 	struct raw_target *raw = ti->private;
 
 	return fn(ti, raw->dev, raw->start, ti->len, data);
-}
-
-/* The graph's own checks only: a passthrough holds nothing of its own. */
-static int raw_preresume(struct dm_target *ti)
-{
-	struct raw_target *raw = ti->private;
-
-	return bg_instance_preresume(raw->inst);
-}
-
-static void raw_postsuspend(struct dm_target *ti)
-{
-	struct raw_target *raw = ti->private;
-
-	bg_instance_postsuspend(raw->inst);
-}
-
-static void raw_resume(struct dm_target *ti)
-{
-	struct raw_target *raw = ti->private;
-
-	bg_instance_resume(raw->inst);
 }
 
 /* ---------------------------------------------------------------- */
@@ -200,9 +180,9 @@ static struct target_type raw_target_type = {
 	.status		= raw_status,
 	.prepare_ioctl	= raw_prepare_ioctl,
 	.iterate_devices = raw_iterate_devices,
-	.postsuspend	= raw_postsuspend,
-	.preresume	= raw_preresume,
-	.resume		= raw_resume,
+	.postsuspend	= bg_target_postsuspend,
+	.preresume	= bg_target_preresume,
+	.resume		= bg_target_resume,
 };
 
 struct bg_kind raw_kind = {

@@ -79,6 +79,8 @@ struct throttle_target {
 	struct throttle_stats stats[2];
 };
 
+BG_CONTEXT(struct throttle_target);
+
 static DEFINE_MUTEX(throttle_groups_lock);
 static LIST_HEAD(throttle_groups);
 static struct workqueue_struct *throttle_wq;
@@ -725,21 +727,6 @@ static void throttle_presuspend_undo(struct dm_target *ti)
 	spin_unlock_irq(&thr->grp->lock);
 }
 
-/* Nothing is held once suspended (presuspend let it all go). */
-static void throttle_postsuspend(struct dm_target *ti)
-{
-	struct throttle_target *thr = ti->private;
-
-	bg_instance_postsuspend(thr->inst);
-}
-
-static int throttle_preresume(struct dm_target *ti)
-{
-	struct throttle_target *thr = ti->private;
-
-	return bg_instance_preresume(thr->inst);
-}
-
 static void throttle_resume(struct dm_target *ti)
 {
 	struct throttle_target *thr = ti->private;
@@ -830,8 +817,8 @@ static struct target_type throttle_target_type = {
 	.iterate_devices = throttle_iterate_devices,
 	.presuspend	= throttle_presuspend,
 	.presuspend_undo = throttle_presuspend_undo,
-	.postsuspend	= throttle_postsuspend,
-	.preresume	= throttle_preresume,
+	.postsuspend	= bg_target_postsuspend,
+	.preresume	= bg_target_preresume,
 	.resume		= throttle_resume,
 };
 

@@ -71,12 +71,13 @@ static int kmsg_open(void)
 }
 
 /*
- * The last "device-mapper: table: ...: <target>: <reason>" line since
- * kmsg_open(): its reason into bg_sys_error.
+ * Each kernel log record since kmsg_open(), its message (after the ';',
+ * the first line), to @fn; closes @fd.
  */
-static void kmsg_reason(int fd, const char *target)
+static void kmsg_each(int fd, void (*fn)(char *msg, const char *arg),
+		      const char *arg)
 {
-	char rec[1024], *msg, *r, *nl;
+	char rec[1024], *msg, *nl;
 	ssize_t n;
 
 	if (fd < 0)
@@ -86,25 +87,56 @@ static void kmsg_reason(int fd, const char *target)
 			continue;
 		rec[n] = '\0';
 		msg = strchr(rec, ';');
-		if (!msg || !strstr(msg, "device-mapper: table:"))
-			continue;
+		msg = msg ? msg + 1 : rec;
 		nl = strchr(msg, '\n');
 		if (nl)
 			*nl = '\0';
-		r = strstr(msg, target);
-		if (r && r[strlen(target)] == ':') {
-			r += strlen(target) + 1;
-			while (*r == ' ')
-				r++;
-		} else {
-			r = strrchr(msg, ':');
-			r = r ? r + 1 : msg;
-			while (*r == ' ')
-				r++;
-		}
-		snprintf(bg_sys_error, sizeof(bg_sys_error), "%s: %s", target, r);
+		fn(msg, arg);
 	}
 	close(fd);
+}
+
+/* "device-mapper: table: ...: <target>: <reason>": the reason. */
+static void table_reason(char *msg, const char *target)
+{
+	char *r;
+
+	if (!strstr(msg, "device-mapper: table:"))
+		return;
+	r = strstr(msg, target);
+	if (r && r[strlen(target)] == ':') {
+		r += strlen(target) + 1;
+	} else {
+		r = strrchr(msg, ':');
+		r = r ? r + 1 : msg;
+	}
+	while (*r == ' ')
+		r++;
+	snprintf(bg_sys_error, sizeof(bg_sys_error), "%s: %s", target, r);
+}
+
+/* The last refused table's reason since kmsg_open() into bg_sys_error. */
+static void kmsg_reason(int fd, const char *target)
+{
+	kmsg_each(fd, table_reason, target);
+}
+
+/* A record that holds @what: the text from there on. */
+static void line_with(char *msg, const char *what)
+{
+	char *m = strstr(msg, what);
+
+	if (m)
+		snprintf(bg_sys_error, sizeof(bg_sys_error), "%s", m);
+}
+
+/*
+ * The last kernel log line since kmsg_open() that holds @what: the text
+ * from there into bg_sys_error (a refused resume's reason).
+ */
+static void kmsg_line(int fd, const char *what)
+{
+	kmsg_each(fd, line_with, what);
 }
 
 /* ---------------------------------------------------------------- */
@@ -206,31 +238,6 @@ int bg_dm_table(const char *name, char *type, size_t tsize, char *params,
 	}
 	dm_task_destroy(dmt);
 	return r;
-}
-
-/*
- * The last kernel log line since kmsg_open() that holds @what: the text
- * after it into bg_sys_error (a refused resume's reason).
- */
-static void kmsg_line(int fd, const char *what)
-{
-	char rec[1024], *msg, *nl;
-	ssize_t n;
-
-	if (fd < 0)
-		return;
-	while ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
-		if (n <= 0)
-			continue;
-		rec[n] = '\0';
-		nl = strchr(rec, '\n');
-		if (nl)
-			*nl = '\0';
-		msg = strstr(rec, what);
-		if (msg)
-			snprintf(bg_sys_error, sizeof(bg_sys_error), "%s", msg);
-	}
-	close(fd);
 }
 
 /* One ioctl on @name, with a udev cookie where it changes a device node. */
