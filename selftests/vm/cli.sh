@@ -341,19 +341,25 @@ assert "vm4" not in n and "disk#file" in n, n' || fail "show disk --json"
 	expect_fail "$BG" show nothing
 }
 
+# cli_node_under_vm0: a writable qcow2 node "node" over an empty image
+# $SCRATCH/node.img with room to grow, under the id vm0 (bgraph add).
+cli_node_under_vm0() {
+	cli_tool
+	qemu-img create -q -f qcow2 "$SCRATCH/node.img" "${LV_MB}M" &&
+		truncate -s $((LV_MB * 2))M "$SCRATCH/node.img" || return 1
+	"$BG" add - <<-EOF
+	{"driver": "qcow2", "node-name": "node", "id": "vm0",
+	 "file": {"driver": "file", "filename": "$SCRATCH/node.img"}}
+	EOF
+}
+
 # bgraph snapshot under fio verify through the id: the overlay takes the
 # writes from the switch on, the node keeps the ones before, and QEMU
 # reads the chain as the id device did; bad snapshots change nothing.
 test_bgraph_snapshot_under_the_id_device_under_fio() {
 	local img out over=$SCRATCH/over.img
-	cli_tool
+	cli_node_under_vm0 || fail "add"
 	img=$SCRATCH/node.img
-	qemu-img create -q -f qcow2 "$img" "${LV_MB}M"
-	truncate -s $((LV_MB * 2))M "$img"
-	"$BG" add - <<-EOF || fail "add"
-	{"driver": "qcow2", "node-name": "node", "id": "vm0",
-	 "file": {"driver": "file", "filename": "$img"}}
-	EOF
 	rm -f "$over"
 	CLI_BEFORE=$(cli_state)
 	out=$("$BG" snapshot nosuch --overlay "$over" 2>&1) && fail "snapshot of no node"
@@ -399,14 +405,8 @@ test_bgraph_snapshot_under_the_id_device_under_fio() {
 # nothing suspended, no I/O error.
 test_bgraph_snapshot_failing_at_each_step_is_undone_under_fio() {
 	local img out step over=$SCRATCH/over.img
-	cli_tool
+	cli_node_under_vm0 || fail "add"
 	img=$SCRATCH/node.img
-	qemu-img create -q -f qcow2 "$img" "${LV_MB}M"
-	truncate -s $((LV_MB * 2))M "$img"
-	"$BG" add - <<-EOF || fail "add"
-	{"driver": "qcow2", "node-name": "node", "id": "vm0",
-	 "file": {"driver": "file", "filename": "$img"}}
-	EOF
 	rm -f "$over"
 	CLI_BEFORE="$(cli_state) $(lv_graph)"
 	lv_fio_start /dev/mapper/vm0

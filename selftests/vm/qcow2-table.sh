@@ -106,7 +106,7 @@ test_qcow2_bad_table_arguments_refused_with_a_reason() {
 		b5 "0 8192 bgraph-qcow2 $l 3 backing $l" \
 		"Optional argument count does not match the arguments given" \
 		b6 "0 8192 bgraph-qcow2 $l 4 backing $l backing $l" "Option backing given twice" \
-		b7 "0 8192 bgraph-qcow2 $l 1 backing" "Option backing and l2_cache_size need a value" \
+		b7 "0 8192 bgraph-qcow2 $l 1 backing" "Option backing needs a value" \
 		b8 "0 8192 bgraph-qcow2 /dev/no-such-device" "Cannot open the child device" \
 		b9 "0 8192 bgraph-qcow2 $l 2 backing /dev/no-such-device" "Cannot open the child device" \
 		b10 "0 2048 bgraph-qcow2 $notq" "bad magic: not a qcow2 image" \
