@@ -273,6 +273,18 @@ static void options_text(struct json_object *nd, char *buf, size_t size)
 		buf[len - 1] = '\0';
 }
 
+
+/* An edge's perm and shared lists, joined, into @perm and @shared. */
+static void edge_perms(struct json_object *e, char *perm, char *shared,
+		       size_t size)
+{
+	struct json_object *v;
+
+	json_object_object_get_ex(e, "perm", &v);
+	join(v, perm, size);
+	json_object_object_get_ex(e, "shared", &v);
+	join(v, shared, size);
+}
 static void print_text(struct json_object *m)
 {
 	struct json_object *nodes, *edges, *nd, *e, *b, *v;
@@ -295,10 +307,7 @@ static void print_text(struct json_object *m)
 	printf("\n%-24s %-12s %-24s %s\n", "PARENT", "ROLE", "CHILD", "PERMISSIONS");
 	for (i = 0; i < json_object_array_length(edges); i++) {
 		e = json_object_array_get_idx(edges, i);
-		json_object_object_get_ex(e, "perm", &v);
-		join(v, perm, sizeof(perm));
-		json_object_object_get_ex(e, "shared", &v);
-		join(v, shared, sizeof(shared));
+		edge_perms(e, perm, shared, sizeof(perm));
 		printf("%-24s %-12s %-24s perm=%s shared=%s\n", str(e, "parent"),
 		       str(e, "role"), str(e, "child"), perm, shared);
 	}
@@ -340,10 +349,7 @@ static void print_dot(struct json_object *m, FILE *f)
 	}
 	for (i = 0; i < json_object_array_length(edges); i++) {
 		e = json_object_array_get_idx(edges, i);
-		json_object_object_get_ex(e, "perm", &v);
-		join(v, perm, sizeof(perm));
-		json_object_object_get_ex(e, "shared", &v);
-		join(v, shared, sizeof(shared));
+		edge_perms(e, perm, shared, sizeof(perm));
 		fprintf(f, "\t\"%s\" -> \"%s\" [label=\"%s\\nperm: %s\\nshared: %s\"];\n",
 			str(e, "parent"), str(e, "child"), str(e, "role"), perm, shared);
 	}
