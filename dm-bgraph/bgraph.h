@@ -99,6 +99,7 @@ struct bg_node {
 	struct gendisk *ro_disk;	/* disk we made read-only, or NULL */
 	bool ro_saved;			/* its read-only state before that */
 	bool write_blocked;		/* edges forbid writes (READ_ONCE) */
+	bool removed;			/* out of the graph; blockers left */
 };
 
 /**
@@ -147,12 +148,31 @@ struct bg_edge {
 	struct dm_dev *dev;
 };
 
+/*
+ * A blocker holds its node's memory (a configfs item reference), not its
+ * place in the graph: a node removed while blocked (dm's destructor cannot
+ * refuse) leaves the graph, configfs and its name and dev_t as any other,
+ * and is marked @removed; its blockers stay on its list, which only they
+ * use from then on, until they are released.
+ */
 struct bg_blocker {
 	struct list_head entry;		/* on node->blockers */
-	struct bg_node *node;		/* holds a reference */
+	struct bg_node *node;		/* holds node->group */
 	enum bg_op op;
 	char owner[BG_OWNER_LEN];
 };
+
+/* The owner of the blockers of changes/<name>: "change:<name>". */
+#define BG_CHANGE_OWNER		"change:"
+
+/*
+ * Is @b held by a graph change (configfs changes/)?  Such a change's own
+ * table loads on the nodes it holds are its work: they are not refused.
+ */
+static inline bool bg_blocker_is_change(const struct bg_blocker *b)
+{
+	return !strncmp(b->owner, BG_CHANGE_OWNER, strlen(BG_CHANGE_OWNER));
+}
 
 /* A set of blockers taken together by bg_op_block(). */
 struct bg_block_set {
@@ -329,14 +349,52 @@ static inline bool bg_instance_live(const struct bg_instance *inst)
 u64 bg_node_size(struct bg_node *node);
 bool bg_node_read_only(struct bg_node *node);
 
-/*
- * bg_op_block() - take blockers for @op on @n nodes at once, owned by
- * @owner, or none: returns -EBUSY with a reason in @reason when a blocker
- * already on one of the nodes refuses @op.  Sleeps.
+/**
+ * bg_op_block() - take blockers for @op on @n nodes at once, or none
+ * @nodes:	the nodes, each once
+ * @n:		how many
+ * @op:		the op the caller runs on them
+ * @owner:	who holds the blockers, as nodes/<name>/blockers shows it
+ * @set:	filled with the blockers taken, for bg_op_unblock()
+ * @reason:	on -EBUSY, one line: the node, and the op and owner that
+ *		refuse @op there (by the op-blocker table)
+ * @reason_len:	its size
+ *
+ * Context: sleeps; takes bg_graph_lock.
+ * Return: 0, -EBUSY, or -ENOMEM.
  */
 int bg_op_block(struct bg_node **nodes, unsigned int n, enum bg_op op,
 		const char *owner, struct bg_block_set *set,
 		char *reason, size_t reason_len);
+
+/**
+ * bg_op_block_names() - bg_op_block() on nodes named by user space
+ * @names:	the node names, each once
+ * @n:		how many
+ * @op:		the op
+ * @owner:	who holds the blockers
+ * @set:	filled with the blockers taken
+ * @reason:	on -EINVAL or -EBUSY, one line naming the node
+ * @reason_len:	its size
+ *
+ * The names are looked up and the blockers taken under one hold of
+ * bg_graph_lock: no node named can go in between.
+ *
+ * Context: sleeps; takes bg_graph_lock.
+ * Return: 0, -EINVAL for a name that is no node, -EBUSY, or -ENOMEM;
+ * nothing is taken on error.
+ */
+int bg_op_block_names(const char *const *names, unsigned int n,
+		      enum bg_op op, const char *owner,
+		      struct bg_block_set *set, char *reason, size_t reason_len);
+
+/**
+ * bg_op_unblock() - release the blockers of @set
+ * @set:	a set bg_op_block() or bg_op_block_names() filled; emptied
+ *
+ * Context: sleeps; takes bg_graph_lock, and no other lock of ours (it
+ * runs from a configfs item's release).
+ */
 void bg_op_unblock(struct bg_block_set *set);
 
 /* io.c: synchronous I/O on a child, with dm-io */

@@ -105,3 +105,71 @@ int bg_op_table_format(char *buf, size_t size)
 	}
 	return len;
 }
+
+static bool bg_block_space(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+int bg_block_parse(char *line, struct bg_block_req *req, const char **error)
+{
+	unsigned int i, j, nwords = 0;
+	size_t len = strlen(line);
+	char *c, *word;
+	int op;
+
+	if (len && line[len - 1] == '\n')
+		line[--len] = '\0';
+	for (c = line; *c; c++) {
+		if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f) {
+			*error = "Control character in the line";
+			return -EINVAL;
+		}
+	}
+	req->n = 0;
+	c = line;
+	for (;;) {
+		while (bg_block_space(*c))
+			c++;
+		if (!*c)
+			break;
+		word = c;
+		while (*c && !bg_block_space(*c))
+			c++;
+		if (*c)
+			*c++ = '\0';
+		if (!nwords++) {
+			op = bg_op_parse(word);
+			if (op < 0) {
+				*error = "Unknown op: see op_blockers";
+				return -EINVAL;
+			}
+			req->op = op;
+			continue;
+		}
+		if (req->n == BG_BLOCK_MAX_NODES) {
+			*error = "Too many nodes in one line";
+			return -EINVAL;
+		}
+		if (strlen(word) > BG_BLOCK_NAME_MAX) {
+			*error = "Node name too long";
+			return -EINVAL;
+		}
+		req->names[req->n++] = word;
+	}
+	if (!nwords) {
+		*error = "Empty line: <op> <node> [<node>...] expected";
+		return -EINVAL;
+	}
+	if (!req->n) {
+		*error = "No node: <op> <node> [<node>...] expected";
+		return -EINVAL;
+	}
+	for (j = 1; j < req->n; j++)
+		for (i = 0; i < j; i++)
+			if (!strcmp(req->names[i], req->names[j])) {
+				*error = "A node is named twice";
+				return -EINVAL;
+			}
+	return 0;
+}

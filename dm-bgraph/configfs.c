@@ -6,6 +6,8 @@
  *   op_blockers	the op-blocker table
  *   nodes/<name>/	one directory per node, made and removed by the kernel
  *	kind size read_only dev children parents permissions blockers stats
+ *   changes/<name>/	a graph change in progress, made by users with mkdir:
+ *	block		write "<op> <node>..." to take blockers; read them
  *   <kind's group>/	a directory a node kind owns (bg_kind.configfs_group),
  *			such as the throttle groups users make with mkdir
  *
@@ -17,6 +19,8 @@
 #include <linux/slab.h>
 
 #include "bgraph.h"
+
+#define DM_MSG_PREFIX "bgraph"
 
 #define BG_TEXT_MAX	(1024 * 1024)
 
@@ -249,6 +253,167 @@ static const struct config_item_type bg_node_type = {
 };
 
 /* ---------------------------------------------------------------- */
+/* changes/<name>/                                                  */
+/* ---------------------------------------------------------------- */
+
+/*
+ * A graph change in progress: user space (bgraph, or anyone scripting
+ * dmsetup) makes changes/<name>, writes "<op> <node>..." lines to its
+ * block file, each taking blockers for that op on those nodes at once or
+ * none, does its dm steps, and removes the directory, which releases them
+ * all.  Its sets are guarded by bg_graph_lock, like the blockers.
+ */
+struct bg_change {
+	struct config_group group;
+	struct list_head sets;		/* bg_change_set.entry */
+	char owner[BG_OWNER_LEN];	/* "change:<name>" */
+};
+
+struct bg_change_set {
+	struct list_head entry;		/* on bg_change.sets */
+	enum bg_op op;
+	struct bg_block_set set;
+};
+
+static inline struct bg_change *to_bg_change(struct config_item *item)
+{
+	return container_of(to_config_group(item), struct bg_change, group);
+}
+
+/*
+ * Each set as the line that took it, one per line; a node removed since
+ * keeps its name, followed by "(removed)".
+ */
+static ssize_t bg_change_block_show(struct config_item *item, char *page)
+{
+	struct bg_change *ch = to_bg_change(item);
+	struct bg_change_set *cs;
+	unsigned int i;
+	int len = 0;
+
+	mutex_lock(&bg_graph_lock);
+	list_for_each_entry(cs, &ch->sets, entry) {
+		len = bg_emit(page, PAGE_SIZE, len, "%s", bg_op_name(cs->op));
+		for (i = 0; i < cs->set.n; i++) {
+			struct bg_node *node = cs->set.blockers[i].node;
+
+			len = bg_emit(page, PAGE_SIZE, len, " %s%s", node->name,
+				      node->removed ? "(removed)" : "");
+		}
+		len = bg_emit(page, PAGE_SIZE, len, "\n");
+	}
+	mutex_unlock(&bg_graph_lock);
+	return min_t(int, len, PAGE_SIZE - 1);
+}
+
+/*
+ * "<op> <node> [<node>...]": blockers for <op> on every node named, or
+ * none.  -EINVAL for a line that does not parse or names no node, -EBUSY
+ * when a blocker on a node refuses <op>; the reason goes to the kernel
+ * log, naming the change and the node.
+ */
+static ssize_t bg_change_block_store(struct config_item *item,
+				     const char *page, size_t count)
+{
+	struct bg_change *ch = to_bg_change(item);
+	struct bg_change_set *cs;
+	struct bg_block_req *req;
+	const char *error;
+	char reason[BG_NAME_LEN + 96];
+	char *line;
+	int r;
+
+	line = kmemdup_nul(page, count, GFP_KERNEL);
+	req = kmalloc(sizeof(*req), GFP_KERNEL);
+	cs = kzalloc(sizeof(*cs), GFP_KERNEL);
+	if (!line || !req || !cs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = bg_block_parse(line, req, &error);
+	if (r) {
+		DMERR("change %s: %s", config_item_name(item), error);
+		goto out;
+	}
+	r = bg_op_block_names(req->names, req->n, req->op, ch->owner,
+			      &cs->set, reason, sizeof(reason));
+	if (r) {
+		if (r != -ENOMEM)
+			DMERR("change %s: %s", config_item_name(item), reason);
+		goto out;
+	}
+	cs->op = req->op;
+	mutex_lock(&bg_graph_lock);
+	list_add_tail(&cs->entry, &ch->sets);
+	mutex_unlock(&bg_graph_lock);
+	cs = NULL;
+	r = count;
+out:
+	kfree(cs);
+	kfree(req);
+	kfree(line);
+	return r;
+}
+
+CONFIGFS_ATTR(bg_change_, block);
+
+static struct configfs_attribute *bg_change_attrs[] = {
+	&bg_change_attr_block,
+	NULL,
+};
+
+/* The last reference is gone (rmdir, and every open file closed). */
+static void bg_change_release(struct config_item *item)
+{
+	struct bg_change *ch = to_bg_change(item);
+	struct bg_change_set *cs, *tmp;
+
+	list_for_each_entry_safe(cs, tmp, &ch->sets, entry) {
+		bg_op_unblock(&cs->set);
+		kfree(cs);
+	}
+	kfree(ch);
+}
+
+static struct configfs_item_operations bg_change_item_ops = {
+	.release	= bg_change_release,
+};
+
+static const struct config_item_type bg_change_type = {
+	.ct_item_ops	= &bg_change_item_ops,
+	.ct_attrs	= bg_change_attrs,
+	.ct_owner	= THIS_MODULE,
+};
+
+static struct config_group *bg_changes_make_group(struct config_group *group,
+						  const char *name)
+{
+	struct bg_change *ch;
+
+	/* The owner must fit whole: it names the change in every refusal. */
+	if (strlen(BG_CHANGE_OWNER) + strlen(name) >= BG_OWNER_LEN)
+		return ERR_PTR(-ENAMETOOLONG);
+	ch = kzalloc(sizeof(*ch), GFP_KERNEL);
+	if (!ch)
+		return ERR_PTR(-ENOMEM);
+	INIT_LIST_HEAD(&ch->sets);
+	snprintf(ch->owner, sizeof(ch->owner), BG_CHANGE_OWNER "%s", name);
+	config_group_init_type_name(&ch->group, name, &bg_change_type);
+	return &ch->group;
+}
+
+static struct configfs_group_operations bg_changes_group_ops = {
+	.make_group	= bg_changes_make_group,
+};
+
+static const struct config_item_type bg_changes_type = {
+	.ct_group_ops	= &bg_changes_group_ops,
+	.ct_owner	= THIS_MODULE,
+};
+
+static struct config_group bg_changes_group;
+
+/* ---------------------------------------------------------------- */
 /* The root: graph, op_blockers, nodes/                             */
 /* ---------------------------------------------------------------- */
 
@@ -328,6 +493,9 @@ int bg_configfs_init(struct config_group **groups, unsigned int n)
 	mutex_init(&bg_subsys.su_mutex);
 	config_group_init_type_name(&bg_nodes_group, "nodes", &bg_nodes_type);
 	configfs_add_default_group(&bg_nodes_group, &bg_subsys.su_group);
+	config_group_init_type_name(&bg_changes_group, "changes",
+				    &bg_changes_type);
+	configfs_add_default_group(&bg_changes_group, &bg_subsys.su_group);
 	for (i = 0; i < n; i++)
 		configfs_add_default_group(groups[i], &bg_subsys.su_group);
 	return configfs_register_subsystem(&bg_subsys);

@@ -108,8 +108,10 @@ static void bg_node_put(struct bg_node *node)
 
 	mutex_lock(&bg_graph_lock);
 	last = !--node->refs;
-	if (last)
+	if (last) {
 		list_del(&node->entry);
+		node->removed = true;	/* blockers may still point here */
+	}
 	mutex_unlock(&bg_graph_lock);
 
 	if (last)
@@ -312,6 +314,9 @@ struct bg_instance *bg_instance_create(struct dm_target *ti,
 
 	mutex_lock(&bg_graph_lock);
 	list_for_each_entry(b, &node->blockers, entry) {
+		/* A change loads the tables of the nodes it holds itself. */
+		if (bg_blocker_is_change(b))
+			continue;
 		if (bg_op_blocks(b->op, BG_OP_GRAPH_CHANGE)) {
 			DMERR("%s: table refused: %s by %s blocks graph changes",
 			      node->name, bg_op_name(b->op), b->owner);
@@ -627,18 +632,20 @@ void bg_instance_resume(struct bg_instance *inst)
 /* Op blockers                                                      */
 /* ---------------------------------------------------------------- */
 
-int bg_op_block(struct bg_node **nodes, unsigned int n, enum bg_op op,
-		const char *owner, struct bg_block_set *set,
-		char *reason, size_t reason_len)
+/*
+ * Check @op against the blockers on @nodes and take one on each, with the
+ * entries of @blockers; bg_graph_lock held.  Returns 0, or -EBUSY with
+ * the reason in @reason.
+ */
+static int bg_op_block_locked(struct bg_node **nodes, unsigned int n,
+			      enum bg_op op, const char *owner,
+			      struct bg_blocker *blockers,
+			      char *reason, size_t reason_len)
 {
-	struct bg_blocker *blockers, *b;
+	struct bg_blocker *b;
 	unsigned int i;
 
-	blockers = kcalloc(n, sizeof(*blockers), GFP_KERNEL);
-	if (!blockers)
-		return -ENOMEM;
-
-	mutex_lock(&bg_graph_lock);
+	lockdep_assert_held(&bg_graph_lock);
 	for (i = 0; i < n; i++) {
 		list_for_each_entry(b, &nodes[i]->blockers, entry) {
 			if (!bg_op_blocks(b->op, op))
@@ -647,8 +654,6 @@ int bg_op_block(struct bg_node **nodes, unsigned int n, enum bg_op op,
 				 "node %s: %s is blocked by %s (%s)",
 				 nodes[i]->name, bg_op_name(op),
 				 bg_op_name(b->op), b->owner);
-			mutex_unlock(&bg_graph_lock);
-			kfree(blockers);
 			return -EBUSY;
 		}
 	}
@@ -657,27 +662,88 @@ int bg_op_block(struct bg_node **nodes, unsigned int n, enum bg_op op,
 		blockers[i].node = nodes[i];
 		strscpy(blockers[i].owner, owner, sizeof(blockers[i].owner));
 		list_add_tail(&blockers[i].entry, &nodes[i]->blockers);
-		nodes[i]->refs++;
+		/* The node's memory, not its place in the graph: see bgraph.h. */
+		config_group_get(&nodes[i]->group);
 	}
-	mutex_unlock(&bg_graph_lock);
+	return 0;
+}
 
+int bg_op_block(struct bg_node **nodes, unsigned int n, enum bg_op op,
+		const char *owner, struct bg_block_set *set,
+		char *reason, size_t reason_len)
+{
+	struct bg_blocker *blockers;
+	int r;
+
+	blockers = kcalloc(n, sizeof(*blockers), GFP_KERNEL);
+	if (!blockers)
+		return -ENOMEM;
+
+	mutex_lock(&bg_graph_lock);
+	r = bg_op_block_locked(nodes, n, op, owner, blockers, reason,
+			       reason_len);
+	mutex_unlock(&bg_graph_lock);
+	if (r) {
+		kfree(blockers);
+		return r;
+	}
 	set->n = n;
 	set->blockers = blockers;
 	return 0;
+}
+
+int bg_op_block_names(const char *const *names, unsigned int n,
+		      enum bg_op op, const char *owner,
+		      struct bg_block_set *set, char *reason, size_t reason_len)
+{
+	struct bg_blocker *blockers;
+	struct bg_node **nodes;
+	unsigned int i;
+	int r = 0;
+
+	nodes = kcalloc(n, sizeof(*nodes), GFP_KERNEL);
+	blockers = kcalloc(n, sizeof(*blockers), GFP_KERNEL);
+	if (!nodes || !blockers) {
+		r = -ENOMEM;
+		goto out;
+	}
+
+	mutex_lock(&bg_graph_lock);
+	for (i = 0; i < n; i++) {
+		nodes[i] = bg_find_name(names[i]);
+		if (!nodes[i]) {
+			snprintf(reason, reason_len, "node %s: no such node",
+				 names[i]);
+			r = -EINVAL;
+			break;
+		}
+	}
+	if (!r)
+		r = bg_op_block_locked(nodes, n, op, owner, blockers, reason,
+				       reason_len);
+	mutex_unlock(&bg_graph_lock);
+	if (!r) {
+		set->n = n;
+		set->blockers = blockers;
+		blockers = NULL;
+	}
+out:
+	kfree(blockers);
+	kfree(nodes);
+	return r;
 }
 
 void bg_op_unblock(struct bg_block_set *set)
 {
 	unsigned int i;
 
-	mutex_lock(&bg_cfs_lock);
 	mutex_lock(&bg_graph_lock);
 	for (i = 0; i < set->n; i++)
 		list_del(&set->blockers[i].entry);
 	mutex_unlock(&bg_graph_lock);
+	/* A removed node's memory may go with its last blocker (release). */
 	for (i = 0; i < set->n; i++)
-		bg_node_put(set->blockers[i].node);
-	mutex_unlock(&bg_cfs_lock);
+		config_group_put(&set->blockers[i].node->group);
 	kfree(set->blockers);
 	set->blockers = NULL;
 	set->n = 0;

@@ -156,4 +156,79 @@ TEST(table_text_sizes_with_null_buffer)
 		  bg_op_table_format(NULL, 0));
 }
 
+/* bg_block_parse() on a copy of @text. */
+static int parse(const char *text, struct bg_block_req *req, char *buf,
+		 size_t size, const char **error)
+{
+	snprintf(buf, size, "%s", text);
+	*error = NULL;
+	return bg_block_parse(buf, req, error);
+}
+
+TEST(block_line_names_an_op_and_its_nodes)
+{
+	struct bg_block_req req;
+	const char *error;
+	char buf[256];
+
+	ASSERT_EQ(0, parse("graph-change disk0 vm0\n", &req, buf, sizeof(buf),
+			   &error));
+	EXPECT_EQ(BG_OP_GRAPH_CHANGE, req.op);
+	ASSERT_EQ(2, req.n);
+	EXPECT_STREQ("disk0", req.names[0]);
+	EXPECT_STREQ("vm0", req.names[1]);
+
+	ASSERT_EQ(0, parse("  remove\tdisk0  ", &req, buf, sizeof(buf), &error));
+	EXPECT_EQ(BG_OP_REMOVE, req.op);
+	ASSERT_EQ(1, req.n);
+	EXPECT_STREQ("disk0", req.names[0]);
+}
+
+TEST(block_line_refuses_bad_syntax_with_a_reason)
+{
+	static const char *const bad[] = {
+		"", "\n", "   ", "graph-change", "graph-change\n",
+		"nonsense disk0", "Graph-change disk0", "graph-change a b a",
+		"graph-change a\nb", "graph-change a\n\n", "graph-change a\rb",
+		"graph-change a\x7f",
+	};
+	struct bg_block_req req;
+	const char *error;
+	char buf[256];
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		EXPECT_EQ(-EINVAL, parse(bad[i], &req, buf, sizeof(buf), &error)) {
+			TH_LOG("accepted: '%s'", bad[i]);
+		}
+		EXPECT_NE(NULL, error);
+	}
+}
+
+TEST(block_line_bounds_names_and_their_number)
+{
+	char line[BG_BLOCK_MAX_NODES * 8 + 64], name[BG_BLOCK_NAME_MAX + 2];
+	struct bg_block_req req;
+	const char *error;
+	int i, len;
+
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	snprintf(line, sizeof(line), "remove %s", name);
+	EXPECT_EQ(-EINVAL, bg_block_parse(line, &req, &error));
+	name[BG_BLOCK_NAME_MAX] = '\0';
+	snprintf(line, sizeof(line), "remove %s", name);
+	EXPECT_EQ(0, bg_block_parse(line, &req, &error));
+
+	len = snprintf(line, sizeof(line), "resize");
+	for (i = 0; i < BG_BLOCK_MAX_NODES; i++)
+		len += snprintf(line + len, sizeof(line) - len, " n%d", i);
+	ASSERT_EQ(0, bg_block_parse(line, &req, &error));
+	EXPECT_EQ(BG_BLOCK_MAX_NODES, req.n);
+	len = snprintf(line, sizeof(line), "resize");
+	for (i = 0; i <= BG_BLOCK_MAX_NODES; i++)
+		len += snprintf(line + len, sizeof(line) - len, " n%d", i);
+	EXPECT_EQ(-EINVAL, bg_block_parse(line, &req, &error));
+}
+
 TEST_HARNESS_MAIN
