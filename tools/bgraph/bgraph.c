@@ -488,6 +488,9 @@ static bool del_follows(const char *child, const char *owner)
 
 int cmd_del(const char *name)
 {
+	/* Its own change: insert and remove-filter call it inside theirs. */
+	struct bg_change_id id;
+	const char *ch = bg_change_name(&id, "del");
 	char buf[8192], *gone[1024], *line, *save = NULL;
 	struct json_object *rec;
 	unsigned int ngone = 0, i;
@@ -508,12 +511,16 @@ int cmd_del(const char *name)
 		buf[strcspn(buf, "\n")] = '\0';
 		return bg_error(name, "the node is blocked by: %s", buf);
 	}
+	if (bg_change_begin(ch, "remove", &name, 1))
+		return bg_error(bg_change_node, "%s", bg_sys_error);
 	rec = bg_rec_read(name);
 	owner = bg_rec_str(rec, "owner");
 	/* An id device stands alone: its node stays. */
 	if (bg_rec_str(rec, "id")) {
 		json_object_put(rec);
-		return del_one(name);
+		r = del_one(name);
+		bg_change_end(ch);
+		return r;
 	}
 	gone[ngone++] = strdup(name);
 	/*
@@ -537,6 +544,7 @@ int cmd_del(const char *name)
 	for (i = 0; i < ngone; i++)
 		free(gone[i]);
 	json_object_put(rec);
+	bg_change_end(ch);
 	return r;
 }
 

@@ -61,6 +61,7 @@ struct change {
 	void (*unmake)(struct change *c);
 	void (*park)(struct change *c);
 	void *arg;
+	struct bg_change_id id;		/* its op blockers (change_block()) */
 };
 
 /*
@@ -324,6 +325,7 @@ struct overlay {
 
 struct snap {
 	struct change c;
+	struct bg_change_id id;
 	struct overlay o[MAX_NODES];
 	unsigned int no;
 };
@@ -517,6 +519,30 @@ static int overlay_prepare(struct overlay *o, const char *node,
 	return bg_error(node, "no free overlay name");
 }
 
+/*
+ * The op blockers of a snapshot: external-snapshot on the nodes,
+ * graph-change on their parents (bgraph.rst, "Op blockers").
+ */
+static int snap_block(struct snap *s)
+{
+	const char *nodes[MAX_PARENTS > MAX_NODES ? MAX_PARENTS : MAX_NODES];
+	const char *ch = bg_change_name(&s->id, NULL);
+	unsigned int i;
+
+	for (i = 0; i < s->no; i++)
+		nodes[i] = s->o[i].node;
+	if (bg_change_begin(ch, "external-snapshot", nodes, s->no))
+		return bg_error(bg_change_node, "%s", bg_sys_error);
+	for (i = 0; i < s->c.np; i++)
+		nodes[i] = s->c.p[i].name;
+	if (bg_change_begin(ch, "graph-change", nodes, s->c.np)) {
+		bg_error(bg_change_node, "%s", bg_sys_error);
+		bg_change_end(ch);
+		return 1;
+	}
+	return 0;
+}
+
 static int snap_run(struct snap *s)
 {
 	unsigned int i, k;
@@ -537,13 +563,19 @@ static int snap_run(struct snap *s)
 	s->c.unmake = snap_unmake;
 	s->c.park = snap_park;
 	s->c.arg = s;
+	if (snap_block(s))
+		return 1;
 	for (i = 0; i < s->no; i++)
 		if (overlay_file(&s->o[i])) {
 			snap_unmake(&s->c);
+			bg_change_end(s->id.name);
 			return 1;
 		}
-	if (change_run(&s->c))
+	if (change_run(&s->c)) {
+		bg_change_end(s->id.name);
 		return 1;
+	}
+	bg_change_end(s->id.name);
 	for (i = 0; i < s->no; i++)
 		printf("%s\n", s->o[i].name);
 	return 0;
@@ -656,6 +688,25 @@ out:
 /* ---------------------------------------------------------------- */
 /* insert and remove-filter                                         */
 /* ---------------------------------------------------------------- */
+
+/*
+ * graph-change blockers on @node (and @also, if not NULL) and on the
+ * parents of @c, as one set: 0, or 1 with the error line printed.
+ */
+static int change_block(struct change *c, const char *node, const char *also)
+{
+	const char *nodes[MAX_PARENTS + 2];
+	unsigned int i, n = 0;
+
+	nodes[n++] = node;
+	if (also)
+		nodes[n++] = also;
+	for (i = 0; i < c->np; i++)
+		nodes[n++] = c->p[i].name;
+	if (bg_change_begin(bg_change_name(&c->id, NULL), "graph-change", nodes, n))
+		return bg_error(bg_change_node, "%s", bg_sys_error);
+	return 0;
+}
 
 struct insert {
 	const char *text;
@@ -772,7 +823,10 @@ int bg_insert(const char *above, const char *edge, const char *file)
 	c.make = insert_make;
 	c.unmake = insert_unmake;
 	c.arg = &in;
+	if (change_block(&c, node, NULL))
+		goto out;
 	r = change_run(&c);
+	bg_change_end(c.id.name);
 	if (!r)
 		printf("%s\n", in.filter);
 out:
@@ -813,7 +867,13 @@ int bg_remove_filter(const char *node)
 		return 1;
 	if (!c.np)
 		return bg_error(node, "the node has no parents: delete it with del");
+	if (bg_cfs_read(node, "children", buf, sizeof(buf)))
+		buf[0] = '\0';
+	if (change_block(&c, node, buf[0] ? buf + 5 : NULL))
+		return 1;
 	r = change_run(&c);
+	/* Released first: del takes remove on the node itself. */
+	bg_change_end(c.id.name);
 	if (r)
 		return r;
 	return cmd_del(node);

@@ -161,6 +161,8 @@ int bg_reopen(const char *node, int argc, char **argv)
 {
 	static const char *const fixed[] = { "driver", "node-name", "file", "backing",
 					     "children", "vote-threshold", NULL };
+	struct bg_change_id id;
+	const char *ch = bg_change_name(&id, NULL);
 	struct bg_dm_target t, old;
 	struct stat st;
 	struct tline tl;
@@ -231,10 +233,15 @@ int bg_reopen(const char *node, int argc, char **argv)
 	if (tline_join(&tl, params, sizeof(params)))
 		return bg_error(node, "table too long");
 	snprintf(t.params, sizeof(t.params), "%s", params);
-	if (bg_dm_load(node, &t))
+	if (bg_change_begin(ch, "graph-change", &node, 1))
+		return bg_error(bg_change_node, "%s", bg_sys_error);
+	if (bg_dm_load(node, &t)) {
+		bg_change_end(ch);
 		return bg_error(node, "%s", bg_sys_error);
+	}
 	if (bg_dm_suspend(node)) {
 		bg_dm_clear(node);
+		bg_change_end(ch);
 		return bg_error(node, "%s", bg_sys_error);
 	}
 	if (bg_dm_resume(node)) {
@@ -244,7 +251,9 @@ int bg_reopen(const char *node, int argc, char **argv)
 		snprintf(why, sizeof(why), "%s", bg_sys_error);
 		if (bg_dm_load(node, &old) || bg_dm_resume(node))
 			bg_error(node, "left suspended: %s", bg_sys_error);
+		bg_change_end(ch);
 		return bg_error(node, "the new table was refused at resume: %s", why);
 	}
+	bg_change_end(ch);
 	return 0;
 }

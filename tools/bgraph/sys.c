@@ -533,6 +533,108 @@ bool bg_cfs_node(const char *node)
 }
 
 /* ---------------------------------------------------------------- */
+/* Graph changes: op blockers                                       */
+/* ---------------------------------------------------------------- */
+
+char bg_change_node[160];
+
+const char *bg_change_name(struct bg_change_id *id, const char *suffix)
+{
+	snprintf(id->name, sizeof(id->name), "bgraph-%d%s%s", (int)getpid(),
+		 suffix ? "-" : "", suffix ? suffix : "");
+	return id->name;
+}
+
+/*
+ * "device-mapper: bgraph: change <name>: node <node>: <why>": the node
+ * into bg_change_node, "<why>" into bg_sys_error.
+ */
+static void change_reason(char *msg, const char *name)
+{
+	char key[128], *m, *colon;
+
+	snprintf(key, sizeof(key), "change %s: ", name);
+	m = strstr(msg, key);
+	if (!m)
+		return;
+	m += strlen(key);
+	if (!strncmp(m, "node ", 5) && (colon = strstr(m + 5, ": "))) {
+		snprintf(bg_change_node, sizeof(bg_change_node), "%.*s",
+			 (int)(colon - m - 5), m + 5);
+		m = colon + 2;
+	}
+	snprintf(bg_sys_error, sizeof(bg_sys_error), "%s", m);
+}
+
+int bg_change_begin(const char *name, const char *op,
+		    const char *const *nodes, unsigned int n)
+{
+	char path[256], line[8192];
+	size_t len = 0;
+	unsigned int i;
+	bool made;
+	ssize_t w;
+	int fd, kfd, err;
+
+	bg_sys_error[0] = '\0';
+	snprintf(bg_change_node, sizeof(bg_change_node), "%s",
+		 n ? nodes[0] : name);
+	if (!n)
+		return 0;
+	len = snprintf(line, sizeof(line), "%s", op);
+	for (i = 0; i < n && len < sizeof(line); i++)
+		len += snprintf(line + len, sizeof(line) - len, " %s", nodes[i]);
+	if (len >= sizeof(line) - 1) {
+		snprintf(bg_sys_error, sizeof(bg_sys_error), "too many nodes to block");
+		return -1;
+	}
+	line[len++] = '\n';
+	snprintf(path, sizeof(path), BG_CFS "/changes/%s", name);
+	made = !mkdir(path, 0755);
+	if (!made && errno != EEXIST) {
+		snprintf(bg_sys_error, sizeof(bg_sys_error), "cannot make %s: %s",
+			 path, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), BG_CFS "/changes/%s/block", name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = errno;
+		w = -1;
+	} else {
+		kfd = kmsg_open();
+		w = write(fd, line, len);
+		err = errno;
+		close(fd);
+		if (w < 0)
+			kmsg_each(kfd, change_reason, name);
+		else if (kfd >= 0)
+			close(kfd);
+	}
+	if (w == (ssize_t)len)
+		return 0;
+	if (!bg_sys_error[0])
+		snprintf(bg_sys_error, sizeof(bg_sys_error), "cannot take %s blockers: %s",
+			 op, strerror(w < 0 ? err : EIO));
+	if (made)
+		bg_change_end(name);
+	return -1;
+}
+
+int bg_change_end(const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), BG_CFS "/changes/%s", name);
+	if (rmdir(path) && errno != ENOENT) {
+		snprintf(bg_sys_error, sizeof(bg_sys_error), "cannot remove %s: %s",
+			 path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
 /* Records                                                          */
 /* ---------------------------------------------------------------- */
 

@@ -68,6 +68,28 @@ int bg_cfs_read(const char *node, const char *attr, char *buf, size_t size);
 bool bg_cfs_node(const char *node);
 
 /*
+ * Graph changes (configfs changes/<name>/, Documentation/bgraph.rst): a
+ * verb's change is named bg_change_name() ("bgraph-<pid>", or with a
+ * suffix "bgraph-<pid>-<suffix>" for a change nested in another), so that
+ * `bgraph recover` finds those a killed bgraph left behind by their pid.
+ *
+ * bg_change_begin() makes the change if it is not there yet and takes
+ * blockers for @op ("graph-change", "external-snapshot", "remove") on the
+ * @n nodes at once: 0, or -1 with the kernel's reason in bg_sys_error and
+ * the node it names in bg_change_node (nothing taken; a change this call
+ * made is removed again).  bg_change_end() releases all of the change's
+ * blockers (rmdir); a change that is not there is fine.
+ */
+extern char bg_change_node[160];
+struct bg_change_id {
+	char name[64];
+};
+const char *bg_change_name(struct bg_change_id *id, const char *suffix);
+int bg_change_begin(const char *name, const char *op,
+		    const char *const *nodes, unsigned int n);
+int bg_change_end(const char *name);
+
+/*
  * Records of what bgraph made, one JSON object a node in
  * /run/bgraph/nodes/<name>.json.  bg_rec_read() returns NULL if none.
  */
