@@ -184,6 +184,10 @@ dm_any() {
 
 cleanup_devices() {
 	local d
+	# Graph changes a test left (configfs changes/): their blockers.
+	for d in "$CFS"/changes/*/; do
+		[ ! -d "$d" ] || rmdir "$d"
+	done
 	if dm_any; then
 		# One ioctl for all of them, in an order that works for stacks.
 		dmsetup remove_all >/dev/null 2>&1 || true
