@@ -118,6 +118,13 @@ test_bgraph_verbs_refused_on_nodes_another_change_holds() {
 	echo '{"driver": "throttle", "node-name": "f1", "throttle-group": "lb"}' >"$SCRATCH/f1.json"
 	mkdir -p "$CFS/throttle-groups/lb" "$CH/x"
 	lb_block x "graph-change vm0"
+	# bgraph show names the blocker and its owner, as text and as JSON.
+	"$BG" show | grep -qx "vm0 graph-change change:x" || fail "show: $("$BG" show)"
+	"$BG" show --json | python3 -c '
+import json, sys
+n = {x["node-name"]: x for x in json.load(sys.stdin)["nodes"]}
+sys.exit(n["vm0"]["blockers"] != [{"op": "graph-change", "owner": "change:x"}]
+         or n["disk"]["blockers"] != [])' || fail "show --json: blockers"
 	CLI_BEFORE=$(cli_state; cat "$CFS/graph")
 	for v in "snapshot disk --overlay $SCRATCH/lb-snap.qcow2" \
 		 "insert --above disk $SCRATCH/f1.json" "reopen vm0 discard=ignore" \
