@@ -524,15 +524,15 @@ static int set_backing(struct reopen *ro, struct rn *r, char *val)
 	if (strcmp(r->kind, "qcow2"))
 		return bg_error(r->n.name, "Driver '%s' of node '%s' does not support backing files",
 				drv ? drv : r->kind, r->n.name);
-	ro->backing_given = true;
 	child_of(r->n.name, "backing", cur, sizeof(cur));
+	if (!strcmp(val, cur))
+		return 0;
+	ro->backing_given = true;
 	if (!strcmp(val, "null")) {
 		tline_set(&r->tl, "backing", NULL, true);
 	} else {
 		if (!bg_cfs_node(val))
 			return bg_error(r->n.name, "Cannot find device='' nor node-name='%s'", val);
-		if (!strcmp(val, cur))
-			return 0;
 		if (reaches(val, r->n.name, 0))
 			return bg_error(r->n.name, "Making '%s' a backing child of '%s' would create a cycle",
 					val, r->n.name);
@@ -782,10 +782,14 @@ fail:
 	}
 }
 
-/* The records of the nodes changed, so that a later reopen sees them. */
-static void reopen_records(struct reopen *ro)
+/*
+ * The records of the nodes changed, so that a later reopen sees them.
+ * The change itself stands if one cannot be written (1: say so).
+ */
+static int reopen_records(struct reopen *ro)
 {
 	unsigned int i;
+	int ret = 0;
 
 	for (i = 0; i < ro->nr; i++) {
 		struct rn *r = ro->rn[i];
@@ -815,11 +819,12 @@ static void reopen_records(struct reopen *ro)
 			json_object_object_add(rec, "loop-dev", json_object_new_string(r->loop_dev));
 		}
 		if (bg_rec_write(r->n.name, rec))
-			bg_error(r->n.name, "%s", bg_sys_error);
+			ret = bg_error(r->n.name, "%s", bg_sys_error);
 		/* The old, read-only loop device: no table uses it now. */
 		if (old[0] && bg_loop_detach(old, bg_rec_str(rec, "filename")))
-			bg_error(r->n.name, "%s", bg_sys_error);
+			ret = bg_error(r->n.name, "%s", bg_sys_error);
 	}
+	return ret;
 }
 
 /*
@@ -872,9 +877,8 @@ int bg_reopen(const char *node, int argc, char **argv)
 					       bg_rec_str(ro.rn[i]->rec, "filename"));
 		goto out;
 	}
-	reopen_records(&ro);
+	r = reopen_records(&ro);
 	drop_old_backing(&ro);
-	r = 0;
 out:
 	reopen_free(&ro);
 	return r;
