@@ -196,20 +196,29 @@ test_reopen_replaces_and_drops_the_backing_child_and_refuses_cycles() {
 # Under fio through the id of a throttled quorum of three qcow2 nodes:
 # detect-zeroes set on the quorum reaches its three implicit children at
 # one time (their tables loaded, then suspended and resumed together),
-# an inner l2-cache-size, rewrite-corrupted and the throttle group.
+# and fails at each step (BGRAPH_TEST_FAIL: once all are loaded, once
+# all are suspended, once two have resumed with their new tables) undone
+# on all three; an inner l2-cache-size, rewrite-corrupted and the
+# throttle group.
 test_reopen_inner_and_inherited_options_under_fio() {
 	on_6_12_only "bgraph's choreography: the kernel paths of cli.sh's reopen test"
-	local i
+	local i step before out
 	cli_tool
 	cli_quorum_tree vm7 || fail "add the quorum tree"
 	mkdir -p $CFS/throttle-groups/g2
 	lv_fio_start /dev/mapper/vm7
 	lv_wait_writes /dev/mapper/vm7 "$LV_IOS"
+	for step in "load:q#children.2" "suspend:q#children.2" "resume:q#children.1"; do
+		before=$(rp_state)
+		out=$(BGRAPH_TEST_FAIL=reopen-$step "$BG" reopen q detect-zeroes=on 2>&1) &&
+			fail "$step: the reopen succeeded"
+		expect_eq "$out" "bgraph: ${step#*:}: failed for the test (BGRAPH_TEST_FAIL)" "$step"
+		expect_eq "$(rp_state)" "$before" "$step: tables, states and records after"
+	done
 	"$BG" reopen q detect-zeroes=on || fail "reopen q detect-zeroes"
 	for i in 0 1 2; do
 		expect_match "$(dmsetup table "q#children.$i")" " 2 detect_zeroes on$" "q#children.$i's table"
 	done
-	lv_wait_writes /dev/mapper/vm7 "$LV_IOS"
 	"$BG" reopen "q#children.1" l2-cache-size=65536 || fail "reopen l2-cache-size"
 	"$BG" reopen q rewrite-corrupted=on || fail "reopen rewrite-corrupted"
 	"$BG" reopen thr throttle-group=g2 || fail "reopen throttle-group"

@@ -716,6 +716,23 @@ static void reopen_undo(struct reopen *ro)
 }
 
 /*
+ * For the tests of the rollback: BGRAPH_TEST_FAIL=reopen-<step>:<node>
+ * (step load, suspend or resume) makes that step of that node fail once
+ * it is done, as change.c's hooks do.
+ */
+static bool test_fail(const char *step, const char *node)
+{
+	const char *e = getenv("BGRAPH_TEST_FAIL");
+	size_t n = strlen(step);
+
+	if (!e || strncmp(e, "reopen-", 7) || strncmp(e + 7, step, n) ||
+	    e[7 + n] != ':' || strcmp(e + 8 + n, node))
+		return false;
+	snprintf(bg_sys_error, sizeof(bg_sys_error), "failed for the test (BGRAPH_TEST_FAIL)");
+	return true;
+}
+
+/*
  * The new tables of every node that changes, at one time: load them all
  * (the kernel checks each table, its permissions and cycles, and nothing
  * has changed yet if one is refused), then suspend top-down and resume
@@ -750,6 +767,8 @@ static int reopen_commit(struct reopen *ro)
 		if (bg_dm_load(r->n.name, &r->t))
 			goto fail;
 		r->state = RN_LOADED;
+		if (test_fail("load", r->n.name))
+			goto fail;
 	}
 	for (i = 0; i < ro->nr; i++) {
 		struct rn *r = ro->rn[i];
@@ -759,6 +778,8 @@ static int reopen_commit(struct reopen *ro)
 		if (bg_dm_suspend(r->n.name))
 			goto fail;
 		r->state = RN_SUSPENDED;
+		if (test_fail("suspend", r->n.name))
+			goto fail;
 	}
 	for (i = ro->nr; i-- > 0;) {
 		struct rn *r = ro->rn[i];
@@ -770,6 +791,8 @@ static int reopen_commit(struct reopen *ro)
 		if (bg_dm_resume(r->n.name))
 			goto fail;
 		r->state = RN_LIVE;
+		if (test_fail("resume", r->n.name))
+			goto fail;
 	}
 	return 0;
 fail:
