@@ -15,7 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/cli.sh"
 # rp_rec NODE: the options in bgraph's record of NODE, "ro discard dz"
 # (built-ins only: a process costs in a TCG guest).
 rp_rec() {
-	local j ro=? d=? z=?
+	local j ro='?' d='?' z='?'
 	j=$(<"/run/bgraph/nodes/$1.json")
 	[[ $j =~ \"read-only\":\ *(true|false) ]] && ro=${BASH_REMATCH[1]}
 	[[ $j =~ \"discard\":\ *\"([a-z]+)\" ]] && d=${BASH_REMATCH[1]}
@@ -153,6 +153,8 @@ test_reopen_replaces_and_drops_the_backing_child_and_refuses_cycles() {
 	"$BG" reopen top#backing read-only=off || fail "top#backing read-write"
 	expect_eq "$(losetup -n -O ro -j "$base" | tr -d ' ')" 0 "top#backing#file's loop read-write"
 	expect_eq "$(losetup -j "$base" | wc -l)" 1 "one loop device over base"
+	dd if=/dev/zero of=/dev/mapper/top#backing bs=4k count=1 oflag=direct status=none 2>/dev/null &&
+		fail "a write to top#backing, a backing child, succeeded"
 	"$BG" reopen top#backing read-only=on || fail "top#backing read-only"
 
 	rp_refused top "Cannot find device='' nor node-name='nosuch'" backing=nosuch
@@ -163,7 +165,7 @@ test_reopen_replaces_and_drops_the_backing_child_and_refuses_cycles() {
 	rp_refused top "Cannot change the option 'file'" file=other
 
 	"$BG" reopen top backing=other || fail "backing=other"
-	grep -qx "top backing other" $CFS/graph || fail "top's backing is not other: $(cat $CFS/graph)"
+	grep -qx "top backing other" "$CFS/graph" || fail "top's backing is not other: $(cat "$CFS/graph")"
 	[ ! -e "$CFS/nodes/top#backing" ] && [ ! -e "$CFS/nodes/top#backing#file" ] ||
 		fail "the implicit backing nodes are left"
 	expect_eq "$(losetup -j "$base" | wc -l)" 0 "no loop device over base"
@@ -172,7 +174,7 @@ test_reopen_replaces_and_drops_the_backing_child_and_refuses_cycles() {
 	cmp -n 2M -i 4M /dev/mapper/vm1 "$SCRATCH/other.ref" || fail "vm1 reads no other data"
 
 	"$BG" reopen top backing=null || fail "backing=null"
-	grep -q "^top backing " $CFS/graph && fail "top still has a backing child"
+	grep -q "^top backing " "$CFS/graph" && fail "top still has a backing child"
 	cmp -n 1M /dev/mapper/vm1 "$SCRATCH/5a.ref" || fail "vm1 reads no 0x5a at 0 without backing"
 	cmp -n 2M -i 4M:0 /dev/mapper/vm1 /dev/zero || fail "vm1 reads no zeros without backing"
 
@@ -205,7 +207,7 @@ test_reopen_inner_and_inherited_options_under_fio() {
 	local i step before out
 	cli_tool
 	cli_quorum_tree vm7 || fail "add the quorum tree"
-	mkdir -p $CFS/throttle-groups/g2
+	mkdir -p "$CFS/throttle-groups/g2"
 	lv_fio_start /dev/mapper/vm7
 	lv_wait_writes /dev/mapper/vm7 "$LV_IOS"
 	for step in "load:q#children.2" "suspend:q#children.2" "resume:q#children.1"; do
@@ -222,7 +224,7 @@ test_reopen_inner_and_inherited_options_under_fio() {
 	"$BG" reopen "q#children.1" l2-cache-size=65536 || fail "reopen l2-cache-size"
 	"$BG" reopen q rewrite-corrupted=on || fail "reopen rewrite-corrupted"
 	"$BG" reopen thr throttle-group=g2 || fail "reopen throttle-group"
-	expect_eq "$(cat $CFS/throttle-groups/g2/members)" thr "g2's members"
+	expect_eq "$(cat "$CFS/throttle-groups/g2/members")" thr "g2's members"
 	lv_wait_writes /dev/mapper/vm7 "$LV_IOS"
 	"$BG" reopen q detect-zeroes=off rewrite-corrupted=off || fail "reopen q back"
 	lv_wait_writes /dev/mapper/vm7 "$LV_IOS"
@@ -230,7 +232,7 @@ test_reopen_inner_and_inherited_options_under_fio() {
 	expect_no_match "$(dmsetup table)" "detect_zeroes|rewrite-corrupted" "every option back"
 	lv_dump /dev/mapper/vm7
 	"$BG" del vm7 && "$BG" del thr || fail "del"
-	rmdir $CFS/throttle-groups/g0 $CFS/throttle-groups/g2
+	rmdir "$CFS/throttle-groups/g0" "$CFS/throttle-groups/g2"
 	for i in a b c; do
 		qemu-img check -q "$SCRATCH/$i.img" || fail "qemu-img check $i"
 		qemu-img convert -O raw "$SCRATCH/$i.img" "$SCRATCH/lv-conv.ref"

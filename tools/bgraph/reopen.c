@@ -855,7 +855,7 @@ static int reopen_records(struct reopen *ro)
  * node's making and nothing else uses it, it goes, with the implicit
  * children of its own (QEMU drops the last reference to it).
  */
-static void drop_old_backing(const struct reopen *ro)
+static int drop_old_backing(const struct reopen *ro)
 {
 	const char *node = ro->rn[0]->n.name, *from;
 	char buf[4096], cur[BG_NAME_MAX + 1] = "";
@@ -864,13 +864,14 @@ static void drop_old_backing(const struct reopen *ro)
 
 	if (!ro->backing_old[0] ||
 	    (child_of(node, "backing", cur, sizeof(cur)) && !strcmp(cur, ro->backing_old)))
-		return;
+		return 0;
 	rec = bg_rec_read(ro->backing_old);
 	from = bg_rec_str(rec, "inherits-from");
 	ours = rec_bool(rec, "implicit") && from && !strcmp(from, node);
 	json_object_put(rec);
 	if (ours && !bg_cfs_read(ro->backing_old, "parents", buf, sizeof(buf)) && !buf[0])
-		cmd_del(ro->backing_old);
+		return cmd_del(ro->backing_old);
+	return 0;
 }
 
 int bg_reopen(const char *node, int argc, char **argv)
@@ -901,7 +902,7 @@ int bg_reopen(const char *node, int argc, char **argv)
 		goto out;
 	}
 	r = reopen_records(&ro);
-	drop_old_backing(&ro);
+	r |= drop_old_backing(&ro);
 out:
 	reopen_free(&ro);
 	return r;
