@@ -233,6 +233,71 @@ TEST(discard_and_detect_zeroes_inherit_unless_set)
 	bg_plan_free(&p);
 }
 
+/*
+ * reopen: options set on a node follow to the implicit children that
+ * inherit from it and do not set them, recursively; a backing child stays
+ * read-only when its parent goes read-write; a reference inherits nothing.
+ */
+TEST(reopen_passes_options_to_implicit_children_that_inherit)
+{
+	struct bg_plan p;
+	struct bg_err err;
+	struct bg_node *top;
+
+	ASSERT_EQ(0, parse(&p, "{\"driver\": \"quorum\", \"node-name\": \"q\", \"vote-threshold\": 1,"
+			    " \"children\": ["
+			    "   {\"driver\": \"qcow2\", \"detect-zeroes\": \"off\","
+			    "    \"file\": {\"driver\": \"file\", \"filename\": \"/i/a\"},"
+			    "    \"backing\": {\"driver\": \"raw\","
+			    "      \"file\": {\"driver\": \"file\", \"filename\": \"/i/base\"}}},"
+			    "   {\"driver\": \"raw\", \"read-only\": false,"
+			    "    \"file\": {\"driver\": \"file\", \"filename\": \"/i/b\"}},"
+			    "   \"disk0\"]}", &err));
+	top = node(&p, "q");
+	/* reopen q read-only=on detect-zeroes=on discard=unmap */
+	top->read_only = top->read_only_set = true;
+	top->detect_zeroes = BG_DZ_ON;
+	top->detect_zeroes_set = true;
+	bg_reopen_inherit(top);
+	EXPECT_TRUE(node(&p, "q#children.0")->read_only);
+	EXPECT_TRUE(node(&p, "q#children.0#file")->read_only);
+	EXPECT_TRUE(node(&p, "q#children.0#backing#file")->read_only);
+	/* Its own detect-zeroes stays, and its children inherit from it. */
+	EXPECT_EQ(BG_DZ_OFF, node(&p, "q#children.0")->detect_zeroes);
+	EXPECT_EQ(BG_DZ_OFF, node(&p, "q#children.0#file")->detect_zeroes);
+	/* read-only set on children.1 itself: it stays, and so its file. */
+	EXPECT_FALSE(node(&p, "q#children.1")->read_only);
+	EXPECT_FALSE(node(&p, "q#children.1#file")->read_only);
+	EXPECT_EQ(BG_DZ_ON, node(&p, "q#children.1")->detect_zeroes);
+	EXPECT_EQ(BG_DZ_ON, node(&p, "q#children.1#file")->detect_zeroes);
+	/* A reference inherits nothing. */
+	EXPECT_FALSE(node(&p, "disk0")->read_only);
+	EXPECT_EQ(BG_DZ_OFF, node(&p, "disk0")->detect_zeroes);
+
+	/* And back: read-write again, but a backing child stays read-only. */
+	top->read_only = false;
+	bg_reopen_inherit(top);
+	EXPECT_FALSE(node(&p, "q#children.0")->read_only);
+	EXPECT_FALSE(node(&p, "q#children.0#file")->read_only);
+	EXPECT_TRUE(node(&p, "q#children.0#backing")->read_only);
+	EXPECT_TRUE(node(&p, "q#children.0#backing#file")->read_only);
+
+	/* A child that is implicit but another node's making: untouched. */
+	node(&p, "q#children.1#file")->parent = node(&p, "q#children.0");
+	top->discard = BG_DISCARD_IGNORE;
+	bg_reopen_inherit(top);
+	EXPECT_EQ(BG_DISCARD_IGNORE, node(&p, "q#children.1")->discard);
+	EXPECT_EQ(BG_DISCARD_UNMAP, node(&p, "q#children.1#file")->discard);
+
+	/* detect-zeroes unmap needs discard unmap, on each node. */
+	top->detect_zeroes = BG_DZ_UNMAP;
+	EXPECT_EQ(-1, bg_io_opts_check(top, &err));
+	EXPECT_STREQ("q", err.node);
+	top->discard = BG_DISCARD_UNMAP;
+	EXPECT_EQ(0, bg_io_opts_check(top, &err));
+	bg_plan_free(&p);
+}
+
 TEST(references_to_existing_and_in_tree_nodes_order_children_first)
 {
 	struct bg_plan p;

@@ -74,9 +74,11 @@ static void usage(FILE *f)
 	      "               the node) above NODE for all its parents, or on one edge\n"
 	      "  remove-filter NODE  reconnect NODE's parents to its child, delete it\n"
 	      "  reopen NODE key=value...  blockdev-reopen: change options of a live\n"
-	      "               node: read-only, discard, detect-zeroes (raw, qcow2),\n"
-	      "               l2-cache-size (qcow2), throttle-group (throttle),\n"
-	      "               rewrite-corrupted, read-pattern (quorum)\n"
+	      "               node: read-only, discard, detect-zeroes (any node; they\n"
+	      "               follow to the implicit children that inherited them),\n"
+	      "               backing=NODE|null, l2-cache-size (qcow2), throttle-group\n"
+	      "               (throttle), rewrite-corrupted, read-pattern (quorum);\n"
+	      "               the others keep their values\n"
 	      "\n"
 	      "Errors are one line, \"bgraph: <node>: <reason>\", exit status 1.\n"
 	      "See bgraph(8).\n", f);
@@ -163,7 +165,7 @@ static const char *const dz_words[] = { "off", "on", "unmap" };
 
 static int record(struct add *a, struct made *m, struct bg_node *n)
 {
-	struct json_object *r = json_object_new_object();
+	struct json_object *r = json_object_new_object(), *set;
 	int ret;
 
 	json_object_object_add(r, "node-name", json_object_new_string(n->name));
@@ -179,6 +181,20 @@ static int record(struct add *a, struct made *m, struct bg_node *n)
 	json_object_object_add(r, "read-only", json_object_new_boolean(n->read_only));
 	json_object_object_add(r, "discard", json_object_new_string(discard_words[n->discard]));
 	json_object_object_add(r, "detect-zeroes", json_object_new_string(dz_words[n->detect_zeroes]));
+	/*
+	 * For reopen: the node that made this one (its options follow that
+	 * node's), and the options it sets itself, which it keeps.
+	 */
+	if (n->implicit && n->parent)
+		json_object_object_add(r, "inherits-from", json_object_new_string(n->parent->name));
+	set = json_object_new_array();
+	if (n->read_only_set)
+		json_object_array_add(set, json_object_new_string("read-only"));
+	if (n->discard_set)
+		json_object_array_add(set, json_object_new_string("discard"));
+	if (n->detect_zeroes_set)
+		json_object_array_add(set, json_object_new_string("detect-zeroes"));
+	json_object_object_add(r, "explicit", set);
 	ret = bg_rec_write(n->name, r);
 	json_object_put(r);
 	if (!ret)

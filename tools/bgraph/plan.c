@@ -544,6 +544,20 @@ static void inherit_tree(struct bg_node *n)
 	}
 }
 
+void bg_reopen_inherit(struct bg_node *n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n->nedges; i++) {
+		struct bg_node *c = n->edges[i].child;
+
+		if (n->edges[i].ref || !c || !c->implicit || c->parent != n)
+			continue;
+		inherit(c, n, n->edges[i].role);
+		bg_reopen_inherit(c);
+	}
+}
+
 static int resolve_refs(struct parse *ps)
 {
 	struct bg_plan *p = ps->p;
@@ -648,11 +662,16 @@ static int check_writable(struct parse *ps, struct bg_node *n)
  * tables' discard and detect_zeroes); on a filter they reach the nodes
  * below by inheritance.
  */
-static int check_supported(struct parse *ps, struct bg_node *n)
+int bg_io_opts_check(const struct bg_node *n, struct bg_err *err)
 {
 	if (n->detect_zeroes == BG_DZ_UNMAP && n->discard != BG_DISCARD_UNMAP)
-		return fail(ps->err, n->name, "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
+		return fail(err, n->name, "setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
 	return 0;
+}
+
+static int check_supported(struct parse *ps, struct bg_node *n)
+{
+	return bg_io_opts_check(n, ps->err);
 }
 
 int bg_plan_parse(struct bg_plan *p, const char *text, size_t len,

@@ -135,6 +135,23 @@ int bg_plan_parse(struct bg_plan *p, const char *text, size_t len,
 
 void bg_plan_free(struct bg_plan *p);
 
+/*
+ * bg_reopen_inherit() - a reopen set options of @n (and its *_set flags say
+ * which it now sets itself): pass read-only, discard and detect-zeroes on
+ * to the children that inherit from @n -- implicit nodes @n made (their
+ * ->parent is @n, reached by an edge that is not a reference) -- as
+ * bg_plan_parse() did at add, recursively, unless a child sets an option
+ * itself (QEMU's bdrv_reopen_queue_child()).  A child given by reference
+ * inherits nothing.
+ */
+void bg_reopen_inherit(struct bg_node *n);
+
+/*
+ * bg_io_opts_check() - @n's discard and detect-zeroes together, as QEMU
+ * checks them: detect-zeroes unmap needs discard unmap.
+ */
+int bg_io_opts_check(const struct bg_node *n, struct bg_err *err);
+
 /* The name of @n's child of @role, the node, or NULL. */
 struct bg_node *bg_node_child(const struct bg_node *n, const char *role);
 
