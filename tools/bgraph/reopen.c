@@ -231,20 +231,30 @@ int bg_reopen(const char *node, int argc, char **argv)
 	if (tline_join(&tl, params, sizeof(params)))
 		return bg_error(node, "table too long");
 	snprintf(t.params, sizeof(t.params), "%s", params);
+	/* The record: a kill from here on is finished or undone by recover. */
+	bg_jr_begin("reopen");
+	bg_jr_parent(node, &old, &t);
+	if (bg_jr_write("parents"))
+		return 1;
+	bg_test_step("record");
 	if (bg_dm_load(node, &t))
 		return bg_error(node, "%s", bg_sys_error);
+	bg_test_step("load %s", node);
 	if (bg_dm_suspend(node)) {
 		bg_dm_clear(node);
 		return bg_error(node, "%s", bg_sys_error);
 	}
+	bg_test_step("suspend %s", node);
 	if (bg_dm_resume(node)) {
 		char why[512];
 
 		/* The tables were swapped all the same: the old one back. */
 		snprintf(why, sizeof(why), "%s", bg_sys_error);
+		bg_jr_write("undo");
 		if (bg_dm_load(node, &old) || bg_dm_resume(node))
 			bg_error(node, "left suspended: %s", bg_sys_error);
 		return bg_error(node, "the new table was refused at resume: %s", why);
 	}
+	bg_test_step("resume %s", node);
 	return 0;
 }
