@@ -300,10 +300,11 @@ test_bgraph_add_killed_at_every_step_leaves_nothing() {
 		"the tree"
 }
 
-# bgraph transaction: two children of a quorum under a throttle
-# snapshotted at one instant under fio; a transaction whose second
-# action fails (its overlay exists), one with a bad action, and one
-# failing at its load (BGRAPH_TEST_FAIL) change nothing.
+# bgraph transaction: two of the three children of a quorum under the id
+# snapshotted at one instant (one suspend of the quorum) under fio; a
+# transaction whose second action fails (its overlay exists), one with an
+# unknown action, malformed JSON, and one failing after its suspend, at
+# its load (BGRAPH_TEST_FAIL), change nothing.
 test_bgraph_transaction_of_two_snapshots_at_one_instant_under_fio() {
 	local out state dir=$SCRATCH/tx i
 	on_6_12_only "bgraph transaction: user space, the kernel paths of live-snapshot.sh"
@@ -361,9 +362,9 @@ test_bgraph_transaction_of_two_snapshots_at_one_instant_under_fio() {
 	q2_teardown
 	for i in s0 s1; do
 		qemu-img check -q "$dir/$i.qcow2" || fail "qemu-img check of $i"
-		qemu-img convert -O raw "$dir/$i.qcow2" "$SCRATCH/lv-conv.ref"
-		cmp -s "$SCRATCH/lv-conv.ref" "$SCRATCH/lv-dump.ref" ||
-			fail "QEMU reads $i's chain unlike vmt"
 	done
-	qemu-img check -q "$SCRATCH/c.img" || fail "qemu-img check of c"
+	# The quorum's children hold the same data: one chain is read back.
+	qemu-img convert -O raw "$dir/s1.qcow2" "$SCRATCH/lv-conv.ref"
+	cmp -s "$SCRATCH/lv-conv.ref" "$SCRATCH/lv-dump.ref" ||
+		fail "QEMU reads s1's chain unlike vmt"
 }
