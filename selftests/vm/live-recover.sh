@@ -304,7 +304,8 @@ test_bgraph_add_killed_at_every_step_leaves_nothing() {
 # snapshotted at one instant (one suspend of the quorum) under fio; a
 # transaction whose second action fails (its overlay exists), one with an
 # unknown action, malformed JSON, and one failing after its suspend, at
-# its load (BGRAPH_TEST_FAIL), change nothing.
+# its load (BGRAPH_TEST_FAIL), change nothing; a snapshot below the
+# filters killed after its load is undone by recover.
 test_bgraph_transaction_of_two_snapshots_at_one_instant_under_fio() {
 	local out state dir=$SCRATCH/tx i
 	on_6_12_only "bgraph transaction: user space, the kernel paths of live-snapshot.sh"
@@ -351,6 +352,18 @@ test_bgraph_transaction_of_two_snapshots_at_one_instant_under_fio() {
 	out=$(txn blockdev-snapshot-sync "$dir/s1.qcow2" | "$BG" transaction - 2>&1) ||
 		fail "transaction: $out"
 	expect_eq "$(tr '\n' ' ' <<<"$out")" "s0 q#children.1-snap1 " "overlay nodes"
+	lv_wait_writes /dev/mapper/vmt 4
+	# A snapshot below the filters killed with its three overlay nodes
+	# made and the quorum loaded with them: undone.
+	state="$(cli_state) $(rc_graph)"
+	mkdir "$dir/below"
+	rc_run "load q" snapshot --below-filters vmt --overlay-dir "$dir/below"
+	expect_eq "$RC_RC" 137 "below the filters: killed: $RC_OUT"
+	lv_suspended q || fail "q not suspended by the kill after its load"
+	rc_recover "below the filters"
+	rc_clean "below the filters"
+	expect_eq "$(cli_state) $(rc_graph)" "$state" "below the filters: as before"
+	expect_eq "$(ls "$dir/below")" "" "below the filters: overlay files left"
 	lv_wait_writes /dev/mapper/vmt 4
 	lv_fio_stop
 	rc_clean "the transaction"
