@@ -47,6 +47,8 @@ static void usage(FILE *f)
 	      "       bgraph insert (--above NODE | --edge PARENT:ROLE) FILTER.json\n"
 	      "       bgraph remove-filter NODE\n"
 	      "       bgraph reopen NODE key=value...\n"
+	      "       bgraph transaction FILE|-\n"
+	      "       bgraph recover\n"
 	      "       bgraph --help\n"
 	      "\n"
 	      "dm-bgraph's block graph, as QEMU's QMP block commands.\n"
@@ -79,6 +81,11 @@ static void usage(FILE *f)
 	      "               backing=NODE|null, l2-cache-size (qcow2), throttle-group\n"
 	      "               (throttle), rewrite-corrupted, read-pattern (quorum);\n"
 	      "               the others keep their values\n"
+	      "  transaction FILE|-  QMP transaction: its blockdev-snapshot-sync\n"
+	      "               actions at one instant (one suspend), all or nothing\n"
+	      "  recover      finish or undo the change a killed bgraph left, from\n"
+	      "               /run/bgraph/change.json (every verb that changes the\n"
+	      "               graph does it first)\n"
 	      "\n"
 	      "Errors are one line, \"bgraph: <node>: <reason>\", exit status 1.\n"
 	      "See bgraph(8).\n", f);
@@ -366,6 +373,32 @@ static int add_precheck(struct add *a)
 	return 0;
 }
 
+/*
+ * The nodes the add makes (its plan's order, and the id), and the files it
+ * puts loop devices over, into the record, written: before it makes any,
+ * and again when a backing chain from a header adds nodes.
+ */
+static int add_journal(struct add *a)
+{
+	struct json_object *nodes = json_object_new_array();
+	struct json_object *loops = json_object_new_array();
+	char real[PATH_MAX];
+	unsigned int i;
+
+	for (i = 0; i < a->p.norder; i++) {
+		struct bg_node *n = a->p.order[i];
+
+		json_object_array_add(nodes, json_object_new_string(n->name));
+		if (n->driver == BG_FILE && realpath(n->filename, real))
+			json_object_array_add(loops, json_object_new_string(real));
+	}
+	if (a->p.id)
+		json_object_array_add(nodes, json_object_new_string(a->p.id));
+	bg_jr_set("nodes", nodes);
+	bg_jr_set("loops", loops);
+	return bg_jr_write(NULL);
+}
+
 char *read_input(const char *file, size_t *len)
 {
 	FILE *f = strcmp(file, "-") ? fopen(file, "re") : stdin;
@@ -408,7 +441,11 @@ int bg_add_text(const char *text, size_t len, const char *source,
 	struct add a = { 0 };
 	struct bg_err err;
 	unsigned int i;
+	bool own;
 	int r = 1;
+
+	/* An add of its own, or the filter of an insert (in its record). */
+	own = bg_jr_begin("add");
 
 	if (bg_plan_parse(&a.p, text, len, source, &env, &err)) {
 		bg_error(err.node, "%s", err.msg);
@@ -417,6 +454,9 @@ int bg_add_text(const char *text, size_t len, const char *source,
 	a.top = a.p.top->name;
 	if (add_precheck(&a))
 		goto out;
+	if (add_journal(&a))
+		goto out;
+	bg_test_step("record add");
 	for (i = 0; i < a.p.norder; i++) {
 		struct bg_node *n = a.p.order[i];
 		unsigned int before = a.p.norder;
@@ -425,15 +465,20 @@ int bg_add_text(const char *text, size_t len, const char *source,
 			if (add_qcow2_header(&a, n))
 				goto undo;
 			if (a.p.norder != before) {
+				if (add_journal(&a))
+					goto undo;
 				i--;	/* its backing chain comes first */
 				continue;
 			}
 		}
 		if (add_node(&a, n))
 			goto undo;
+		bg_test_step("add %s", n->name);
 	}
 	if (a.p.id && add_id(&a))
 		goto undo;
+	if (a.p.id)
+		bg_test_step("add %s", a.p.id);
 	if (top)
 		snprintf(top, topsize, "%s", a.p.id ? a.p.id : a.top);
 	r = 0;
@@ -441,6 +486,8 @@ int bg_add_text(const char *text, size_t len, const char *source,
 undo:
 	add_undo(&a);
 out:
+	if (own)
+		bg_jr_end();
 	free(a.made);
 	bg_plan_free(&a.p);
 	return r;
@@ -564,6 +611,19 @@ int cmd_del(const char *name)
 	return r;
 }
 
+/* The verbs that take the lock (and recover first). */
+static bool changes_graph(const char *verb)
+{
+	static const char *const verbs[] = { "add", "del", "snapshot", "insert",
+		"remove-filter", "reopen", "transaction", "recover", NULL };
+	unsigned int i;
+
+	for (i = 0; verbs[i]; i++)
+		if (!strcmp(verb, verbs[i]))
+			return true;
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -584,7 +644,7 @@ int main(int argc, char **argv)
 	const char *svg = NULL, *verb, *overlay = NULL, *nname = NULL,
 		   *format = NULL, *odir = NULL, *above = NULL, *edge = NULL;
 	bool below = false;
-	int c;
+	int c, n, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -633,30 +693,40 @@ int main(int argc, char **argv)
 	}
 	verb = argv[optind++];
 	bg_sys_init();
-	if (!strcmp(verb, "add") && argc - optind == 1 && fmt == BG_SHOW_TEXT)
-		return cmd_add(argv[optind]);
-	if (!strcmp(verb, "del") && argc - optind == 1 && fmt == BG_SHOW_TEXT)
-		return cmd_del(argv[optind]);
-	if (!strcmp(verb, "snapshot") && argc - optind == 1 && overlay &&
-	    !below && fmt == BG_SHOW_TEXT)
-		return bg_snapshot(argv[optind], overlay, nname, format);
-	if (!strcmp(verb, "snapshot") && argc - optind == 1 && below && odir &&
-	    !overlay && !nname && fmt == BG_SHOW_TEXT)
-		return bg_snapshot_below(argv[optind], odir);
-	if (!strcmp(verb, "insert") && argc - optind == 1 && !above != !edge &&
-	    fmt == BG_SHOW_TEXT)
-		return bg_insert(above, edge, argv[optind]);
-	if (!strcmp(verb, "reopen") && argc - optind >= 1 && fmt == BG_SHOW_TEXT)
-		return bg_reopen(argv[optind], argc - optind - 1, argv + optind + 1);
-	if (!strcmp(verb, "remove-filter") && argc - optind == 1 &&
-	    fmt == BG_SHOW_TEXT)
-		return bg_remove_filter(argv[optind]);
-	if (!strcmp(verb, "show") && argc - optind <= 1)
-		return bg_show(optind < argc ? argv[optind] : NULL, fmt, svg);
+	n = argc - optind;
+	if (!strcmp(verb, "show") && n <= 1)
+		return bg_show(n ? argv[optind] : NULL, fmt, svg);
 	if (!strcmp(verb, "help")) {
 		usage(stdout);
 		return 0;
 	}
-	usage(stderr);
-	return 2;
+	if (fmt != BG_SHOW_TEXT || !changes_graph(verb)) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(verb, "recover") && !n)
+		return bg_recover();
+	/* The verbs that change the graph: one at a time, each after recovery. */
+	r = 2;
+	if (!strcmp(verb, "add") && n == 1)
+		r = bg_lock() ?: cmd_add(argv[optind]);
+	else if (!strcmp(verb, "del") && n == 1)
+		r = bg_lock() ?: cmd_del(argv[optind]);
+	else if (!strcmp(verb, "snapshot") && n == 1 && overlay && !below)
+		r = bg_lock() ?: bg_snapshot(argv[optind], overlay, nname, format);
+	else if (!strcmp(verb, "snapshot") && n == 1 && below && odir && !overlay && !nname)
+		r = bg_lock() ?: bg_snapshot_below(argv[optind], odir);
+	else if (!strcmp(verb, "insert") && n == 1 && !above != !edge)
+		r = bg_lock() ?: bg_insert(above, edge, argv[optind]);
+	else if (!strcmp(verb, "reopen") && n >= 1)
+		r = bg_lock() ?: bg_reopen(argv[optind], n - 1, argv + optind + 1);
+	else if (!strcmp(verb, "remove-filter") && n == 1)
+		r = bg_lock() ?: bg_remove_filter(argv[optind]);
+	else if (!strcmp(verb, "transaction") && n == 1)
+		r = bg_lock() ?: bg_transaction(argv[optind]);
+	if (r == 2)
+		usage(stderr);
+	/* Done or undone: the record goes. */
+	bg_jr_end();
+	return r;
 }

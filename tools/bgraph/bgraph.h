@@ -3,7 +3,12 @@
 #ifndef BGRAPH_BGRAPH_H
 #define BGRAPH_BGRAPH_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include <json-c/json.h>
+
+struct bg_dm_target;
 
 enum bg_show_fmt { BG_SHOW_TEXT, BG_SHOW_JSON, BG_SHOW_DOT, BG_SHOW_SVG };
 
@@ -35,5 +40,37 @@ int bg_remove_filter(const char *node);
 
 /* bgraph reopen NODE key=value... */
 int bg_reopen(const char *node, int argc, char **argv);
+
+/* bgraph transaction FILE|- */
+int bg_transaction(const char *file);
+
+/* Replace the token @from of table @params by @to; 0 if it was there. */
+int bg_replace_dev(char *params, size_t size, const char *from, const char *to);
+
+/*
+ * The record of the change in progress, /run/bgraph/change.json
+ * (journal.c): begun by the verb (false if one is begun already: a nested
+ * add), filled, written (atomically) before the change touches what it
+ * names, removed by bg_jr_end() once the change is done or undone.
+ */
+extern struct json_object *bg_jr;
+bool bg_jr_begin(const char *verb);
+void bg_jr_set(const char *key, struct json_object *v);
+void bg_jr_list(const char *key, const char *value);
+void bg_jr_parent(const char *name, const struct bg_dm_target *old,
+		  const struct bg_dm_target *new);
+int bg_jr_write(const char *step);
+void bg_jr_end(void);
+
+/*
+ * The flock of the verbs that change the graph, then recovery from a
+ * record left by a killed bgraph; bgraph recover.  0 or 1 (error line).
+ */
+int bg_lock(void);
+int bg_recover(void);
+
+/* Test hook: BGRAPH_TEST_KILL=N|NAME|list (SIGKILL after that step). */
+__attribute__((format(printf, 1, 2)))
+void bg_test_step(const char *fmt, ...);
 
 #endif /* BGRAPH_BGRAPH_H */

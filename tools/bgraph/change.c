@@ -25,6 +25,7 @@
 #include "bgraph.h"
 #include "plan.h"
 #include "sys.h"
+#include "txn.h"
 
 #define MAX_PARENTS	16
 #define MAX_NODES	16
@@ -40,6 +41,7 @@ struct parent {
 struct swap {
 	char node[160];
 	char from[32], to[32];
+	char to_node[160];		/* the node whose device @to is */
 };
 
 /*
@@ -121,9 +123,7 @@ static bool test_fail(const char *step)
 	return e && !strcmp(e, step);
 }
 
-/* Replace the token @from of @params by @to; 0 if it was there. */
-static int replace_dev(char *params, size_t size, const char *from,
-		       const char *to)
+int bg_replace_dev(char *params, size_t size, const char *from, const char *to)
 {
 	char out[4096], *tok, *save = NULL, copy[4096];
 	size_t len = 0;
@@ -190,6 +190,13 @@ static void change_undo(struct change *c)
 	bool parked = false;
 	unsigned int i;
 
+	/* Past the kernel's commit point: a recovery must undo too. */
+	for (i = 0; i < c->np; i++)
+		if (c->p[i].live_new) {
+			bg_jr_write("undo");
+			break;
+		}
+
 	for (i = 0; i < c->np; i++) {
 		struct parent *p = &c->p[i];
 
@@ -241,7 +248,7 @@ static int change_tables(struct change *c, bool placeholder)
 		p->new = p->old;
 		for (k = 0; k < c->nsw; k++) {
 			snprintf(ph, sizeof(ph), "NODE%u", k);
-			if (!replace_dev(p->new.params, sizeof(p->new.params),
+			if (!bg_replace_dev(p->new.params, sizeof(p->new.params),
 					 c->sw[k].from, placeholder ? ph : c->sw[k].to))
 				continue;
 			/* A parent of some swapped nodes, not of this one. */
@@ -250,6 +257,34 @@ static int change_tables(struct change *c, bool placeholder)
 			return bg_error(p->name, "its table names none of the nodes changed");
 	}
 	return 0;
+}
+
+/*
+ * The parents' old and new tables (a node to make named NODE<k>) and the
+ * swaps into the record, written.
+ */
+static int change_journal(struct change *c, const char *step)
+{
+	struct json_object *a;
+	unsigned int i;
+
+	if (!bg_jr)
+		return 0;
+	bg_jr_set("parents", json_object_new_array());
+	for (i = 0; i < c->np; i++)
+		bg_jr_parent(c->p[i].name, &c->p[i].old, &c->p[i].new);
+	a = json_object_new_array();
+	for (i = 0; i < c->nsw; i++) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "node", json_object_new_string(c->sw[i].node));
+		json_object_object_add(o, "from", json_object_new_string(c->sw[i].from));
+		json_object_object_add(o, "to", json_object_new_string(c->sw[i].to));
+		json_object_object_add(o, "to-node", json_object_new_string(c->sw[i].to_node));
+		json_object_array_add(a, o);
+	}
+	bg_jr_set("swaps", a);
+	return bg_jr_write(step);
 }
 
 /*
@@ -266,12 +301,26 @@ static int change_run(struct change *c)
 		return 0;
 	if (change_tables(c, true))
 		return 1;
-	if (!c->make_suspended && c->make && c->make(c))
+	/* The record before anything is touched, and complete before the suspend. */
+	if (change_journal(c, "parents"))
 		return 1;
+	bg_test_step("record");
+	if (!c->make_suspended && c->make) {
+		if (c->make(c)) {
+			change_undo(c);
+			return 1;
+		}
+		if (change_journal(c, "made")) {
+			change_undo(c);
+			return 1;
+		}
+		bg_test_step("make");
+	}
 	for (i = 0; i < c->np; i++) {
 		if (bg_dm_suspend(c->p[i].name))
 			return change_fail(c, c->p[i].name, "%s", bg_sys_error);
 		c->p[i].suspended = true;
+		bg_test_step("suspend %s", c->p[i].name);
 	}
 	if (c->make_suspended && c->make && c->make(c)) {
 		change_undo(c);
@@ -284,6 +333,7 @@ static int change_run(struct change *c)
 		if (bg_dm_load(c->p[i].name, &c->p[i].new))
 			return change_fail(c, c->p[i].name, "%s", bg_sys_error);
 		c->p[i].loaded = true;
+		bg_test_step("load %s", c->p[i].name);
 	}
 	if (test_fail("load"))
 		return change_fail(c, c->p[0].name, "failed for the test (BGRAPH_TEST_FAIL)");
@@ -297,6 +347,7 @@ static int change_run(struct change *c)
 		c->p[i].live_new = true;	/* resume swaps, even refused */
 		if (!bg_dm_resume(c->p[i].name)) {
 			c->p[i].suspended = false;
+			bg_test_step("resume %s", c->p[i].name);
 			continue;
 		}
 		if (i == c->np - 1)
@@ -469,6 +520,7 @@ static int snap_make(struct change *c)
 			return bg_error(o->name, "%s", bg_sys_error);
 		o->dm = true;
 		snprintf(c->sw[i].to, sizeof(c->sw[i].to), "%s", o->over_dev);
+		bg_test_step("create %s", o->name);
 	}
 	return 0;
 }
@@ -543,7 +595,7 @@ static int snap_block(struct snap *s)
 	return 0;
 }
 
-static int snap_run(struct snap *s)
+static int snap_run(struct snap *s, const char *verb)
 {
 	unsigned int i, k;
 
@@ -554,6 +606,7 @@ static int snap_run(struct snap *s)
 				return bg_error(s->o[i].node, "two overlays of one name or path");
 		memcpy(s->c.sw[i].node, s->o[i].node, sizeof(s->c.sw[i].node));
 		memcpy(s->c.sw[i].from, s->o[i].dev, sizeof(s->c.sw[i].from));
+		memcpy(s->c.sw[i].to_node, s->o[i].name, sizeof(s->o[i].name));
 		if (change_parents(&s->c, s->o[i].node))
 			return 1;
 	}
@@ -563,14 +616,28 @@ static int snap_run(struct snap *s)
 	s->c.unmake = snap_unmake;
 	s->c.park = snap_park;
 	s->c.arg = s;
-	if (snap_block(s))
+	if (change_tables(&s->c, true) || snap_block(s))
 		return 1;
-	for (i = 0; i < s->no; i++)
+	/* What it will make, recorded before it makes any of it. */
+	bg_jr_begin(verb);
+	for (i = 0; i < s->no; i++) {
+		bg_jr_list("nodes", s->o[i].name);
+		bg_jr_list("files", s->o[i].path);
+		bg_jr_list("loops", s->o[i].path);
+	}
+	if (change_journal(&s->c, "files")) {
+		bg_change_end(s->id.name);
+		return 1;
+	}
+	bg_test_step("record files");
+	for (i = 0; i < s->no; i++) {
 		if (overlay_file(&s->o[i])) {
 			snap_unmake(&s->c);
 			bg_change_end(s->id.name);
 			return 1;
 		}
+		bg_test_step("overlay file %s", s->o[i].path);
+	}
 	if (change_run(&s->c)) {
 		bg_change_end(s->id.name);
 		return 1;
@@ -594,7 +661,7 @@ int bg_snapshot(const char *node, const char *overlay, const char *name,
 		return bg_error(node, "out of memory");
 	s->no = 1;
 	if (!overlay_prepare(&s->o[0], node, overlay, name))
-		r = snap_run(s);
+		r = snap_run(s, "snapshot");
 	free(s);
 	return r;
 }
@@ -679,7 +746,7 @@ int bg_snapshot_below(const char *id, const char *dir)
 		r = bg_error(id, "no node below the filters");
 		goto out;
 	}
-	r = snap_run(s);
+	r = snap_run(s, "snapshot");
 out:
 	free(s);
 	return r;
@@ -724,6 +791,7 @@ static int insert_make(struct change *c)
 		return 1;
 	if (bg_cfs_read(in->filter, "dev", c->sw[0].to, sizeof(c->sw[0].to)))
 		return bg_error(in->filter, "cannot read its device number");
+	snprintf(c->sw[0].to_node, sizeof(c->sw[0].to_node), "%s", in->filter);
 	return 0;
 }
 
@@ -825,6 +893,7 @@ int bg_insert(const char *above, const char *edge, const char *file)
 	c.arg = &in;
 	if (change_block(&c, node, NULL))
 		goto out;
+	bg_jr_begin("insert");
 	r = change_run(&c);
 	bg_change_end(c.id.name);
 	if (!r)
@@ -871,10 +940,56 @@ int bg_remove_filter(const char *node)
 		buf[0] = '\0';
 	if (change_block(&c, node, buf[0] ? buf + 5 : NULL))
 		return 1;
+	bg_jr_begin("remove-filter");
+	/* Left to do once the parents run without it. */
+	bg_jr_set("finish", json_object_new_string(node));
 	r = change_run(&c);
 	/* Released first: del takes remove on the node itself. */
 	bg_change_end(c.id.name);
 	if (r)
 		return r;
-	return cmd_del(node);
+	r = cmd_del(node);
+	bg_test_step("del %s", node);
+	return r;
+}
+
+/* ---------------------------------------------------------------- */
+/* transaction                                                      */
+/* ---------------------------------------------------------------- */
+
+/*
+ * QMP transaction of blockdev-snapshot-sync actions: every node checked
+ * first, then all the snapshots as one change (snap_run: one suspend of
+ * all the parents), all or nothing.
+ */
+int bg_transaction(const char *file)
+{
+	struct bg_err err;
+	struct bg_txn t;
+	struct snap *s;
+	unsigned int i;
+	char *text;
+	size_t len;
+	int r = 1;
+
+	text = read_input(file, &len);
+	if (!text)
+		return bg_error(file, "cannot read: %s", strerror(errno ? errno : EIO));
+	if (bg_txn_parse(&t, text, len, file, &err)) {
+		free(text);
+		return bg_error(err.node, "%s", err.msg);
+	}
+	free(text);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return bg_error(file, "out of memory");
+	for (i = 0; i < t.n; i++)
+		if (overlay_prepare(&s->o[i], t.snap[i].node, t.snap[i].file,
+				    t.snap[i].name[0] ? t.snap[i].name : NULL))
+			goto out;
+	s->no = t.n;
+	r = snap_run(s, "transaction");
+out:
+	free(s);
+	return r;
 }

@@ -760,6 +760,18 @@ static int reopen_commit(struct reopen *ro)
 {
 	unsigned int i;
 
+	/*
+	 * The record: a kill from here on is finished or undone by recover,
+	 * which resumes the nodes in the reverse of this (top-down) order.
+	 */
+	bg_jr_begin("reopen");
+	bg_jr_set("parents", json_object_new_array());
+	for (i = 0; i < ro->nr; i++)
+		if (ro->rn[i]->table)
+			bg_jr_parent(ro->rn[i]->n.name, &ro->rn[i]->old, &ro->rn[i]->t);
+	if (bg_jr_write("parents"))
+		return 1;
+	bg_test_step("record");
 	for (i = 0; i < ro->nr; i++) {
 		struct rn *r = ro->rn[i];
 
@@ -768,6 +780,7 @@ static int reopen_commit(struct reopen *ro)
 		if (bg_dm_load(r->n.name, &r->t))
 			goto fail;
 		r->state = RN_LOADED;
+		bg_test_step("load %s", r->n.name);
 		if (test_fail("load", r->n.name))
 			goto fail;
 	}
@@ -779,6 +792,7 @@ static int reopen_commit(struct reopen *ro)
 		if (bg_dm_suspend(r->n.name))
 			goto fail;
 		r->state = RN_SUSPENDED;
+		bg_test_step("suspend %s", r->n.name);
 		if (test_fail("suspend", r->n.name))
 			goto fail;
 	}
@@ -792,6 +806,7 @@ static int reopen_commit(struct reopen *ro)
 		if (bg_dm_resume(r->n.name))
 			goto fail;
 		r->state = RN_LIVE;
+		bg_test_step("resume %s", r->n.name);
 		if (test_fail("resume", r->n.name))
 			goto fail;
 	}
@@ -801,6 +816,7 @@ fail:
 		char why[512];
 
 		snprintf(why, sizeof(why), "%s", bg_sys_error);
+		bg_jr_write("undo");
 		reopen_undo(ro);
 		return bg_error(ro->rn[i]->n.name, "%s", why);
 	}

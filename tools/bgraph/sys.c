@@ -313,6 +313,25 @@ out:
 	return r;
 }
 
+int bg_dm_state(const char *name, bool *suspended, bool *inactive)
+{
+	struct dm_task *dmt;
+	struct dm_info info;
+	int r = -1;
+
+	dmt = dm_task_create(DM_DEVICE_INFO);
+	if (!dmt)
+		return -1;
+	if (dm_task_set_name(dmt, name) && dm_task_run(dmt) &&
+	    dm_task_get_info(dmt, &info) && info.exists) {
+		*suspended = info.suspended;
+		*inactive = info.inactive_table;
+		r = 0;
+	}
+	dm_task_destroy(dmt);
+	return r;
+}
+
 int bg_dm_target(const char *name, struct bg_dm_target *t)
 {
 	char *ttype = NULL, *tparams = NULL;
@@ -496,6 +515,49 @@ int bg_loop_detach(const char *loop, const char *file)
 			 loop, strerror(errno));
 	close(fd);
 	return r ? -1 : 0;
+}
+
+int bg_loop_detach_unheld(const char *file)
+{
+	char f[300], back[4096];
+	struct dirent *d, *h;
+	int n = 0;
+	DIR *dir, *hd;
+	FILE *b;
+
+	dir = opendir("/sys/block");
+	if (!dir)
+		return 0;
+	while ((d = readdir(dir))) {
+		bool held = false;
+
+		if (strncmp(d->d_name, "loop", 4))
+			continue;
+		snprintf(f, sizeof(f), "/sys/block/%s/loop/backing_file", d->d_name);
+		b = fopen(f, "re");
+		if (!b)
+			continue;
+		if (!fgets(back, sizeof(back), b))
+			back[0] = '\0';
+		fclose(b);
+		back[strcspn(back, "\n")] = '\0';
+		if (strcmp(back, file))
+			continue;
+		snprintf(f, sizeof(f), "/sys/block/%s/holders", d->d_name);
+		hd = opendir(f);
+		while (hd && (h = readdir(hd)))
+			if (h->d_name[0] != '.')
+				held = true;
+		if (hd)
+			closedir(hd);
+		if (held)
+			continue;
+		snprintf(f, sizeof(f), "/dev/%s", d->d_name);
+		if (!bg_loop_detach(f, file))
+			n++;
+	}
+	closedir(dir);
+	return n;
 }
 
 /* ---------------------------------------------------------------- */

@@ -49,12 +49,19 @@ int bg_dm_suspend(const char *name);
 int bg_dm_load(const char *name, const struct bg_dm_target *t);
 int bg_dm_clear(const char *name);
 int bg_dm_resume(const char *name);
+/* Is @name suspended, has it an inactive table?  -1 if there is no such device. */
+int bg_dm_state(const char *name, bool *suspended, bool *inactive);
 
 /* Loop devices. */
 int bg_loop_attach(const char *file, bool ro, char *loop, size_t lsize,
 		   char *dev, size_t devsize, uint64_t *bytes);
 /* Detach @loop if it is still over @file (else leave it). */
 int bg_loop_detach(const char *loop, const char *file);
+/*
+ * Detach every loop device over @file that nothing holds (a device a
+ * killed bgraph set up before it could record it); the number detached.
+ */
+int bg_loop_detach_unheld(const char *file);
 
 /* A block device's major:minor and size; its /dev path from major:minor. */
 int bg_blockdev(const char *path, char *dev, size_t devsize, uint64_t *bytes);
