@@ -491,5 +491,9 @@ if [[ " $parts " == *" live "* ]]; then
 	# shellcheck source=tools/bench-live.sh
 	source "$src/tools/bench-live.sh"
 fi
-rmmod dm_bgraph
+rmmod dm_bgraph || {
+	echo "# rmmod dm_bgraph refused; left in configfs: $(cd /sys/kernel/config/bgraph && ls -R | tr '\n' ' ')"
+	dmsetup ls
+	exit 1
+}
 rm -rf "$work" "$tmp"
