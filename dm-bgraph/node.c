@@ -559,8 +559,12 @@ static int bg_repoint_check(struct bg_instance *inst, struct bg_edge *edge,
 	}
 	acc = bg_parents_acc(child, inst, edge, false);
 	bad = bg_perm_conflict(&acc, edge->perm);
-	if (!bad)
-		return 0;
+	if (!bad) {
+		if (!(edge->perm.perm & BG_PERM_WRITE) || !bdev_read_only(bdev))
+			return 0;
+		snprintf(why, why_len, "it is read-only");
+		return -EROFS;
+	}
 	other = bg_conflicting_edge(child, inst, edge, edge->perm);
 	bg_perm_format(pbuf, sizeof(pbuf), bad);
 	if (other)
@@ -625,11 +629,6 @@ int bg_edge_repoint(struct bg_instance *inst, enum bg_role role,
 	}
 	snprintf(dev->name, sizeof(dev->name), "%u:%u", MAJOR(devt),
 		 MINOR(devt));
-	if ((mode & BG_OPEN_WRITE) && bdev_read_only(dev->bdev)) {
-		snprintf(why, sizeof(why), "it is read-only");
-		r = -EROFS;
-		goto out_close;
-	}
 	bg_child_name(dev->bdev, name);
 
 	r = kind->edge_quiesce(inst, edge);
