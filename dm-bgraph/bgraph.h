@@ -34,6 +34,7 @@
 #define BG_OWNER_LEN	64
 
 struct bg_instance;
+struct bg_edge;
 
 /**
  * struct bg_kind - a node kind: one dm target type and what the core asks
@@ -61,6 +62,19 @@ struct bg_instance;
  *		take spinlocks and rcu_read_lock(), must not sleep.  The
  *		kind's destructor calls bg_instance_destroy() before it
  *		frees anything @stats_text reads.
+ * @edge_need:	optional, with @edge_quiesce and @edge_switch: a kind that
+ *		can re-point an edge of a live node (bg_edge_repoint()) has
+ *		all three.  The bytes a child in @edge must have.  Called
+ *		with bg_graph_lock held; must not sleep.
+ * @edge_quiesce: hold @inst's new I/O on @edge (bios held, not failed),
+ *		wait for the I/O in flight on it, and flush its child, so
+ *		that the child has everything and gets nothing more.  Sleeps;
+ *		called with no lock of ours held.  Return: 0, or a negative
+ *		errno with the I/O flowing again as before.
+ * @edge_switch: send @inst's I/O on @edge to @dev from now on and release
+ *		the held bios to it: the new child, or the old one when the
+ *		re-point was refused after @edge_quiesce.  Sleeps; no lock of
+ *		ours held.  The caller puts the old child after it returns.
  *
  * The operations the block jobs will ask of a node (block status, copy-up
  * writes) join this structure with the jobs.
@@ -72,6 +86,10 @@ struct bg_kind {
 	void (*exit)(void);
 	struct config_group *configfs_group;
 	int (*stats_text)(struct bg_instance *inst, char *buf, size_t size);
+	u64 (*edge_need)(struct bg_instance *inst, struct bg_edge *edge);
+	int (*edge_quiesce)(struct bg_instance *inst, struct bg_edge *edge);
+	void (*edge_switch)(struct bg_instance *inst, struct bg_edge *edge,
+			    struct dm_dev *dev);
 };
 
 /*
@@ -145,7 +163,8 @@ struct bg_edge {
 	enum bg_role role;
 	unsigned int index;		/* N of children.N */
 	struct bg_perm_pair perm;
-	struct dm_dev *dev;
+	struct dm_dev *dev;		/* bg_repoint_lock or bg_graph_lock */
+	bool own_dev;			/* @dev opened by bg_edge_repoint() */
 };
 
 /*
@@ -233,6 +252,35 @@ void bg_instance_child_name(struct bg_instance *inst, struct dm_dev *dev,
  * because dm's device list of a live table is not ours to shorten.  Sleeps.
  */
 void bg_instance_detach_child(struct bg_instance *inst, struct dm_dev *dev);
+
+/**
+ * bg_edge_repoint() - re-point an edge of a live node to another device
+ * @inst:	the node's live instance; its kind has the edge_ hooks
+ * @role:	the edge's role
+ * @index:	N of children.N, else 0
+ * @devt:	the new child: a node's device or any block device
+ *
+ * Opens @devt itself (not with dm_get_device(): the live table's device
+ * list is not ours to grow), in the old edge's mode, and has the kind
+ * quiesce its I/O on the edge (bios held, not failed, the old child
+ * flushed).  Then, under bg_graph_lock, checks the new edge with the old
+ * one left out: the new child is large enough for the kind's need, not
+ * read-only under a writable edge, closes no cycle, and its other parents'
+ * permissions admit the edge's; and moves the edge to it (configfs shows
+ * it at once, both children's read-only state follows).  The kind then
+ * releases the held bios to the new child, and the old child is put.  A
+ * refusal logs one line naming the node, the edge and the reason, and
+ * leaves everything as it was.  The caller keeps @inst's table alive
+ * across the call (a target message does: it holds the live table).
+ *
+ * Context: sleeps; takes bg_repoint_lock, bg_cfs_lock and bg_graph_lock;
+ * call with none of ours held.
+ * Return: 0, -EOPNOTSUPP (the kind cannot), -ENOENT (no such edge),
+ * -EINVAL, -ENOSPC (too small), -EROFS, -ELOOP, -EPERM, or the errno of
+ * the open or the quiesce.
+ */
+int bg_edge_repoint(struct bg_instance *inst, enum bg_role role,
+		    unsigned int index, dev_t devt);
 
 /* Tear an instance down: its edges, their devices, its node reference. */
 void bg_instance_destroy(struct bg_instance *inst);

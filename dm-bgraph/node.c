@@ -20,6 +20,9 @@ LIST_HEAD(bg_nodes);
 /* Serialises node creation and removal with their configfs directories. */
 static DEFINE_MUTEX(bg_cfs_lock);
 
+/* Serialises re-points (bg_edge_repoint()); taken before bg_cfs_lock. */
+static DEFINE_MUTEX(bg_repoint_lock);
+
 static const char bg_kind_leaf[] = "host_device";
 
 /* ---------------------------------------------------------------- */
@@ -501,6 +504,184 @@ void bg_instance_detach_child(struct bg_instance *inst, struct dm_dev *dev)
 	mutex_unlock(&bg_cfs_lock);
 }
 
+/* Put an edge's device: dm's, or one bg_edge_repoint() opened.  Sleeps. */
+static void bg_edge_put_dev(struct bg_instance *inst, struct dm_dev *dev,
+			    bool own)
+{
+	if (own) {
+		bg_bdev_close(dev);
+		kfree(dev);
+	} else {
+		dm_put_device(inst->ti, dev);
+	}
+}
+
+/* The edge of @inst in @role (children.@index).  bg_graph_lock held. */
+static struct bg_edge *bg_instance_role_edge(struct bg_instance *inst,
+					     enum bg_role role,
+					     unsigned int index)
+{
+	struct bg_edge *edge;
+
+	list_for_each_entry(edge, &inst->children, parent_entry)
+		if (edge->role == role && edge->index == index)
+			return edge;
+	return NULL;
+}
+
+/*
+ * May @edge of @inst move to @child, whose device is @bdev?  The old edge
+ * is left out of the checks.  bg_graph_lock held.  Returns 0, or a
+ * negative errno with the reason in @why.
+ */
+static int bg_repoint_check(struct bg_instance *inst, struct bg_edge *edge,
+			    struct bg_node *child, struct block_device *bdev,
+			    char *why, size_t why_len)
+{
+	u64 need = inst->kind->edge_need(inst, edge);
+	char pbuf[80], orole[32];
+	struct bg_perm_acc acc;
+	struct bg_edge *other;
+	unsigned int bad;
+	int r;
+
+	if (bdev_nr_bytes(bdev) < need) {
+		snprintf(why, why_len, "%llu bytes, %llu needed",
+			 (unsigned long long)bdev_nr_bytes(bdev),
+			 (unsigned long long)need);
+		return -ENOSPC;
+	}
+	r = bg_reaches(child, inst->node, 0);
+	if (r) {
+		snprintf(why, why_len, "%s", r < 0 ? "graph too deep" :
+			 "it would close a cycle in the graph");
+		return -ELOOP;
+	}
+	acc = bg_parents_acc(child, inst, edge, false);
+	bad = bg_perm_conflict(&acc, edge->perm);
+	if (!bad) {
+		if (!(edge->perm.perm & BG_PERM_WRITE) || !bdev_read_only(bdev))
+			return 0;
+		snprintf(why, why_len, "it is read-only");
+		return -EROFS;
+	}
+	other = bg_conflicting_edge(child, inst, edge, edge->perm);
+	bg_perm_format(pbuf, sizeof(pbuf), bad);
+	if (other)
+		bg_role_format(orole, sizeof(orole), other->role, other->index);
+	snprintf(why, why_len, "permission conflict on %s with %s%s%s", pbuf,
+		 other ? other->parent->node->name : "its other parents",
+		 other ? "'s edge " : "", other ? orole : "");
+	return -EPERM;
+}
+
+int bg_edge_repoint(struct bg_instance *inst, enum bg_role role,
+		    unsigned int index, dev_t devt)
+{
+	const struct bg_kind *kind = inst->kind;
+	struct bg_node *node = inst->node, *child, *old_child = NULL;
+	char role_name[32], name[BG_NAME_LEN], why[320] = "";
+	struct dm_dev *dev, *old = NULL;
+	struct bg_edge *edge;
+	char *error = NULL;
+	bool old_own = false;
+	bg_mode_t mode = 0;
+	int r = 0;
+
+	bg_role_format(role_name, sizeof(role_name), role, index);
+	if (!kind->edge_need || !kind->edge_quiesce || !kind->edge_switch) {
+		DMERR("%s: cannot re-point %s to %u:%u: a %s node cannot",
+		      node->name, role_name, MAJOR(devt), MINOR(devt),
+		      kind->name);
+		return -EOPNOTSUPP;
+	}
+	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	if (!dev)
+		return -ENOMEM;
+
+	mutex_lock(&bg_repoint_lock);
+	mutex_lock(&bg_graph_lock);
+	edge = bg_instance_role_edge(inst, role, index);
+	if (!edge) {
+		snprintf(why, sizeof(why), "no such edge");
+		r = -ENOENT;
+	} else if (!bg_instance_live(inst) || inst->state != BG_INST_LIVE) {
+		snprintf(why, sizeof(why),
+			 "the node is not live (suspended, or an inactive table)");
+		r = -EINVAL;
+	} else if (edge->child->devt == devt) {
+		snprintf(why, sizeof(why), "already its child");
+		r = -EINVAL;
+	} else if (node->devt == devt) {
+		snprintf(why, sizeof(why), "a node cannot be its own child");
+		r = -EINVAL;
+	} else {
+		mode = edge->dev->mode;
+	}
+	mutex_unlock(&bg_graph_lock);
+	if (r)
+		goto out_unlock;
+
+	r = bg_bdev_open(devt, mode, dev);
+	if (r) {
+		snprintf(why, sizeof(why), "cannot open it: %d", r);
+		goto out_unlock;
+	}
+	snprintf(dev->name, sizeof(dev->name), "%u:%u", MAJOR(devt),
+		 MINOR(devt));
+	bg_child_name(dev->bdev, name);
+
+	r = kind->edge_quiesce(inst, edge);
+	if (r) {
+		snprintf(why, sizeof(why), "cannot quiesce the edge: %d", r);
+		goto out_close;
+	}
+
+	mutex_lock(&bg_cfs_lock);
+	child = bg_node_get(devt, name, bg_kind_leaf, &error);
+	if (IS_ERR(child)) {
+		r = PTR_ERR(child);
+		snprintf(why, sizeof(why), "%s", error);
+		mutex_unlock(&bg_cfs_lock);
+		kind->edge_switch(inst, edge, edge->dev);
+		goto out_close;
+	}
+	mutex_lock(&bg_graph_lock);
+	r = bg_repoint_check(inst, edge, child, dev->bdev, why, sizeof(why));
+	if (!r) {
+		old_child = edge->child;
+		old = edge->dev;
+		old_own = edge->own_dev;
+		list_del(&edge->child_entry);
+		bg_node_update_ro(old_child, old->bdev->bd_disk);
+		edge->child = child;
+		edge->dev = dev;
+		edge->own_dev = true;
+		list_add_tail(&edge->child_entry, &child->parents);
+		bg_node_update_ro(child, dev->bdev->bd_disk);
+	}
+	mutex_unlock(&bg_graph_lock);
+	bg_node_put(r ? child : old_child);
+	mutex_unlock(&bg_cfs_lock);
+
+	kind->edge_switch(inst, edge, edge->dev);
+	if (r)
+		goto out_close;
+	bg_edge_put_dev(inst, old, old_own);
+	DMINFO("%s: %s re-pointed to %s", node->name, role_name, name);
+	mutex_unlock(&bg_repoint_lock);
+	return 0;
+
+out_close:
+	bg_bdev_close(dev);
+out_unlock:
+	mutex_unlock(&bg_repoint_lock);
+	kfree(dev);
+	DMERR("%s: cannot re-point %s to %u:%u: %s", node->name, role_name,
+	      MAJOR(devt), MINOR(devt), why);
+	return r;
+}
+
 void bg_instance_destroy(struct bg_instance *inst)
 {
 	struct bg_node *node = inst->node;
@@ -529,7 +710,7 @@ void bg_instance_destroy(struct bg_instance *inst)
 	mutex_unlock(&bg_graph_lock);
 
 	list_for_each_entry_safe(edge, tmp, &gone, parent_entry) {
-		dm_put_device(inst->ti, edge->dev);
+		bg_edge_put_dev(inst, edge->dev, edge->own_dev);
 		bg_node_put(edge->child);
 		kfree(edge);
 	}

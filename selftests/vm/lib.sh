@@ -116,6 +116,17 @@ devname() {
 		"0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")")")"
 }
 
+# dm_devt NAME: the major:minor of dm device NAME.
+dm_devt() {
+	dmsetup info -c --noheadings -o major,minor "$1" | tr -d ' '
+}
+
+# bg_repoint NODE ROLE DEV: re-point NODE's edge ROLE to DEV (a path or
+# major:minor) with the node's "repoint" message (bg_edge_repoint()).
+bg_repoint() {
+	dmsetup message "$1" 0 repoint "$2" "$3"
+}
+
 # fio_ok ARGS...: run fio with JSON output; fail unless every job ran
 # without error.
 fio_ok() {
