@@ -22,8 +22,7 @@
 /* Helpers                                                          */
 /* ---------------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4)))
-static int fail(struct bg_err *err, const char *node, const char *fmt, ...)
+int bg_fail(struct bg_err *err, const char *node, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -32,6 +31,45 @@ static int fail(struct bg_err *err, const char *node, const char *fmt, ...)
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+#define fail bg_fail
+
+struct json_object *bg_json_parse(const char *text, size_t len,
+				  const char *source, struct bg_err *err)
+{
+	struct json_tokener *tok;
+	struct json_object *root;
+	enum json_tokener_error je;
+	size_t end;
+
+	tok = json_tokener_new();
+	if (!tok) {
+		fail(err, source, "out of memory");
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	root = json_tokener_parse_ex(tok, text, len);
+	je = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (!root || je != json_tokener_success) {
+		json_object_put(root);
+		if (je == json_tokener_continue)
+			fail(err, source, "malformed JSON: unexpected end of input");
+		else
+			fail(err, source, "malformed JSON at byte %zu: %s", end,
+			     json_tokener_error_desc(je));
+		return NULL;
+	}
+	for (; end < len; end++) {
+		if (!strchr(" \t\r\n", text[end])) {
+			fail(err, source, "malformed JSON: text after the object at byte %zu", end);
+			json_object_put(root);
+			return NULL;
+		}
+	}
+	return root;
 }
 
 static const char *const driver_names[] = {
@@ -679,34 +717,13 @@ int bg_plan_parse(struct bg_plan *p, const char *text, size_t len,
 		  struct bg_err *err)
 {
 	struct parse ps = { .source = source, .p = p, .env = env, .err = err };
-	struct json_tokener *tok;
 	struct json_object *root, *v;
-	enum json_tokener_error je;
-	size_t end;
 	int i, r = -1;
 
 	memset(p, 0, sizeof(*p));
-	tok = json_tokener_new();
-	if (!tok)
-		return fail(err, source, "out of memory");
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	root = json_tokener_parse_ex(tok, text, len);
-	je = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (!root || je != json_tokener_success) {
-		json_object_put(root);
-		if (je == json_tokener_continue)
-			return fail(err, source, "malformed JSON: unexpected end of input");
-		return fail(err, source, "malformed JSON at byte %zu: %s",
-			    end, json_tokener_error_desc(je));
-	}
-	for (; end < len; end++) {
-		if (!strchr(" \t\r\n", text[end])) {
-			fail(err, source, "malformed JSON: text after the object at byte %zu", end);
-			goto out;
-		}
-	}
+	root = bg_json_parse(text, len, source, err);
+	if (!root)
+		return -1;
 	if (!json_object_is_type(root, json_type_object)) {
 		fail(err, source, "the JSON must be an object (a node), not %s",
 		     json_type_word(root));

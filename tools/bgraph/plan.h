@@ -112,6 +112,19 @@ struct bg_err {
 	char msg[512];
 };
 
+/* Fill @err ("<node>: <msg>"; node "-" if NULL); returns -1. */
+__attribute__((format(printf, 3, 4)))
+int bg_fail(struct bg_err *err, const char *node, const char *fmt, ...);
+
+struct json_object;
+
+/*
+ * bg_json_parse() - @text (@len bytes, from @source) as one strict JSON
+ * value with only white space after it, or NULL with the reason in @err.
+ */
+struct json_object *bg_json_parse(const char *text, size_t len,
+				  const char *source, struct bg_err *err);
+
 struct bg_plan {
 	struct bg_node **all;	/* every node made, refs included */
 	unsigned int nall;

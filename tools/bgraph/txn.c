@@ -4,7 +4,6 @@
  * one instant.  See txn.h; the system part is bg_transaction() in
  * change.c.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,17 +11,7 @@
 
 #include "txn.h"
 
-__attribute__((format(printf, 3, 4)))
-static int fail(struct bg_err *err, const char *node, const char *fmt, ...)
-{
-	va_list ap;
-
-	snprintf(err->node, sizeof(err->node), "%s", node ? node : "-");
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return -1;
-}
+#define fail bg_fail
 
 /* Every member of @o is one of @keys (NULL-terminated); else fail. */
 static int only_keys(struct json_object *o, const char *const *keys,
@@ -115,33 +104,13 @@ int bg_txn_parse(struct bg_txn *t, const char *text, size_t len,
 	static const char *const root_keys[] = { "actions", NULL };
 	static const char *const action_keys[] = { "type", "data", NULL };
 	struct json_object *root, *actions, *v;
-	enum json_tokener_error je;
-	struct json_tokener *tok;
 	unsigned int i, k, n;
-	size_t end;
 	int r = -1;
 
 	memset(t, 0, sizeof(*t));
-	tok = json_tokener_new();
-	if (!tok)
-		return fail(err, source, "out of memory");
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	root = json_tokener_parse_ex(tok, text, len);
-	je = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (!root || je != json_tokener_success) {
-		json_object_put(root);
-		if (je == json_tokener_continue)
-			return fail(err, source, "malformed JSON: unexpected end of input");
-		return fail(err, source, "malformed JSON at byte %zu: %s", end,
-			    json_tokener_error_desc(je));
-	}
-	for (; end < len; end++)
-		if (!strchr(" \t\r\n", text[end])) {
-			fail(err, source, "malformed JSON: text after the object at byte %zu", end);
-			goto out;
-		}
+	root = bg_json_parse(text, len, source, err);
+	if (!root)
+		return -1;
 	if (!json_object_is_type(root, json_type_object)) {
 		fail(err, source, "the JSON must be an object with 'actions'");
 		goto out;
