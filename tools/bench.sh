@@ -73,6 +73,7 @@
 # work elsewhere (a worker, a loop device's thread, qemu-nbd, the host
 # behind virtio-blk): those keep ABBA.
 set -euo pipefail
+trap 'echo "# bench: line $LINENO: a command failed (status $?)"' ERR
 export DM_DISABLE_UDEV=1
 src=${BGRAPH_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 runtime=${BENCH_RUNTIME:-5}
