@@ -544,6 +544,39 @@ test_bgraph_insert_and_remove_filter_under_fio() {
 	cmp -s "$SCRATCH/lv-conv.ref" "$SCRATCH/lv-dump.ref" || fail "QEMU reads the image unlike vm4"
 }
 
+cli_edges() { lv_graph | grep -v ' file loop' | tr '\n' ';'; }
+
+# A node with two parents stacked on each other: a quorum q over the
+# node n0 and over a throttle t over n0.  bgraph suspends q (above) before
+# t: t suspended first would hold bios q's suspend waits for.
+test_bgraph_insert_above_a_node_whose_parents_are_stacked_under_fio() {
+	on_6_12_only "the parents' order: pure tool logic"
+	cli_tool
+	lv_qcow2 n0
+	mkdir -p "$TG/lv"
+	dmsetup create t --table "0 $LV_SZ bgraph-throttle /dev/mapper/n0 lv"
+	dmsetup create q --table "0 $LV_SZ bgraph-quorum 2 2 /dev/mapper/t /dev/mapper/n0"
+	lv_raw id q
+	echo '{"driver": "throttle", "node-name": "f", "throttle-group": "lv"}' >"$SCRATCH/f.json"
+	lv_fio_start /dev/mapper/id
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
+	BGRAPH_TEST_KILL=list "$BG" insert --above n0 "$SCRATCH/f.json" >"$SCRATCH/steps" 2>&1 ||
+		fail "insert above n0: $(cat "$SCRATCH/steps")"
+	expect_match "$(tr '\n' ';' <"$SCRATCH/steps")" "suspend q;.*suspend t;.*resume t;.*resume q;" \
+		"q suspended before t, resumed after it"
+	expect_eq "$(cli_edges)" "f file n0;id file q;q children.0 t;q children.1 f;t file f;" \
+		"graph with the filter"
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
+	"$BG" remove-filter f || fail "remove-filter f"
+	expect_eq "$(cli_edges)" "id file q;q children.0 t;q children.1 n0;t file n0;" \
+		"graph without the filter"
+	lv_wait_writes /dev/mapper/id "$LV_IOS"
+	lv_fio_stop
+	lv_dump /dev/mapper/id
+	lv_finish n0
+	lv_cleanup
+}
+
 # QEMU's iotest 245 for our options: what changes live under fio, what is
 # refused with QEMU's message, read-only both ways on a node nobody
 # writes (a write to it refused meanwhile).

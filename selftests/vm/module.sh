@@ -3,7 +3,7 @@
 # Loading and unloading dm-bgraph.ko.
 
 test_module_registers_target_and_configfs() {
-	expect_match "$(dmsetup targets)" "^bgraph-raw +v1\.1\.0" "dmsetup targets"
+	expect_match "$(dmsetup targets)" "^bgraph-raw +v1\.2\.0" "dmsetup targets"
 	[ -d $CFS/nodes ] || fail "no $CFS/nodes"
 	[ -f $CFS/graph ] || fail "no $CFS/graph"
 }

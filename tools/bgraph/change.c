@@ -236,11 +236,59 @@ static int change_fail(struct change *c, const char *node, const char *fmt, ...)
 	return bg_error(node, "%s", msg);
 }
 
+/* Is @b below @a (down their children in configfs)? */
+static bool is_below(const char *a, const char *b, unsigned int depth)
+{
+	char buf[4096], *line, *save = NULL;
+
+	if (depth > 16 || bg_cfs_read(a, "children", buf, sizeof(buf)))
+		return false;
+	for (line = strtok_r(buf, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		const char *child = strchr(line, ' ');
+
+		if (child++ && (!strcmp(child, b) || is_below(child, b, depth + 1)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The parents top-down: one stacked above another (a quorum over the
+ * node and over a filter over it) is suspended first, so that its
+ * suspend's flush does not wait for bios held in one suspended already,
+ * and resumed last.
+ */
+static void change_order(struct change *c)
+{
+	unsigned int i, j, k;
+	struct parent tmp;
+
+	for (i = 0; i < c->np; i++) {
+		/* A top one of those left: none of them is above it. */
+		for (j = i; j < c->np; j++) {
+			for (k = i; k < c->np; k++)
+				if (k != j && is_below(c->p[k].name, c->p[j].name, 0))
+					break;
+			if (k == c->np)
+				break;
+		}
+		if (j == c->np || j == i)
+			continue;	/* a cycle (refused by the kernel), or in place */
+		tmp = c->p[i];
+		c->p[i] = c->p[j];
+		c->p[j] = tmp;
+	}
+}
+
 /* Each parent's new table: every swapped node's number replaced. */
 static int change_tables(struct change *c, bool placeholder)
 {
 	char ph[32];
 	unsigned int i, k;
+
+	if (placeholder)
+		change_order(c);
 
 	for (i = 0; i < c->np; i++) {
 		struct parent *p = &c->p[i];
