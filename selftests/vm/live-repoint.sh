@@ -9,13 +9,13 @@
 # shellcheck source=lib-live.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib-live.sh"
 
-# rp_linear NAME LOOP [SECTORS]: a dm-linear NAME over LOOP from 0.
-rp_linear() {
+# lr_linear NAME LOOP [SECTORS]: a dm-linear NAME over LOOP from 0.
+lr_linear() {
 	dmsetup create "$1" --table "0 ${3:-$LV_SZ} linear $2 0"
 }
 
-# rp_state: the graph and the id's table, on one line.
-rp_state() {
+# lr_state: the graph and the id's table, on one line.
+lr_state() {
 	lv_graph | tr '\n' ';'
 	dmsetup table id
 }
@@ -29,8 +29,8 @@ test_repoint_under_fio_back_and_forth_loses_nothing() {
 	# Two rounds (a path, then a device number) on the debug kernel.
 	[ "$BG_DEBUG" = 0 ] || rounds=2
 	l=$(mkloop rp "$LV_MB")
-	rp_linear a "$l"
-	rp_linear b "$l"
+	lr_linear a "$l"
+	lr_linear b "$l"
 	lv_raw id a
 	lv_fio_start /dev/mapper/id
 	lv_wait_writes /dev/mapper/id "$LV_IOS"
@@ -44,7 +44,7 @@ test_repoint_under_fio_back_and_forth_loses_nothing() {
 		expect_match "$(dmsetup table id)" " bgraph-raw $(dm_devt "$new")\$" "round $i: table"
 		dmsetup remove "$cur"
 		lv_wait_writes /dev/mapper/id "$LV_IOS"
-		rp_linear "$cur" "$l"
+		lr_linear "$cur" "$l"
 		dev=$cur cur=$new new=$dev
 	done
 	dmsetup suspend id
@@ -55,37 +55,37 @@ test_repoint_under_fio_back_and_forth_loses_nothing() {
 	lv_fio_stop
 }
 
-# rp_refused ROLE DEV REGEX: the message is refused with one log line
+# lr_refused ROLE DEV REGEX: the message is refused with one log line
 # matching REGEX, and the graph and the id's table are as before.
-rp_refused() {
+lr_refused() {
 	local before
-	before=$(rp_state)
+	before=$(lr_state)
 	mark_log
 	expect_fail bg_repoint id "$1" "$2"
 	expect_match "$(log_since_mark)" "$3" "$1 $2: kernel log"
-	expect_eq "$(rp_state)" "$before" "$1 $2: graph and table unchanged"
+	expect_eq "$(lr_state)" "$before" "$1 $2: graph and table unchanged"
 }
 
 test_repoint_refusals_change_nothing() {
 	on_6_12_only "refusals: the core's checks, the same on 6.1"
 	local l
 	l=$(mkloop rp "$LV_MB")
-	rp_linear a "$l"
-	rp_linear small "$l" $((LV_SZ - 8))
+	lr_linear a "$l"
+	lr_linear small "$l" $((LV_SZ - 8))
 	dmsetup create ro --readonly --table "0 $LV_SZ linear $l 0"
 	lv_raw id a
 	dmsetup create up --table "0 $LV_SZ bgraph-raw /dev/mapper/id"
 	lv_qcow2 base
 	lv_overlay top base
-	rp_refused backing /dev/mapper/small "id: cannot re-point backing: no such edge"
-	rp_refused file /dev/mapper/none "id: cannot re-point file to /dev/mapper/none: -2"
-	rp_refused file 240:5 "id: cannot re-point file to 240:5: cannot open it"
-	rp_refused file /dev/mapper/small "to $(dm_devt small): $((LV_SZ * 512 - 4096)) bytes, $((LV_SZ * 512)) needed"
-	rp_refused file /dev/mapper/up "it would close a cycle"
-	rp_refused file /dev/mapper/id "a node cannot be its own child"
-	rp_refused file /dev/mapper/a "already its child"
-	rp_refused file /dev/mapper/base "permission conflict on write.* with top's edge backing"
-	rp_refused file /dev/mapper/ro "it is read-only"
+	lr_refused backing /dev/mapper/small "id: cannot re-point backing: no such edge"
+	lr_refused file /dev/mapper/none "id: cannot re-point file to /dev/mapper/none: -2"
+	lr_refused file 240:5 "id: cannot re-point file to 240:5: cannot open it"
+	lr_refused file /dev/mapper/small "to $(dm_devt small): $((LV_SZ * 512 - 4096)) bytes, $((LV_SZ * 512)) needed"
+	lr_refused file /dev/mapper/up "it would close a cycle"
+	lr_refused file /dev/mapper/id "a node cannot be its own child"
+	lr_refused file /dev/mapper/a "already its child"
+	lr_refused file /dev/mapper/base "permission conflict on write.* with top's edge backing"
+	lr_refused file /dev/mapper/ro "it is read-only"
 	mark_log
 	expect_fail dmsetup message id 0 repoint
 	expect_match "$(log_since_mark)" "id: unknown message" "bad message: kernel log"
