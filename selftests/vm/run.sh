@@ -36,6 +36,13 @@ if [ $# -eq 0 ]; then
 	set -- module.sh $(ls ./*.sh | grep -v -e '/lib[^/]*\.sh$' -e '/run.sh$' -e '/module.sh$')
 fi
 
+# One shell runs every file: a helper defined in two files would be the
+# last one's in both.
+dups=$(for f in "$@" lib*.sh; do
+	sed -n -E "s|^([A-Za-z_][A-Za-z0-9_]*)\(\) *\{.*|\1 ${f##*/}|p" "$f"
+done | sort -u | awk '{n[$1]++; w[$1] = w[$1] " " $2} END {for (k in n) if (n[k] > 1) print k ":" w[k]}')
+[ -z "$dups" ] || { echo "Bail out! functions defined in two files: $dups"; exit 1; }
+
 echo "# kernel $(uname -r)"
 bg_load || { echo "Bail out! cannot load $KO"; exit 1; }
 run_tests "$@"
